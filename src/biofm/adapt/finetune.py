@@ -1,0 +1,236 @@
+"""Transfer a pretrained model to a labeled task: probe, full fine-tune, LoRA, scratch.
+
+- probe:   frozen embeddings → standardised → logistic / ridge regression, the
+           regularisation strength chosen on the validation split;
+- full:    backbone + head trained end to end;
+- lora:    LoRA adapters (via `peft`, injected into the attention and MLP
+           linears of the same backbone) + head; the backbone stays frozen;
+- scratch: the same architecture, randomly initialised, trained end to end:
+           the baseline that shows what pretraining buys.
+Gradient-trained modes keep the epoch with the best validation metric.
+Regression targets are standardised on the training split for training.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from biofm.adapt.heads import pool
+from biofm.adapt.probe import LinearProbe
+from biofm.bench.metrics import classification_metrics, primary_metric, regression_metrics
+from biofm.config import Config
+from biofm.data.collate import pad_collate
+from biofm.data.tasks import Split, Splits, TaskKind
+from biofm.model import FoundationModel
+from biofm.registry import HEADS
+from biofm.train.loop import autocast_context, resolve_device
+
+Mode = Literal["probe", "full", "lora", "scratch"]
+
+
+class FinetuneConfig(Config):
+    """How to adapt.
+
+    Args:
+        mode: "probe", "full", "lora" or "scratch" (see module docstring).
+        head: registry name of the head ("linear" or "mlp").
+        epochs / patience: epochs at most; stop after `patience` epochs
+            without a better validation metric.
+        lr: backbone and head learning rate (LoRA adapters use it too).
+        lora_r / lora_alpha / lora_dropout / lora_targets: LoRA settings;
+            targets are module names inside the backbone.
+    """
+
+    mode: Mode = "full"
+    pooling: Literal["mean", "cls"] = "mean"
+    head: str = "linear"
+    head_dropout: float = 0.1
+    epochs: int = 30
+    patience: int = 6
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+
+@dataclass
+class FinetuneResult:
+    mode: str
+    valid_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    test_predictions: np.ndarray
+    model: "TaskModel | LinearProbe"
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class TaskModel(nn.Module):
+    """Backbone + pooling + head: (B, T) ids → (B, n_outputs)."""
+
+    def __init__(self, base: FoundationModel, kind: TaskKind, n_outputs: int,
+                 config: FinetuneConfig, target_stats: tuple[float, float] = (0.0, 1.0)) -> None:
+        super().__init__()
+        self.base = base  # carries tokenizer + backbone (+ the pretraining head, unused)
+        self.kind = kind
+        self.config = config
+        self.head = HEADS.get(config.head)(base.config.backbone.d_model, n_outputs,
+                                           config.head_dropout)
+        self.target_mean, self.target_std = target_stats
+        self.register_buffer("special_ids", torch.tensor(base.tokenizer.special_ids),
+                             persistent=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.base.backbone(input_ids, attention_mask).last_hidden_state
+        pooled = pool(hidden, input_ids, attention_mask, self.special_ids, self.config.pooling)
+        return self.head(pooled.float())
+
+    @torch.no_grad()
+    def predict(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Probabilities (binary: (N,), multiclass: (N, C)) or regression values (N,)."""
+        self.eval()
+        device = next(self.parameters()).device
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = pad_collate(self.base.encode(texts[start: start + batch_size]),
+                                self.base.tokenizer.pad_id).to(device)
+            out.append(self(batch.input_ids, batch.attention_mask).float().cpu())
+        return _to_predictions(torch.cat(out), self.kind, self.target_mean, self.target_std)
+
+
+def _to_predictions(raw: torch.Tensor, kind: TaskKind, mean: float, std: float) -> np.ndarray:
+    if kind == "regression":
+        return (raw[:, 0] * std + mean).numpy()
+    if raw.shape[1] == 1:
+        return torch.sigmoid(raw[:, 0]).numpy()
+    return torch.softmax(raw, dim=1).numpy()
+
+
+def task_metrics(kind: TaskKind, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    if kind == "regression":
+        return regression_metrics(y_true, predictions)
+    return classification_metrics(y_true, predictions)
+
+
+def n_outputs_for(kind: TaskKind, labels: np.ndarray) -> int:
+    if kind == "regression":
+        return 1
+    n_classes = int(np.max(labels)) + 1
+    return 1 if n_classes <= 2 else n_classes
+
+
+def finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
+             config: FinetuneConfig = FinetuneConfig()) -> FinetuneResult:
+    """Adapt `base` to the task and report validation and test metrics."""
+    if config.mode == "probe":
+        return _probe(base, splits, kind, config)
+    return _gradient_finetune(base, splits, kind, config)
+
+
+def _probe(base: FoundationModel, splits: Splits, kind: TaskKind,
+           config: FinetuneConfig) -> FinetuneResult:
+    device = resolve_device(config.device)
+    base.to(device)
+    embed = lambda s: base.embed(s.texts, pooling=config.pooling)  # noqa: E731
+    probe = LinearProbe.fit(kind, embed(splits.train), splits.train.labels,
+                            embed(splits.valid), splits.valid.labels)
+    valid_pred = probe.predict(embed(splits.valid))
+    test_pred = probe.predict(embed(splits.test))
+    return FinetuneResult("probe", task_metrics(kind, splits.valid.labels, valid_pred),
+                          task_metrics(kind, splits.test.labels, test_pred), test_pred, probe)
+
+
+def _gradient_finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
+                       config: FinetuneConfig) -> FinetuneResult:
+    torch.manual_seed(config.seed)
+    base = copy.deepcopy(base)
+    if config.mode == "scratch":
+        base = FoundationModel(base.config, base.tokenizer)  # same shape, random weights
+    stats = ((float(splits.train.labels.mean()), float(splits.train.labels.std() or 1.0))
+             if kind == "regression" else (0.0, 1.0))
+    model = TaskModel(base, kind, n_outputs_for(kind, splits.train.labels), config, stats)
+    if config.mode == "lora":
+        inject_lora(model, config)
+    device = resolve_device(config.device)
+    model.to(device)
+    history = _fit(model, splits, kind, config, device)
+    valid_pred, test_pred = model.predict(splits.valid.texts), model.predict(splits.test.texts)
+    return FinetuneResult(config.mode, task_metrics(kind, splits.valid.labels, valid_pred),
+                          task_metrics(kind, splits.test.labels, test_pred), test_pred,
+                          model, history)
+
+
+def inject_lora(model: TaskModel, config: FinetuneConfig) -> None:
+    """Freeze the backbone and inject LoRA adapters into its named linears (peft)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    for p in model.base.parameters():
+        p.requires_grad_(False)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=list(config.lora_targets))
+    inject_adapter_in_model(lora, model.base.backbone)
+    for name, p in model.base.backbone.named_parameters():
+        p.requires_grad_("lora_" in name)
+
+
+def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfig,
+         device: torch.device) -> list[dict[str, float]]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    metric, higher_is_better = primary_metric(kind)
+    rng = np.random.default_rng(config.seed)
+    train_ids = model.base.encode(splits.train.texts)
+    targets = _targets(splits.train.labels, kind, model.target_mean, model.target_std)
+    best, best_state, stale, history = None, None, 0, []
+    for epoch in range(config.epochs):
+        model.train()
+        order = rng.permutation(len(train_ids))
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            index = order[start: start + config.batch_size]
+            batch = pad_collate([train_ids[i] for i in index], model.base.tokenizer.pad_id).to(device)
+            with autocast_context(device, config.precision):
+                raw = model(batch.input_ids, batch.attention_mask)
+            loss = _loss(raw.float(), targets[index].to(device), kind)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+        score = task_metrics(kind, splits.valid.labels, model.predict(splits.valid.texts))[metric]
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), f"valid_{metric}": score})
+        if best is None or (score > best if higher_is_better else score < best):
+            best, stale = score, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def _targets(labels: np.ndarray, kind: TaskKind, mean: float, std: float) -> torch.Tensor:
+    if kind == "regression":
+        return torch.as_tensor((labels - mean) / std, dtype=torch.float32)
+    return torch.as_tensor(labels, dtype=torch.long)
+
+
+def _loss(raw: torch.Tensor, target: torch.Tensor, kind: TaskKind) -> torch.Tensor:
+    if kind == "regression":
+        return F.mse_loss(raw[:, 0], target)
+    if raw.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(raw[:, 0], target.float())
+    return F.cross_entropy(raw, target)

@@ -1,0 +1,63 @@
+"""Linear probe on frozen embeddings: logistic or ridge regression with the
+regularisation strength chosen on the validation split. Stored as plain arrays
+(no pickles) so a probe saves to safetensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import StandardScaler
+
+from biofm.bench.metrics import classification_metrics, primary_metric, regression_metrics
+
+STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+@dataclass
+class LinearProbe:
+    kind: str
+    mean: np.ndarray  # (d,) feature standardisation
+    scale: np.ndarray  # (d,)
+    coef: np.ndarray  # (C, d) or (1, d)
+    intercept: np.ndarray  # (C,) or (1,)
+
+    @classmethod
+    def fit(cls, kind: str, x_train: np.ndarray, y_train: np.ndarray,
+            x_valid: np.ndarray, y_valid: np.ndarray) -> "LinearProbe":
+        scaler = StandardScaler().fit(x_train)
+        xt, xv = scaler.transform(x_train), scaler.transform(x_valid)
+        metric, higher = primary_metric(kind)
+        best = None
+        for strength in STRENGTHS:
+            if kind == "regression":
+                est = Ridge(alpha=strength * len(xt) / 10).fit(xt, y_train)
+            else:
+                est = LogisticRegression(C=1.0 / strength, max_iter=2000).fit(xt, y_train)
+            probe = cls(kind, scaler.mean_, scaler.scale_, np.atleast_2d(est.coef_),
+                        np.atleast_1d(est.intercept_))
+            score = probe._score(x_valid, y_valid, metric)
+            if best is None or (score > best[0] if higher else score < best[0]):
+                best = (score, probe)
+        return best[1]
+
+    def _score(self, x: np.ndarray, y: np.ndarray, metric: str) -> float:
+        pred = self.predict(x)
+        metrics = regression_metrics(y, pred) if self.kind == "regression" else \
+            classification_metrics(y, pred)
+        return metrics[metric]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept  # (N, C)
+        if self.kind == "regression":
+            return z[:, 0]
+        if z.shape[1] == 1:
+            return 1.0 / (1.0 + np.exp(-z[:, 0]))
+        z = z - z.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean, "scale": self.scale, "coef": self.coef,
+                "intercept": self.intercept}

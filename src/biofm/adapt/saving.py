@@ -1,0 +1,115 @@
+"""Save and load adapted models as a self-describing directory:
+
+    finetune.json       mode, task kind, head shape, target scaling, metrics
+    base/               the backbone as a biofm checkpoint (LoRA merged in)
+    head.safetensors    head weights, or the probe's arrays
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from biofm.adapt.finetune import FinetuneConfig, FinetuneResult, TaskModel
+from biofm.adapt.probe import LinearProbe
+from biofm.errors import BiofmError
+from biofm.io import atomic_path, atomic_write_text
+from biofm.model import FoundationModel
+
+INFO_FILE = "finetune.json"
+
+
+@dataclass
+class AdaptedModel:
+    """A loaded fine-tuned model: `predict(texts)` gives probabilities or values."""
+
+    base: FoundationModel
+    predictor: TaskModel | LinearProbe
+    info: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.info["kind"]
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        if isinstance(self.predictor, LinearProbe):
+            return self.predictor.predict(self.base.embed(texts, pooling=self.info["pooling"]))
+        return self.predictor.predict(texts)
+
+
+def merged_base(model: TaskModel) -> FoundationModel:
+    """A plain FoundationModel with any LoRA deltas folded into the weights."""
+    from peft.tuners.lora import LoraLayer
+
+    base = copy.deepcopy(model.base).cpu()
+    lora_layers = [(n, m) for n, m in base.backbone.named_modules() if isinstance(m, LoraLayer)]
+    if not lora_layers:
+        return base
+    clean = FoundationModel(base.config, base.tokenizer)
+    state = {}
+    for name, tensor in base.state_dict().items():
+        if "lora_" in name:
+            continue
+        state[name.replace(".base_layer.", ".")] = tensor
+    for name, module in lora_layers:
+        key = f"backbone.{name}.weight"
+        state[key] = state[key] + module.get_delta_weight("default").cpu()
+    clean.load_state_dict(state, strict=False)
+    return clean
+
+
+def save_finetuned(result: FinetuneResult, base: FoundationModel, directory: str | Path,
+                   config: FinetuneConfig, kind: str, task: str | None = None) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {"format": "biofm-finetuned", "version": 1, "mode": result.mode,
+                            "kind": kind, "task": task, "pooling": config.pooling,
+                            "config": config.model_dump(mode="json"),
+                            "valid_metrics": result.valid_metrics,
+                            "test_metrics": result.test_metrics}
+    if isinstance(result.model, LinearProbe):
+        base.save(directory / "base")
+        tensors = {k: torch.as_tensor(np.asarray(v, dtype=np.float64))
+                   for k, v in result.model.arrays().items()}
+    else:
+        merged_base(result.model).save(directory / "base")
+        tensors = {k: v.detach().cpu().contiguous() for k, v in result.model.head.state_dict().items()}
+        info.update(n_outputs=int(result.model.head.state_dict()[_last_weight(result.model)].shape[0]),
+                    target_mean=result.model.target_mean, target_std=result.model.target_std)
+    with atomic_path(directory / "head.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    atomic_write_text(directory / INFO_FILE, json.dumps(info, indent=1))
+    return directory
+
+
+def _last_weight(model: TaskModel) -> str:
+    return [k for k in model.head.state_dict() if k.endswith("weight")][-1]
+
+
+def load_finetuned(directory: str | Path) -> AdaptedModel:
+    directory = Path(directory)
+    info_path = directory / INFO_FILE
+    if not info_path.is_file():
+        raise BiofmError("not a fine-tuned model directory (no finetune.json)", path=directory,
+                         fix="pass the --output directory of `biofm finetune`")
+    info = json.loads(info_path.read_text())
+    base = FoundationModel.load(directory / "base")
+    head = load_file(str(directory / "head.safetensors"))
+    if info["mode"] == "probe":
+        arrays = {k: v.numpy() for k, v in head.items()}
+        return AdaptedModel(base, LinearProbe(info["kind"], **arrays), info)
+    config = FinetuneConfig.from_dict(info["config"])
+    model = TaskModel(base, info["kind"], info["n_outputs"], config,
+                      (info["target_mean"], info["target_std"]))
+    model.head.load_state_dict(head)
+    return AdaptedModel(base, model, info)
+
+
+__all__ = ["AdaptedModel", "save_finetuned", "load_finetuned"]

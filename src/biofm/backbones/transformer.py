@@ -1,0 +1,138 @@
+"""The one transformer core, as a bidirectional encoder or a causal decoder.
+
+Layout follows ESM-2 (pre-norm blocks, rotary positions, a final LayerNorm,
+optional ESM token dropout) so that `biofm.interop.esm` converts weights with a
+plain name map. Input: token ids (B, T) and a padding mask; output: hidden
+states (B, T, d). No labels and no loss here: objectives own those.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from biofm.backbones.layers import Block, Rotary, build_attention_mask
+from biofm.config import BackboneConfig
+from biofm.outputs import BackboneOutput
+from biofm.registry import BACKBONES
+
+# ESM-2 was trained with 15% masking of which 80% became <mask>; its token
+# dropout rescales embeddings by the observed mask fraction relative to this.
+ESM_MASK_RATIO_TRAIN = 0.15 * 0.8
+
+
+class Transformer(nn.Module):
+    """Embeddings → pre-norm blocks → final LayerNorm."""
+
+    def __init__(self, config: BackboneConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.causal = config.kind == "decoder"
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model,
+                                         padding_idx=config.pad_id)
+        self.embed_positions = (nn.Embedding(config.max_len, config.d_model)
+                                if config.position == "learned" else None)
+        self.rotary = Rotary(config.head_dim, config.rope_theta) if config.position == "rope" else None
+        self.layers = nn.ModuleList(
+            Block(config.d_model, config.n_heads, config.d_ff, config.norm_eps, config.dropout)
+            for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        self.gradient_checkpointing = config.gradient_checkpointing
+        self.apply(_init_weights)
+
+    @property
+    def d_model(self) -> int:
+        return self.config.d_model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                document_ids: torch.Tensor | None = None, *,
+                output_hidden_states: bool = False) -> BackboneOutput:
+        B, T = input_ids.shape
+        if T > self.config.max_len:
+            raise ValueError(f"input has {T} tokens, the backbone's max_len is {self.config.max_len}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        attention_mask = attention_mask.bool()
+        positions = _positions(attention_mask, document_ids)  # (B, T)
+
+        x = self.embed_tokens(input_ids)  # (B, T, d)
+        if self.config.token_dropout:
+            x = self._esm_token_dropout(x, input_ids, attention_mask)
+        if self.embed_positions is not None:
+            x = x + self.embed_positions(positions)
+        x = x * attention_mask[..., None].to(x.dtype)
+
+        mask = build_attention_mask(attention_mask, document_ids, self.causal)
+        rotary = self.rotary(positions) if self.rotary is not None else None
+        hidden = [x] if output_hidden_states else None
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                x = checkpoint(layer, x, mask, self.causal, rotary, use_reentrant=False)
+            else:
+                x = layer(x, mask, self.causal, rotary)
+            if hidden is not None:
+                hidden.append(x)
+        x = self.final_norm(x)
+        if hidden is not None:
+            hidden[-1] = x  # as in transformers: the last entry is after the final norm
+        return BackboneOutput(last_hidden_state=x,
+                              hidden_states=tuple(hidden) if hidden is not None else None)
+
+    def _esm_token_dropout(self, x: torch.Tensor, input_ids: torch.Tensor,
+                           attention_mask: torch.Tensor) -> torch.Tensor:
+        is_mask = input_ids == self.config.mask_id  # (B, T)
+        x = x.masked_fill(is_mask[..., None], 0.0)
+        observed = is_mask.sum(-1).float() / attention_mask.sum(-1).clamp(min=1)
+        return (x * (1 - ESM_MASK_RATIO_TRAIN) / (1 - observed)[:, None, None]).to(x.dtype)
+
+
+def _positions(attention_mask: torch.Tensor, document_ids: torch.Tensor | None) -> torch.Tensor:
+    """Position of each token within its document; padding gets 0."""
+    B, T = attention_mask.shape
+    if document_ids is None:
+        return torch.arange(T, device=attention_mask.device).expand(B, T)
+    # positions restart where the document id changes
+    idx = torch.arange(T, device=document_ids.device).expand(B, T)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    start_idx = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
+    return (idx - start_idx) * attention_mask
+
+
+def _init_weights(module: nn.Module) -> None:
+    """BERT/ESM initialisation: N(0, 0.02) weights, zero biases, unit norms."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+@BACKBONES.register("encoder")
+def encoder(config: BackboneConfig) -> Transformer:
+    """Bidirectional encoder (ESM-2 / BERT / ChemBERTa style)."""
+    return Transformer(config.replace(kind="encoder"))
+
+
+@BACKBONES.register("decoder")
+def decoder(config: BackboneConfig) -> Transformer:
+    """Causal decoder (MolGPT / ProtGPT2 style)."""
+    return Transformer(config.replace(kind="decoder"))
+
+
+def build_backbone(config: BackboneConfig) -> Transformer:
+    return BACKBONES.get(config.kind)(config)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Unique parameters (tied weights counted once)."""
+    seen = {id(p): p for p in module.parameters() if p.requires_grad or not trainable_only}
+    return sum(p.numel() for p in seen.values())

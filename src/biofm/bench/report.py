@@ -1,0 +1,138 @@
+"""Benchmark results: collect per-seed rows, summarise as mean ± sd, write and plot.
+
+    table = ResultTable()
+    table.add("amp", "pretrained+probe", seed=0, metrics={"roc_auc": 0.91, ...})
+    table.summary()              # one row per (task, method): seeds, metric, metric_sd
+    table.render(console)        # rich table in the terminal
+    table.to_markdown("report.md"); table.to_csv("report.csv")
+
+The sd is the sample standard deviation over seeds (ddof=1), shown only when
+there are at least two seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
+from biofm.io import atomic_path, atomic_write_text
+
+KEYS = ("task", "method", "seed")
+SD_SUFFIX = "_sd"
+
+
+@dataclass
+class ResultTable:
+    """Rows of (task, method, seed, metrics); metric columns keep first-seen order."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    metric_names: list[str] = field(default_factory=list)
+
+    def add(self, task: str, method: str, seed: int, metrics: dict[str, float]) -> None:
+        for name in metrics:
+            if name not in self.metric_names:
+                self.metric_names.append(name)
+        self.rows.append({"task": task, "method": method, "seed": seed,
+                          **{k: float(v) for k, v in metrics.items()}})
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per (task, method, seed) run."""
+        return pd.DataFrame(self.rows, columns=[*KEYS, *self.metric_names])
+
+    def summary(self) -> pd.DataFrame:
+        """One row per (task, method) in insertion order: `seeds`, then each
+        metric's mean (column `name`) and sample sd (column `name_sd`)."""
+        columns = ["task", "method", "seeds"]
+        for name in self.metric_names:
+            columns += [name, name + SD_SUFFIX]
+        df = self.frame()
+        if df.empty:
+            return pd.DataFrame(columns=columns)
+        grouped = df.groupby(["task", "method"], sort=False)
+        out = grouped[self.metric_names].mean()
+        sd = grouped[self.metric_names].std(ddof=1).add_suffix(SD_SUFFIX)
+        out = out.join(sd)
+        out.insert(0, "seeds", grouped["seed"].nunique())
+        return out.reset_index()[columns]
+
+    def _cells(self, digits: int) -> tuple[list[str], list[list[str]]]:
+        """Header and text cells ("0.912 ± 0.013") shared by render and markdown."""
+        summary = self.summary()
+        header = ["task", "method", "seeds", *self.metric_names]
+        body = []
+        for _, row in summary.iterrows():
+            cells = [str(row["task"]), str(row["method"]), str(int(row["seeds"]))]
+            cells += [_format(row[m], row[m + SD_SUFFIX], digits) for m in self.metric_names]
+            body.append(cells)
+        return header, body
+
+    def render(self, console: Console | None = None, *, title: str = "Results",
+               digits: int = 3) -> Table:
+        """Print the summary as a rich table (and return it)."""
+        header, body = self._cells(digits)
+        table = Table(title=title)
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i < 2 else "right")
+        for cells in body:
+            table.add_row(*cells)
+        (console or Console()).print(table)
+        return table
+
+    def to_markdown(self, path: str | Path, *, digits: int = 3) -> Path:
+        """Write the summary as a GitHub-flavoured markdown table (atomically)."""
+        header, body = self._cells(digits)
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        return Path(path)
+
+    def to_csv(self, path: str | Path, *, per_seed: bool = False) -> Path:
+        """Write the summary (or, with `per_seed`, every run) as CSV (atomically)."""
+        df = self.frame() if per_seed else self.summary()
+        atomic_write_text(path, df.to_csv(index=False))
+        return Path(path)
+
+
+def _format(mean: float, sd: float, digits: int) -> str:
+    if mean is None or math.isnan(mean):
+        return "—"
+    if sd is None or math.isnan(sd):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def plot_loss_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, *,
+                     title: str = "Training loss", log_y: bool = False) -> Path:
+    """Draw one line per named curve of (step, loss) points into a PNG (atomically).
+
+    Uses the Agg canvas directly, so no display and no global pyplot state.
+    """
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, points in curves.items():
+        if points:
+            steps, losses = zip(*points)
+            ax.plot(steps, losses, label=label, linewidth=1.5)
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if any(curves.values()):
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)

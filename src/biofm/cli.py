@@ -1,0 +1,248 @@
+"""`biofm` command line: a thin table of subcommands → typed functions in
+`biofm.commands`. User errors print as one paragraph (no traceback), exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+from rich.console import Console
+
+from biofm.errors import BiofmError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Pretrain biomedical foundation models, transfer them, measure the gain.")
+out = Console()
+err = Console(stderr=True)
+
+ModelOpt = typer.Option(..., "--model", help="biofm checkpoint dir or HF ESM-2 dir")
+
+
+@app.command()
+def pretrain(
+    config: Optional[str] = typer.Option(None, help="YAML file or preset name (see `biofm list`)"),
+    modality: Optional[str] = typer.Option(None, help="protein | molecule"),
+    input: Optional[str] = typer.Option(None, "--input", help="FASTA / SMILES file or packaged corpus"),
+    column: Optional[str] = typer.Option(None, help="SMILES column of a CSV"),
+    objective: Optional[str] = typer.Option(None, help="mlm | clm"),
+    size: Optional[str] = typer.Option(None, help="tiny | mini | small | esm2-8m | ... | esm2-650m"),
+    tokenizer: Optional[str] = typer.Option(None, help="esm2 | smiles-regex | selfies"),
+    steps: Optional[int] = typer.Option(None, help="optimizer steps"),
+    batch_size: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None),
+    output: Path = typer.Option(Path("runs/pretrain"), help="run directory"),
+    resume: bool = typer.Option(False, help="continue from the run directory's last checkpoint"),
+    init: Optional[str] = typer.Option(None, help="start from this checkpoint (continued pretraining)"),
+    on_error: str = typer.Option("raise", help="raise | skip bad records"),
+    set_: List[str] = typer.Option([], "--set", help="override any field: train.lr=1e-3"),
+    no_progress: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Pretrain a model with a self-supervised objective."""
+    from biofm import commands
+    from biofm.config import PretrainConfig, deep_merge, parse_overrides, preset_path
+
+    name = config or f"{modality or 'protein'}-{objective or 'mlm'}-tiny"
+    path = Path(name) if Path(name).suffix in (".yaml", ".yml") else preset_path("pretrain", name)
+    base = PretrainConfig.load(path).model_dump(mode="json")
+    flags = {"data": {"modality": modality, "input": input, "column": column,
+                      "tokenizer": tokenizer, "on_error": on_error},
+             "objective": {"name": objective},
+             "backbone": {"size": size, **({"kind": "decoder" if objective == "clm" else "encoder"}
+                                           if objective else {})},
+             "train": {"max_steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+                       **({"progress": False} if no_progress else {})}}
+    flags = {k: {f: v for f, v in sect.items() if v is not None} for k, sect in flags.items()}
+    if size:  # a new size replaces the preset's explicit shape
+        flags["backbone"].update(d_model=0, n_layers=0, n_heads=0, d_ff=0)
+    merged = deep_merge(deep_merge(base, flags), parse_overrides(set_))
+    result = commands.pretrain(PretrainConfig.from_dict(merged, source=path), output,
+                               resume=resume, init=init)
+    out.print(f"done: {result.steps} steps, train loss {result.final_loss:.4f}"
+              + (f", best valid loss {result.best_valid_loss:.4f}" if result.best_valid_loss else "")
+              + f"; model in {result.model_dir}")
+
+
+@app.command()
+def embed(
+    model: str = ModelOpt,
+    input: Path = typer.Option(..., "--input", help="FASTA or SMILES file"),
+    output: Path = typer.Option(..., "--output", help=".parquet (id + vector) or .npy"),
+    pooling: str = typer.Option("mean", help="mean | cls"),
+    batch_size: int = typer.Option(64),
+    column: Optional[str] = typer.Option(None, help="SMILES column of a CSV"),
+    on_error: str = typer.Option("raise", help="raise | skip bad records"),
+) -> None:
+    """Per-sequence embeddings of a FASTA / SMILES file."""
+    from biofm import commands
+
+    vectors = commands.embed(model, input, output, pooling=pooling, batch_size=batch_size,
+                             column=column, on_error=on_error)
+    out.print(f"wrote {vectors.shape[0]} embeddings of width {vectors.shape[1]} to {output}")
+
+
+def _task(task: Optional[str], input: Optional[Path], label: Optional[str], kind: str,
+          modality: str, split: str, column: Optional[str]):
+    from biofm import commands
+
+    if task:
+        return commands.get_task(task)
+    if input is None or label is None:
+        raise BiofmError("say what to train on", fix="pass --task NAME, or --input CSV --label COLUMN")
+    return commands.task_from_file(input, label, kind, modality, split, column)
+
+
+@app.command()
+def finetune(
+    model: Optional[str] = typer.Option(None, "--model", help="pretrained checkpoint dir"),
+    task: Optional[str] = typer.Option(None, help="packaged task (see `biofm list`)"),
+    input: Optional[Path] = typer.Option(None, "--input", help="CSV of your own labeled data"),
+    label: Optional[str] = typer.Option(None, help="label column of --input"),
+    column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
+    kind: str = typer.Option("classification", help="classification | regression (with --input)"),
+    split: str = typer.Option("random", help="random | scaffold (with --input)"),
+    mode: str = typer.Option("full", help="probe | full | lora | scratch"),
+    epochs: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    seed: int = typer.Option(0),
+    config: Optional[Path] = typer.Option(None, help="FinetuneConfig YAML"),
+    output: Path = typer.Option(Path("runs/finetune"), help="output directory"),
+    set_: List[str] = typer.Option([], "--set", help="override a field: lora_r=16"),
+) -> None:
+    """Fine-tune / probe / LoRA-adapt a pretrained model on a labeled task."""
+    from biofm import commands
+    from biofm.adapt import FinetuneConfig
+    from biofm.config import deep_merge, parse_overrides
+
+    if model is None:
+        raise BiofmError("--model is required", fix="pass a pretrained checkpoint directory "
+                         "(mode scratch uses its architecture with random weights)")
+    base = FinetuneConfig.load(config).model_dump(mode="json") if config else {}
+    flags = {k: v for k, v in {"mode": mode, "epochs": epochs, "lr": lr, "seed": seed}.items()
+             if v is not None}
+    cfg = FinetuneConfig.from_dict(deep_merge(deep_merge(base, flags), parse_overrides(set_)))
+    from biofm.interop import load_pretrained
+    pretrained = load_pretrained(model)
+    the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column)
+    result = commands.finetune(model, the_task, cfg, output, seed=seed, base=pretrained)
+    out.print_json(json.dumps({"task": the_task.name, "mode": cfg.mode, "valid": result.valid_metrics,
+                               "test": result.test_metrics}))
+    out.print(f"model and metrics in {output}")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="output dir of `biofm finetune`"),
+    task: Optional[str] = typer.Option(None),
+    input: Optional[Path] = typer.Option(None, "--input"),
+    label: Optional[str] = typer.Option(None),
+    column: Optional[str] = typer.Option(None),
+    kind: str = typer.Option("classification"),
+    split: str = typer.Option("test", help="train | valid | test"),
+    seed: int = typer.Option(0),
+    output: Optional[Path] = typer.Option(None, help="metrics JSON"),
+) -> None:
+    """Metrics of a fine-tuned model: ROC-AUC/PR-AUC/accuracy or RMSE/MAE/Spearman."""
+    from biofm import commands
+    from biofm.adapt import load_finetuned
+
+    info = load_finetuned(model).info
+    the_task = _task(task or info.get("task"), input, label, kind,
+                     "molecule" if input and input.suffix in (".smi",) else _modality(model),
+                     "random", column)
+    metrics = commands.evaluate(model, the_task, output, seed=seed, split=split)
+    out.print_json(json.dumps(metrics))
+
+
+def _modality(finetuned: Path) -> str:
+    from biofm.config import PretrainConfig
+    return PretrainConfig.load(finetuned / "base" / "config.yaml").data.modality
+
+
+@app.command()
+def generate(
+    model: str = ModelOpt,
+    num: int = typer.Option(100, help="how many to sample"),
+    output: Path = typer.Option(Path("samples.smi"), "--output"),
+    temperature: float = typer.Option(1.0),
+    top_k: int = typer.Option(0, help="0 = off"),
+    top_p: float = typer.Option(1.0, help="1.0 = off"),
+    seed: int = typer.Option(0),
+    max_length: int = typer.Option(128, help="max new tokens"),
+    reference: Optional[str] = typer.Option(None, help="training set for novelty (file or corpus)"),
+) -> None:
+    """Sample molecules from a causal-LM model; report validity / uniqueness / novelty."""
+    from biofm import commands
+
+    _, report = commands.generate(model, num, output, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, seed=seed, max_new_tokens=max_length,
+                                  reference=reference)
+    out.print_json(json.dumps(report))
+    out.print(f"wrote {num} samples to {output}")
+
+
+@app.command("score-variants")
+def score_variants(
+    model: str = ModelOpt,
+    sequence: str = typer.Option(..., help="wild-type protein sequence"),
+    variants: List[str] = typer.Option(..., "--variant", help="e.g. A23G or A23G:K40R (repeat)"),
+    output: Optional[Path] = typer.Option(None, help="CSV of scores"),
+) -> None:
+    """Zero-shot mutation effect: masked-marginal log-likelihood ratio (ESM-1v)."""
+    from biofm import commands
+
+    frame = commands.score_variants(model, sequence, list(variants), output)
+    out.print(frame.to_string(index=False))
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("demo_out"), help="where the table and plots go"),
+    seeds: int = typer.Option(3, help="fine-tuning seeds per cell"),
+    quick: bool = typer.Option(False, help="a seconds-long run (for tests)"),
+) -> None:
+    """Pretrain on real unlabeled data, transfer to real tasks, print the gain table."""
+    from biofm.demo import run_demo
+
+    run_demo(output, seeds=seeds, quick=quick)
+
+
+@app.command("list")
+def list_components() -> None:
+    """Registered modalities, tokenizers, backbones, objectives, corpora, tasks, presets."""
+    from importlib import resources
+
+    from biofm.registry import BACKBONES, CORPORA, HEADS, MODALITIES, OBJECTIVES, TASKS, TOKENIZERS
+
+    for title, reg in (("modalities", MODALITIES), ("tokenizers", TOKENIZERS),
+                       ("backbones", BACKBONES), ("objectives", OBJECTIVES), ("heads", HEADS),
+                       ("corpora", CORPORA), ("tasks", TASKS)):
+        out.print(f"[bold]{title}[/]: {', '.join(reg.names())}")
+    presets = sorted(p.name[:-5] for p in (resources.files("biofm") / "configs" / "pretrain").iterdir()
+                     if p.name.endswith(".yaml"))
+    out.print(f"[bold]pretrain presets[/]: {', '.join(presets)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one paragraph on stderr and exit code 2."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="biofm", standalone_mode=False)
+    except BiofmError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted: rerun with --resume to continue from the last checkpoint")
+        sys.exit(130)

@@ -1,0 +1,253 @@
+"""Typed entry points behind the CLI; each returns its results so tests and
+notebooks call them in-process.
+
+    pretrain → TrainResult      embed → np.ndarray       finetune → FinetuneResult
+    evaluate → dict             generate → list[str]     score_variants → DataFrame
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from biofm.adapt import FinetuneConfig, FinetuneResult, finetune as _finetune, load_finetuned
+from biofm.adapt.saving import save_finetuned
+from biofm.backbones import count_parameters
+from biofm.config import DataConfig, PretrainConfig
+from biofm.data.records import Record, SkipLog
+from biofm.data.splits import random_split, scaffold_split
+from biofm.data.tasks import Split, Splits, Task
+from biofm.errors import BiofmError, require_file
+from biofm.interop import load_pretrained
+from biofm.io import atomic_path, atomic_write_text
+from biofm.model import FoundationModel
+from biofm.registry import CORPORA, MODALITIES, TASKS, TOKENIZERS
+from biofm.tokenizer import Tokenizer
+from biofm.train import TrainResult, train
+
+console = Console(stderr=True)
+
+
+# -- data --------------------------------------------------------------------------
+def load_records(data: DataConfig, skipped: SkipLog | None = None) -> list[Record]:
+    """Records from a packaged corpus name or from the user's file."""
+    if data.input in CORPORA and not Path(data.input).exists():
+        records = CORPORA.get(data.input)()
+    else:
+        modality = MODALITIES.get(data.modality)
+        options = {"column": data.column} if data.column and data.modality == "molecule" else {}
+        records = list(modality.read(data.input, on_error=data.on_error, skipped=skipped,
+                                     **options))
+    if data.max_records:
+        records = records[: data.max_records]
+    if not records:
+        raise BiofmError("no usable records", path=data.input,
+                         fix="check the file format, or use --on-error skip only for a few bad records")
+    return records
+
+
+def build_tokenizer(data: DataConfig, texts: Sequence[str]) -> Tokenizer:
+    """The modality's default tokenizer, or the named one (fitted if it learns a vocabulary)."""
+    if data.tokenizer is None:
+        return MODALITIES.get(data.modality).build_tokenizer(texts)
+    cls = TOKENIZERS.get(data.tokenizer)
+    return cls.fit(texts) if hasattr(cls, "fit") else cls()
+
+
+def modality_of(model: FoundationModel, path: str | Path | None = None) -> str:
+    """The model's modality (saved in its config); the input's suffix must agree."""
+    name = model.config.data.modality
+    if path is not None:
+        for other in MODALITIES.names():
+            if other != name and MODALITIES.get(other).matches(path) \
+                    and not MODALITIES.get(name).matches(path):
+                raise BiofmError(f"this file looks like {other} data but the model is a "
+                                 f"{name} model", path=path,
+                                 fix=f"pass a {name} file, or a model pretrained on {other} data")
+    return name
+
+
+# -- pretrain ----------------------------------------------------------------------
+def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False,
+             init: str | Path | None = None) -> TrainResult:
+    """Pretrain a model from a config; checkpoints and `final/` go under `output`."""
+    skipped = SkipLog()
+    records = load_records(config.data, skipped)
+    if skipped:
+        console.print(skipped.summary())
+    texts = [r.text for r in records]
+    if init is not None:  # continue pretraining a saved or published model
+        model = load_pretrained(init)
+        config = config.replace(backbone=model.config.backbone.model_dump(mode="json"))
+        model.config = config
+    else:
+        model = FoundationModel(config, build_tokenizer(config.data, texts))
+    index = random_split(len(texts), (1 - config.data.valid_fraction, config.data.valid_fraction, 0.0),
+                         seed=config.train.seed)
+    encoded = model.encode(texts)
+    train_ids = [encoded[i] for i in index.train]
+    valid_ids = [encoded[i] for i in index.valid] or None
+    console.print(f"pretraining a {config.backbone.kind} with {count_parameters(model):,} "
+                  f"parameters ({config.objective.name}) on {len(train_ids):,} "
+                  f"{config.data.modality} records; {len(valid_ids or []):,} held out")
+    return train(model, train_ids, valid_ids, config.train, output, resume=resume, console=console)
+
+
+# -- embed -------------------------------------------------------------------------
+def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = None, *,
+          pooling: Literal["mean", "cls"] = "mean", batch_size: int = 64,
+          column: str | None = None, on_error: Literal["raise", "skip"] = "raise") -> np.ndarray:
+    """Per-record embeddings of a FASTA or SMILES file, written to .parquet or .npy."""
+    model = load_pretrained(model_dir)
+    modality = modality_of(model, input)
+    skipped = SkipLog()
+    data = DataConfig(modality=modality, input=str(require_file(input)), column=column,
+                      on_error=on_error, valid_fraction=0.0)
+    records = load_records(data, skipped)
+    with _progress() as progress:
+        task = progress.add_task("embed", total=len(records))
+        vectors = model.embed([r.text for r in records], pooling=pooling, batch_size=batch_size,
+                              progress=_Advance(progress, task))
+    if skipped:
+        console.print(skipped.summary())
+    if output is not None:
+        write_embeddings([r.id for r in records], vectors, output)
+    return vectors
+
+
+def write_embeddings(ids: list[str], vectors: np.ndarray, output: str | Path) -> Path:
+    output = Path(output)
+    suffix = output.suffix.lower()
+    if suffix == ".npy":
+        with atomic_path(output) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, vectors)
+        atomic_write_text(output.with_suffix(".ids.txt"), "\n".join(ids) + "\n")
+    elif suffix == ".parquet":
+        frame = pd.DataFrame({"id": ids, "embedding": list(vectors)})
+        with atomic_path(output) as tmp:
+            frame.to_parquet(tmp, index=False)
+    else:
+        raise BiofmError(f"unknown embedding output format {suffix!r}", path=output,
+                         fix="use a .parquet or .npy file name")
+    return output
+
+
+# -- finetune / evaluate ---------------------------------------------------------------
+def task_from_file(input: str | Path, label: str, kind: str, modality: str,
+                   split: str = "random", column: str | None = None, seed: int = 0) -> Task:
+    """A task from the user's CSV: one input column, one label column."""
+    path = require_file(input)
+    frame = pd.read_csv(path)
+    text_col = column or ("smiles" if modality == "molecule" else "sequence")
+    for col in (text_col, label):
+        if col not in frame.columns:
+            raise BiofmError(f"column {col!r} is missing", path=path,
+                             fix=f"available columns: {', '.join(map(str, frame.columns))}")
+    frame = frame.dropna(subset=[text_col, label])
+    labels = frame[label].to_numpy(dtype=np.float32 if kind == "regression" else np.int64)
+    whole = Split([f"{path.name}:{i + 2}" for i in frame.index], frame[text_col].astype(str).tolist(),
+                  labels)
+
+    def load(seed: int) -> Splits:
+        if split == "scaffold":
+            idx = scaffold_split(whole.texts, seed=seed)
+        else:
+            idx = random_split(len(whole), seed=seed,
+                               stratify=labels if kind == "classification" else None)
+        return Splits(whole.subset(idx.train), whole.subset(idx.valid), whole.subset(idx.test))
+
+    return Task(path.stem, modality, kind, load, split, source=str(path))  # type: ignore[arg-type]
+
+
+def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
+             output: str | Path | None = None, seed: int = 0,
+             base: FoundationModel | None = None) -> FinetuneResult:
+    """Adapt a pretrained model (or, with mode=scratch, its architecture) to `task`."""
+    base = base if base is not None else load_pretrained(model_dir)
+    if base.config.data.modality != task.modality:
+        raise BiofmError(f"task {task.name!r} is {task.modality} data but the model is a "
+                         f"{base.config.data.modality} model", path=model_dir,
+                         fix=f"use a model pretrained on {task.modality} data")
+    splits = task.load(seed)
+    result = _finetune(base, splits, task.kind, config)
+    if output is not None:
+        save_finetuned(result, base, output, config, task.kind, task.name)
+        atomic_write_text(Path(output) / "metrics.json",
+                          json.dumps({"valid": result.valid_metrics, "test": result.test_metrics},
+                                     indent=1))
+    return result
+
+
+def evaluate(model_dir: str | Path, task: Task, output: str | Path | None = None,
+             seed: int = 0, split: str = "test") -> dict[str, float]:
+    """Metrics of a fine-tuned model on a task split; written as JSON when asked."""
+    from biofm.adapt.finetune import task_metrics
+
+    adapted = load_finetuned(model_dir)
+    part: Split = getattr(task.load(seed), split)
+    predictions = adapted.predict(part.texts)
+    metrics = task_metrics(task.kind, part.labels, predictions)
+    if output is not None:
+        atomic_write_text(output, json.dumps({"task": task.name, "split": split, "n": len(part),
+                                              "metrics": metrics}, indent=1))
+    return metrics
+
+
+def get_task(name: str) -> Task:
+    return TASKS.get(name)()
+
+
+# -- generate / zero-shot ----------------------------------------------------------------
+def generate(model_dir: str | Path, num: int, output: str | Path | None = None, *,
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+             max_new_tokens: int = 128, reference: str | None = None) -> tuple[list[str], dict]:
+    """Sample molecules (or sequences); report validity / uniqueness / novelty for SMILES."""
+    from biofm.generate import sample
+    from biofm.modalities.molecules.generation import generation_metrics
+
+    model = load_pretrained(model_dir)
+    samples = sample(model, num, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                     max_new_tokens=max_new_tokens)
+    report: dict = {"num": num}
+    if model.config.data.modality == "molecule":
+        ref = DataConfig(modality="molecule", input=reference or model.config.data.input,
+                         column=model.config.data.column, on_error="skip")
+        training = [r.text for r in load_records(ref)]
+        report.update(generation_metrics(samples, training))
+    if output is not None:
+        atomic_write_text(output, "\n".join(samples) + "\n")
+    return samples, report
+
+
+def score_variants(model_dir: str | Path, sequence: str, variants: list[str],
+                   output: str | Path | None = None) -> pd.DataFrame:
+    """Masked-marginal zero-shot scores of protein variants (ESM-1v method)."""
+    from biofm.adapt.zeroshot import score_variants as _score
+
+    model = load_pretrained(model_dir)
+    frame = pd.DataFrame({"variant": variants, "score": _score(model, sequence, variants)})
+    if output is not None:
+        with atomic_path(output) as tmp:
+            frame.to_csv(tmp, index=False)
+    return frame
+
+
+# -- progress helpers ----------------------------------------------------------------
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console)
+
+
+class _Advance:
+    def __init__(self, progress: Progress, task) -> None:
+        self.progress, self.task = progress, task
+
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.task, n)

@@ -1,0 +1,245 @@
+"""Typed, frozen, validated configs that round-trip through YAML.
+
+Components are named by string (registry keys), never by class. Named presets
+are YAML files under `biofm/configs/` (shipped inside the package so that
+`biofm demo` works from an installed wheel).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from biofm.errors import BiofmError
+from biofm.io import atomic_write_text
+
+C = TypeVar("C", bound="Config")
+
+
+class Config(BaseModel):
+    """Base: frozen, unknown keys rejected, YAML in and out."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, self.to_yaml())
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any], *, source: str | Path | None = None) -> C:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+            raise BiofmError(f"invalid {cls.__name__}: {problems}", path=source,
+                             fix="fix the named fields (see `biofm pretrain --help`)") from None
+
+    @classmethod
+    def load(cls: type[C], path: str | Path) -> C:
+        path = Path(path)
+        if not path.is_file():
+            raise BiofmError("config file does not exist", path=path,
+                             fix="check the path, or use a preset name")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise BiofmError(f"config is not valid YAML ({exc})", path=path,
+                             fix="fix the YAML syntax") from None
+        return cls.from_dict(data, source=path)
+
+    def replace(self: C, **changes: Any) -> C:
+        """A validated copy with some fields changed (nested dicts merge)."""
+        return type(self).from_dict(deep_merge(self.model_dump(mode="json"), changes))
+
+
+def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["train.lr=1e-3", "backbone.size=small"]` → nested dict (YAML-typed values)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise BiofmError(f"override {item!r} is not KEY=VALUE",
+                             fix="write overrides like train.lr=1e-3")
+        key, raw = item.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def preset_path(kind: str, name: str) -> Path:
+    """Path of a preset YAML shipped in the package, e.g. ("pretrain", "protein-mlm-tiny")."""
+    root = resources.files("biofm") / "configs" / kind
+    path = Path(str(root / f"{name}.yaml"))
+    if not path.is_file():
+        names = sorted(p.stem for p in Path(str(root)).glob("*.yaml"))
+        raise BiofmError(f"unknown {kind} preset {name!r}", fix=f"choose one of: {', '.join(names)}")
+    return path
+
+
+def load_sizes() -> dict[str, dict[str, int]]:
+    return yaml.safe_load((resources.files("biofm") / "configs" / "sizes.yaml").read_text())
+
+
+# ---------------------------------------------------------------------------
+# The configs of the pipeline axes
+# ---------------------------------------------------------------------------
+
+class BackboneConfig(Config):
+    """The shared transformer core.
+
+    Args:
+        kind: registry name, "encoder" (bidirectional) or "decoder" (causal).
+        size: a named size from `configs/sizes.yaml` (fills d_model, n_layers,
+            n_heads, d_ff unless they are given explicitly).
+        vocab_size: filled from the tokenizer when left at 0.
+        max_len: the longest input in tokens (special tokens included).
+        position: "rope" (rotary, ESM-2 style) or "learned" (absolute).
+        token_dropout: ESM-2's rescaling of embeddings by the observed mask
+            fraction; on for ESM-2 checkpoints.
+        pad_id / mask_id: filled from the tokenizer.
+    """
+
+    kind: Literal["encoder", "decoder"] = "encoder"
+    size: str | None = "tiny"
+    vocab_size: int = 0
+    d_model: int = 0
+    n_layers: int = 0
+    n_heads: int = 0
+    d_ff: int = 0
+    max_len: int = 1026
+    position: Literal["rope", "learned"] = "rope"
+    dropout: float = 0.0
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    token_dropout: bool = False
+    pad_id: int = 0
+    mask_id: int = -1
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _fill_size(self) -> "BackboneConfig":
+        if self.size is not None:
+            sizes = load_sizes()
+            if self.size not in sizes:
+                raise ValueError(f"unknown size {self.size!r}; known: {', '.join(sizes)}")
+            for key, value in sizes[self.size].items():
+                if getattr(self, key) == 0:
+                    object.__setattr__(self, key, value)
+        for key in ("d_model", "n_layers", "n_heads", "d_ff"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key} must be positive (set it or choose a size)")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError("d_model / n_heads must be an even integer (RoPE rotates pairs)")
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+class ObjectiveConfig(Config):
+    """Pretraining objective.
+
+    Args:
+        name: registry name ("mlm" or "clm").
+        mask_rate: fraction of maskable tokens selected (MLM).
+        mask_token_fraction / random_token_fraction: of the selected tokens,
+            the share replaced by <mask> and by a random token; the rest is kept
+            (the 80/10/10 rule by default).
+    """
+
+    name: str = "mlm"
+    mask_rate: float = 0.15
+    mask_token_fraction: float = 0.8
+    random_token_fraction: float = 0.1
+
+    @model_validator(mode="after")
+    def _check(self) -> "ObjectiveConfig":
+        if not 0.0 < self.mask_rate < 1.0:
+            raise ValueError("mask_rate must be in (0, 1)")
+        if self.mask_token_fraction + self.random_token_fraction > 1.0:
+            raise ValueError("mask_token_fraction + random_token_fraction must be <= 1")
+        return self
+
+
+class TrainConfig(Config):
+    """The training loop.
+
+    Args:
+        max_steps: optimizer steps (each over `batch_size * grad_accum` sequences).
+        lr / weight_decay / betas: AdamW.
+        warmup_steps: linear warmup, then cosine decay to `min_lr_ratio * lr`.
+        eval_every / save_every: in optimizer steps (0 = only at the end).
+        patience: early stopping after this many evaluations without
+            improvement of the validation loss (0 = off).
+        precision: "auto" uses bf16 autocast on CUDA and fp32 on CPU.
+    """
+
+    seed: int = 0
+    max_steps: int = 200
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    save_every: int = 50
+    patience: int = 0
+    log_every: int = 10
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: str = "auto"
+    num_workers: int = 0
+    progress: bool = True
+    tensorboard: bool = False
+
+
+class DataConfig(Config):
+    """Where pretraining sequences come from.
+
+    Args:
+        modality: registry name ("protein", "molecule").
+        input: a file path, or a packaged corpus name (see `biofm pretrain --help`).
+        column: SMILES column for CSV input.
+        valid_fraction: held out for validation loss (by record, seeded).
+        max_records: cap on records read (0 = all).
+        on_error: "raise" or "skip" bad records.
+    """
+
+    modality: str = "protein"
+    input: str = "proteome"
+    column: str | None = None
+    tokenizer: str | None = None
+    valid_fraction: float = 0.05
+    max_records: int = 0
+    on_error: Literal["raise", "skip"] = "raise"
+
+
+class PretrainConfig(Config):
+    """Everything `biofm pretrain` needs; saved as `config.yaml` in checkpoints."""
+
+    data: DataConfig = DataConfig()
+    backbone: BackboneConfig = BackboneConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    train: TrainConfig = TrainConfig()

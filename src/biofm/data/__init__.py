@@ -1,0 +1,1 @@
+"""Records, readers' shared pieces, tasks and splits, collators, packaged data."""

@@ -1,0 +1,55 @@
+"""A task = data split + label kind + metrics. Tasks register in `TASKS`.
+
+    @TASKS.register("freesolv")
+    def freesolv() -> Task: ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+
+TaskKind = Literal["classification", "regression"]
+
+
+@dataclass
+class Split:
+    """Inputs (raw text: sequence or SMILES) with labels, aligned."""
+
+    ids: list[str]
+    texts: list[str]
+    labels: np.ndarray  # (N,) float for regression, int for classification
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, index: np.ndarray | list[int]) -> "Split":
+        index = np.asarray(index, dtype=int)
+        return Split([self.ids[i] for i in index], [self.texts[i] for i in index],
+                     self.labels[index])
+
+
+@dataclass
+class Splits:
+    train: Split
+    valid: Split
+    test: Split
+
+
+@dataclass(frozen=True)
+class Task:
+    """A labeled benchmark: `load(seed)` returns train/valid/test splits.
+
+    `split` says how the splits were made (e.g. "scaffold", "random",
+    "given") so reports can state it; `source` records provenance and licence.
+    """
+
+    name: str
+    modality: str
+    kind: TaskKind
+    load: Callable[[int], Splits]
+    split: str
+    source: str
+    description: str = ""

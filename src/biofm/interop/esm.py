@@ -1,0 +1,345 @@
+"""ESM-2 in Hugging Face layout ⇄ biofm: pure state-dict converters and directory I/O.
+
+biofm's encoder mirrors ESM-2 module for module (pre-norm blocks, rotary
+positions, a final LayerNorm, token dropout, the tied LM head), so conversion
+is a plain name map with no tensor arithmetic:
+
+    esm.embeddings.word_embeddings          backbone.embed_tokens
+    esm.encoder.layer.{i}.attention.LayerNorm        backbone.layers.{i}.attn_norm
+    esm.encoder.layer.{i}.attention.self.query/key/value   ….attn.q_proj/k_proj/v_proj
+    esm.encoder.layer.{i}.attention.output.dense     ….attn.out_proj
+    esm.encoder.layer.{i}.LayerNorm                  ….mlp_norm
+    esm.encoder.layer.{i}.intermediate.dense / output.dense   ….mlp.fc1 / fc2
+    esm.encoder.emb_layer_norm_after        backbone.final_norm
+    lm_head.dense / layer_norm / decoder / bias      objective.head.dense / norm / decoder / bias
+
+Only ESM-2 shaped models are supported (rotary positions, no embedding
+LayerNorm): ESM-1b / ESM-1v use learned positions with a padding offset and an
+embedding LayerNorm that the biofm core does not have.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from biofm.config import DataConfig, ObjectiveConfig, PretrainConfig
+from biofm.errors import BiofmError
+from biofm.io import atomic_path, atomic_write_text
+from biofm.modalities.proteins.tokenizer import ESM2_VOCAB, HF_VOCAB_FILE, EsmTokenizer
+from biofm.model import FoundationModel, load_weights, read_safetensors
+from biofm.tokenizer import Tokenizer
+
+Tensors = dict[str, torch.Tensor]
+
+# (biofm prefix, HF prefix); "{i}" is a layer index. Each prefix is followed by
+# "weight"/"bias" (modules) or nothing (the LM head's bare bias parameter).
+NAME_MAP: tuple[tuple[str, str], ...] = (
+    ("backbone.embed_tokens.", "esm.embeddings.word_embeddings."),
+    ("backbone.layers.{i}.attn_norm.", "esm.encoder.layer.{i}.attention.LayerNorm."),
+    ("backbone.layers.{i}.attn.q_proj.", "esm.encoder.layer.{i}.attention.self.query."),
+    ("backbone.layers.{i}.attn.k_proj.", "esm.encoder.layer.{i}.attention.self.key."),
+    ("backbone.layers.{i}.attn.v_proj.", "esm.encoder.layer.{i}.attention.self.value."),
+    ("backbone.layers.{i}.attn.out_proj.", "esm.encoder.layer.{i}.attention.output.dense."),
+    ("backbone.layers.{i}.mlp_norm.", "esm.encoder.layer.{i}.LayerNorm."),
+    ("backbone.layers.{i}.mlp.fc1.", "esm.encoder.layer.{i}.intermediate.dense."),
+    ("backbone.layers.{i}.mlp.fc2.", "esm.encoder.layer.{i}.output.dense."),
+    ("backbone.final_norm.", "esm.encoder.emb_layer_norm_after."),
+    ("objective.head.dense.", "lm_head.dense."),
+    ("objective.head.norm.", "lm_head.layer_norm."),
+    ("objective.head.decoder.", "lm_head.decoder."),
+    ("objective.head.bias", "lm_head.bias"),
+)
+# HF keys with no biofm counterpart: rotary frequencies are recomputed, the
+# position-id buffer is implicit, the contact head and pooler are not part of MLM.
+_DROPPED = re.compile(r"(inv_freq|position_ids)$|^esm\.(contact_head|pooler)\.")
+HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def _compile(pairs: tuple[tuple[str, str], ...], to_hf: bool) -> list[tuple[re.Pattern, str]]:
+    rules = []
+    for ours, theirs in pairs:
+        src, dst = (ours, theirs) if to_hf else (theirs, ours)
+        pattern = re.escape(src).replace(re.escape("{i}"), r"(?P<i>\d+)")
+        rules.append((re.compile(f"^{pattern}(?P<rest>.*)$"), dst))
+    return rules
+
+
+_TO_HF = _compile(NAME_MAP, to_hf=True)
+_FROM_HF = _compile(NAME_MAP, to_hf=False)
+
+
+def _rename(key: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
+    for pattern, dst in rules:
+        m = pattern.match(key)
+        if m and (m["rest"] in ("weight", "bias") or (m["rest"] == "" and not dst.endswith("."))):
+            return dst.replace("{i}", m.groupdict().get("i") or "") + m["rest"]
+    return None
+
+
+def _normalise_hf_key(key: str) -> str:
+    """EsmModel keys lack the `esm.` prefix; transformers v5 saves LayerNorms as gamma/beta."""
+    if not key.startswith(("esm.", "lm_head.")):
+        key = "esm." + key
+    for legacy, name in (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias")):
+        if key.endswith(legacy):
+            return key[: -len(legacy)] + name
+    return key
+
+
+def esm_to_biofm(state: Tensors, *, source: Path | None = None) -> Tensors:
+    """HF ESM state dict (EsmForMaskedLM or EsmModel) → FoundationModel state dict.
+
+    Rotary `inv_freq`, `position_ids`, the contact head and the pooler are
+    dropped; any other unknown key is an error (it means an architecture
+    feature biofm lacks, e.g. learned positions or an embedding LayerNorm).
+    """
+    out: Tensors = {}
+    unknown = []
+    for key, tensor in state.items():
+        key = _normalise_hf_key(key)
+        if _DROPPED.search(key):
+            continue
+        name = _rename(key, _FROM_HF)
+        if name is None:
+            unknown.append(key)
+        else:
+            out[name] = tensor
+    if unknown:
+        raise BiofmError(f"ESM weights have keys biofm cannot map: {', '.join(sorted(unknown)[:5])}",
+                         path=source, fix="only ESM-2 style models (rotary positions, no embedding "
+                             "LayerNorm) can be converted")
+    return out
+
+
+def biofm_to_esm(state: Tensors) -> Tensors:
+    """FoundationModel state dict → HF EsmForMaskedLM names (tensors shared, not copied)."""
+    out: Tensors = {}
+    for key, tensor in state.items():
+        name = _rename(key, _TO_HF)
+        if name is None:
+            raise BiofmError(f"weight {key!r} has no ESM counterpart",
+                             fix="only encoders with rotary positions and an MLM head "
+                                 "can be exported to ESM layout")
+        out[name] = tensor
+    return out
+
+
+# -- configs -------------------------------------------------------------------
+
+def esm_config_to_backbone(hf_config: dict[str, Any], *,
+                           source: Path | None = None) -> dict[str, Any]:
+    """An HF `EsmConfig` dict → BackboneConfig fields (defaults as in `EsmConfig`).
+
+    `source` only names the file in error messages.
+    """
+    reasons = [
+        (hf_config.get("model_type", "esm") != "esm",
+         f"model_type is {hf_config.get('model_type')!r}, not 'esm'"),
+        (bool(hf_config.get("is_folding_model")), "it is an ESMFold model"),
+        (bool(hf_config.get("is_decoder")) or bool(hf_config.get("add_cross_attention")),
+         "it is configured as a decoder"),
+        (bool(hf_config.get("emb_layer_norm_before")),
+         "it has an embedding LayerNorm (emb_layer_norm_before, ESM-1b/1v)"),
+        (hf_config.get("position_embedding_type", "absolute") != "rotary",
+         f"position_embedding_type is {hf_config.get('position_embedding_type', 'absolute')!r}; "
+         "rotary is required (ESM's padding-offset learned positions are not supported)"),
+    ]
+    for bad, why in reasons:
+        if bad:
+            raise BiofmError(f"unsupported ESM config: {why}", path=source,
+                             fix="use an ESM-2 checkpoint (e.g. facebook/esm2_t6_8M_UR50D)")
+    missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                           "intermediate_size", "pad_token_id", "mask_token_id")
+               if hf_config.get(k) is None]
+    if missing:
+        raise BiofmError(f"ESM config lacks {', '.join(missing)}", path=source,
+                         fix="use the config.json saved with the checkpoint")
+    theta = hf_config.get("rope_theta") or (hf_config.get("rope_parameters") or {}).get(
+        "rope_theta", 10000.0)
+    return {
+        "kind": "encoder", "size": None,
+        "vocab_size": hf_config["vocab_size"],
+        "d_model": hf_config["hidden_size"],
+        "n_layers": hf_config["num_hidden_layers"],
+        "n_heads": hf_config["num_attention_heads"],
+        "d_ff": hf_config["intermediate_size"],
+        "max_len": hf_config.get("max_position_embeddings", 1026),
+        "position": "rope",
+        "dropout": hf_config.get("hidden_dropout_prob") or 0.0,
+        "norm_eps": hf_config.get("layer_norm_eps") or 1e-12,
+        "rope_theta": float(theta),
+        "token_dropout": bool(hf_config.get("token_dropout", False)),
+        "pad_id": hf_config["pad_token_id"],
+        "mask_id": hf_config["mask_token_id"],
+    }
+
+
+def backbone_to_esm_config(model: FoundationModel) -> dict[str, Any]:
+    """The config.json that `transformers.EsmForMaskedLM` needs for this model."""
+    b = model.config.backbone
+    tok = model.tokenizer
+    return {
+        "architectures": ["EsmForMaskedLM"], "model_type": "esm",
+        "vocab_size": b.vocab_size, "hidden_size": b.d_model,
+        "num_hidden_layers": b.n_layers, "num_attention_heads": b.n_heads,
+        "intermediate_size": b.d_ff, "max_position_embeddings": b.max_len,
+        "hidden_dropout_prob": b.dropout, "attention_probs_dropout_prob": b.dropout,
+        "layer_norm_eps": b.norm_eps, "rope_theta": b.rope_theta,
+        "position_embedding_type": "rotary", "emb_layer_norm_before": False,
+        "token_dropout": b.token_dropout, "is_decoder": False, "is_folding_model": False,
+        "pad_token_id": tok.pad_id, "mask_token_id": tok.mask_id,
+        "eos_token_id": tok.eos_id, "bos_token_id": None,
+        "tie_word_embeddings": True, "initializer_range": 0.02, "dtype": "float32",
+    }
+
+
+# -- directories -----------------------------------------------------------------
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BiofmError(f"cannot read JSON ({exc})", path=path,
+                         fix="re-copy the checkpoint directory") from None
+    if not isinstance(data, dict):
+        raise BiofmError("expected a JSON object", path=path, fix="re-copy the checkpoint directory")
+    return data
+
+
+def is_hf_esm_dir(path: str | Path) -> bool:
+    """A directory with a config.json whose model_type is "esm"."""
+    config = Path(path) / "config.json"
+    try:
+        return config.is_file() and json.loads(config.read_text()).get("model_type") == "esm"
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+
+
+def _read_torch_bin(path: Path) -> Tensors:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe pickles
+        raise BiofmError(f"weights file is unreadable or truncated ({exc})", path=path,
+                         fix="re-copy the checkpoint, or convert it to model.safetensors") from None
+    if not isinstance(state, dict):
+        raise BiofmError("weights file does not hold a state dict", path=path,
+                         fix="re-copy the checkpoint")
+    return state
+
+
+def read_hf_weights(directory: Path) -> tuple[Tensors, Path]:
+    """Weights of an HF directory: model.safetensors, sharded safetensors, or pytorch_model.bin."""
+    single, index, legacy = (directory / name for name in HF_WEIGHT_FILES)
+    if single.is_file():
+        return read_safetensors(single), single
+    if index.is_file():
+        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        state: Tensors = {}
+        for shard in shards:
+            if not (directory / shard).is_file():
+                raise BiofmError(f"shard {shard} named in {index.name} is missing", path=directory,
+                                 fix="copy every model-*.safetensors shard")
+            state.update(read_safetensors(directory / shard))
+        return state, index
+    if legacy.is_file():
+        return _read_torch_bin(legacy), legacy
+    raise BiofmError("no weights file in this directory", path=directory,
+                     fix=f"an HF ESM-2 directory needs one of: {', '.join(HF_WEIGHT_FILES)}")
+
+
+def load_hf_esm(path: str | Path) -> FoundationModel:
+    """A FoundationModel (encoder + MLM, `esm2` tokenizer) from an HF ESM-2 directory."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise BiofmError("HF ESM directory does not exist", path=directory,
+                         fix="pass a local copy of an ESM-2 checkpoint directory")
+    if not (directory / "config.json").is_file():
+        raise BiofmError("config.json is missing", path=directory,
+                         fix="an HF ESM-2 directory holds config.json, model.safetensors, vocab.txt")
+    hf_config = _read_json(directory / "config.json")
+    fields = esm_config_to_backbone(hf_config, source=directory / "config.json")
+    tokenizer = EsmTokenizer.from_hf_dir(directory)
+    for field, ours in (("vocab_size", tokenizer.vocab_size), ("pad_id", tokenizer.pad_id),
+                        ("mask_id", tokenizer.mask_id)):
+        if fields[field] != ours:
+            raise BiofmError(f"config.json has {field}={fields[field]}, ESM-2's vocabulary has {ours}",
+                             path=directory / "config.json", fix="use an ESM-2 checkpoint")
+    config = PretrainConfig.from_dict(
+        {"data": DataConfig(modality="protein", tokenizer="esm2").model_dump(mode="json"),
+         "backbone": fields, "objective": ObjectiveConfig(name="mlm").model_dump(mode="json")},
+        source=directory / "config.json")
+    model = FoundationModel(config, tokenizer)
+    raw, source = read_hf_weights(directory)
+    state = esm_to_biofm(raw, source=source)
+    _fit_head(model, state, source)
+    load_weights(model, state, source)
+    return model
+
+
+def _fit_head(model: FoundationModel, state: Tensors, source: Path) -> None:
+    """Tie the decoder as ESM does; keep a fresh head (with a warning) for EsmModel weights."""
+    decoder = state.pop("objective.head.decoder.weight", None)
+    embedding = state.get("backbone.embed_tokens.weight")
+    if decoder is not None and embedding is not None and not torch.equal(decoder, embedding):
+        raise BiofmError("lm_head.decoder.weight differs from the word embeddings", path=source,
+                         fix="biofm ties the output projection to the embeddings as ESM-2 does; "
+                             "untied heads are not supported")
+    if not any(k.startswith("objective.") for k in state):
+        warnings.warn(f"{source}: no lm_head weights (an EsmModel checkpoint); the MLM head is "
+                      "randomly initialised, so embeddings work but logits and zero-shot "
+                      "scores are meaningless", stacklevel=3)
+        for key, value in model.state_dict().items():
+            if key.startswith("objective.") and key != "objective.head.decoder.weight":
+                state[key] = value
+
+
+def save_hf_esm(model: FoundationModel, path: str | Path) -> Path:
+    """Write `model` as an HF ESM-2 directory that `transformers.EsmForMaskedLM` loads.
+
+    Files: config.json, model.safetensors (HF names; the decoder is tied to the
+    word embeddings, so it is stored once, as transformers itself does; the
+    rotary inv_freq buffer is written so the load report is clean),
+    vocab.txt, tokenizer_config.json, special_tokens_map.json. The contact head
+    is not written: biofm never trains it, and transformers reports it as newly
+    initialised.
+    """
+    b = model.config.backbone
+    problems = [(b.kind != "encoder", f"the backbone is a {b.kind!r}, not an encoder"),
+                (model.config.objective.name != "mlm",
+                 f"the objective is {model.config.objective.name!r}, not 'mlm'"),
+                (b.position != "rope", "positions are learned, ESM-2 uses rotary"),
+                (tuple(model.tokenizer.vocab) != ESM2_VOCAB,
+                 f"the tokenizer is {model.tokenizer.name!r}, not ESM-2's 'esm2'")]
+    for bad, why in problems:
+        if bad:
+            raise BiofmError(f"cannot export to ESM layout: {why}",
+                             fix="only encoder + mlm models with rotary positions and the "
+                                 "esm2 tokenizer have an HF ESM-2 twin")
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = biofm_to_esm(model.state_dict())
+    state.pop("lm_head.decoder.weight", None)  # tied to esm.embeddings.word_embeddings
+    assert model.backbone.rotary is not None  # checked above: position == "rope"
+    state["esm.rotary_embeddings.inv_freq"] = model.backbone.rotary.inv_freq  # same formula as HF
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    atomic_write_text(directory / "config.json", json.dumps(backbone_to_esm_config(model), indent=2))
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    _write_hf_tokenizer(model.tokenizer, directory, b.max_len)
+    return directory
+
+
+def _write_hf_tokenizer(tokenizer: Tokenizer, directory: Path, max_len: int) -> None:
+    specials = {"cls_token": "<cls>", "eos_token": "<eos>", "pad_token": "<pad>",
+                "unk_token": "<unk>", "mask_token": "<mask>"}
+    atomic_write_text(directory / HF_VOCAB_FILE, "\n".join(tokenizer.vocab) + "\n")
+    atomic_write_text(directory / "special_tokens_map.json", json.dumps(specials, indent=2))
+    atomic_write_text(directory / "tokenizer_config.json", json.dumps(
+        {"tokenizer_class": "EsmTokenizer", "model_max_length": max_len, **specials}, indent=2))

@@ -1,0 +1,185 @@
+"""`FoundationModel` = tokenizer + backbone + objective, and its checkpoint directory.
+
+A checkpoint directory is self-describing and loadable alone:
+
+    config.yaml         PretrainConfig (backbone shape filled in)
+    model.safetensors   weights (tied output projection stored once)
+    tokenizer.json      the vocabulary and rule
+    biofm.json          format marker and version
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from biofm.backbones import build_backbone, count_parameters
+from biofm.config import PretrainConfig
+from biofm.data.collate import pad_collate
+from biofm.errors import BiofmError
+from biofm.io import atomic_path, atomic_write_text
+from biofm.objectives import build_objective
+from biofm.outputs import BackboneOutput, Batch, ObjectiveOutput
+from biofm.tokenizer import Tokenizer, load_tokenizer
+
+FORMAT = {"format": "biofm-checkpoint", "version": 1}
+Pooling = Literal["mean", "cls"]
+
+
+class FoundationModel(nn.Module):
+    """A pretrainable model: `forward(batch)` returns the objective's loss and logits."""
+
+    def __init__(self, config: PretrainConfig, tokenizer: Tokenizer) -> None:
+        super().__init__()
+        backbone_cfg = config.backbone.replace(
+            vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, mask_id=tokenizer.mask_id)
+        self.config = config.replace(backbone=backbone_cfg.model_dump(mode="json"))
+        self.tokenizer = tokenizer
+        self.backbone = build_backbone(self.config.backbone)
+        self.objective = build_objective(self.config.objective, self.config.backbone,
+                                         tokenizer.special_ids)
+        self.objective.tie_weights(self.backbone.embed_tokens)
+
+    def forward(self, batch: Batch) -> ObjectiveOutput:
+        hidden = self.backbone(batch.input_ids, batch.attention_mask, batch.document_ids)
+        return self.objective(hidden, batch)
+
+    def num_parameters(self) -> int:
+        return count_parameters(self)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- inference --------------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.tokenizer.encode(t, max_length=self.config.backbone.max_len) for t in texts]
+
+    @torch.no_grad()
+    def hidden_states(self, texts: Sequence[str]) -> BackboneOutput:
+        batch = pad_collate(self.encode(texts), self.tokenizer.pad_id).to(self.device)
+        return self.backbone(batch.input_ids, batch.attention_mask)
+
+    @torch.no_grad()
+    def embed(self, texts: Sequence[str], *, pooling: Pooling = "mean",
+              batch_size: int = 64, progress: Iterable | None = None) -> np.ndarray:
+        """Per-sequence embeddings (N, d) in float32.
+
+        mean: average over the sequence's own tokens (special tokens excluded);
+        cls: the hidden state of the leading <bos>/<cls> token.
+        Sequences are sorted by length so batches carry little padding.
+        """
+        was_training = self.training
+        self.eval()
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.config.backbone.d_model), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            index = order[start: start + batch_size]
+            out[index] = self._embed_batch([texts[i] for i in index], pooling)
+            if progress is not None:
+                progress.advance(len(index))  # type: ignore[attr-defined]
+        self.train(was_training)
+        return out
+
+    def _embed_batch(self, texts: Sequence[str], pooling: Pooling) -> np.ndarray:
+        batch = pad_collate(self.encode(texts), self.tokenizer.pad_id).to(self.device)
+        hidden = self.backbone(batch.input_ids, batch.attention_mask).last_hidden_state
+        if pooling == "cls":
+            pooled = hidden[:, 0]
+        elif pooling == "mean":
+            special = torch.tensor(self.tokenizer.special_ids, device=hidden.device)
+            keep = batch.attention_mask & ~torch.isin(batch.input_ids, special)
+            keep = torch.where(keep.any(1, keepdim=True), keep, batch.attention_mask)
+            w = keep[..., None].to(hidden.dtype)
+            pooled = (hidden * w).sum(1) / w.sum(1)
+        else:
+            raise BiofmError(f"unknown pooling {pooling!r}", fix="use 'mean' or 'cls'")
+        return pooled.float().cpu().numpy()
+
+    # -- persistence --------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write a self-describing checkpoint directory (each file atomically)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save(directory / "config.yaml")
+        self.tokenizer.save(directory)
+        with atomic_path(directory / "model.safetensors") as tmp:
+            save_file(weights_for_saving(self), str(tmp), metadata={"format": "pt"})
+        atomic_write_text(directory / "biofm.json", json.dumps(FORMAT))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, *, map_location: str = "cpu") -> "FoundationModel":
+        directory = Path(directory)
+        _check_checkpoint_dir(directory)
+        config = PretrainConfig.load(directory / "config.yaml")
+        model = cls(config, load_tokenizer(directory))
+        state = read_safetensors(directory / "model.safetensors", device=map_location)
+        load_weights(model, state, directory / "model.safetensors")
+        return model
+
+
+def weights_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict with shared (tied) tensors stored once, contiguous."""
+    seen: set[int] = set()
+    out = {}
+    for name, tensor in model.state_dict().items():
+        key = tensor.untyped_storage().data_ptr()
+        if key in seen:
+            continue
+        seen.add(key)
+        out[name] = tensor.detach().contiguous().cpu()
+    return out
+
+
+def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BiofmError(f"weights file is unreadable or truncated ({exc})", path=path,
+                         fix="re-copy the checkpoint, or resume training from an earlier one") from None
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Strict load that allows tied weights to be absent; clear error on mismatch."""
+    expected = model.state_dict()
+    tied = {n for n in expected if n not in state and _is_tied(model, n)}
+    missing = sorted(set(expected) - set(state) - tied)
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(n for n in state if n in expected and state[n].shape != expected[n].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(f"{what}: {', '.join(names[:4])}{' …' if len(names) > 4 else ''}"
+                           for what, names in (("missing", missing), ("unexpected", unexpected),
+                                               ("wrong shape", wrong)) if names)
+        raise BiofmError(f"weights do not match the architecture in config.yaml ({detail})",
+                         path=source,
+                         fix="the checkpoint comes from a different architecture or size; "
+                             "load it with the config it was saved with")
+    model.load_state_dict(state, strict=False)
+
+
+def _is_tied(model: nn.Module, name: str) -> bool:
+    params = dict(model.named_parameters(remove_duplicate=False))
+    if name not in params:
+        return False
+    return sum(p is params[name] for p in params.values()) > 1
+
+
+def _check_checkpoint_dir(directory: Path) -> None:
+    if not directory.exists():
+        raise BiofmError("checkpoint directory does not exist", path=directory,
+                         fix="check the path (pretrain writes DIR/final)")
+    if not directory.is_dir():
+        raise BiofmError("expected a checkpoint directory, got a file", path=directory,
+                         fix="pass the directory that holds model.safetensors")
+    for name in ("config.yaml", "model.safetensors", "tokenizer.json"):
+        if not (directory / name).is_file():
+            raise BiofmError(f"{name} is missing from the checkpoint directory", path=directory,
+                             fix="pass a directory written by biofm, or an HF ESM-2 directory")

@@ -1,0 +1,49 @@
+"""Typed containers passed between the pipeline stages (never positional tuples)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass
+class Batch:
+    """A collated batch.
+
+    input_ids:      (B, T) long
+    attention_mask: (B, T) bool, True on real tokens
+    labels:         (B, T) long with -100 where no loss, set by the objective
+    document_ids:   (B, T) long for packed batches (one id per document, -1 on
+                    padding); None for padded batches
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None = None
+    document_ids: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.input_ids), move(self.attention_mask), move(self.labels),
+                     move(self.document_ids))
+
+    def with_(self, **changes: torch.Tensor | None) -> "Batch":
+        return replace(self, **changes)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+@dataclass
+class BackboneOutput:
+    last_hidden_state: torch.Tensor  # (B, T, d)
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # (n_layers + 1) x (B, T, d)
+
+
+@dataclass
+class ObjectiveOutput:
+    loss: torch.Tensor  # () mean over predicted tokens
+    logits: torch.Tensor  # (B, T, V)
+    num_predicted: int  # tokens that entered the loss
