@@ -81,8 +81,19 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = _scalar(raw)
     return out
+
+
+def _scalar(raw: str) -> Any:
+    """YAML typing, plus floats like 1e-3 that YAML 1.1 leaves as strings."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def preset_path(kind: str, name: str) -> Path:

@@ -121,6 +121,7 @@ def test_long_sequences_use_a_centred_window():
 
 
 def test_needs_an_mlm_model():
-    config = PretrainConfig.from_dict({"backbone": {"kind": "decoder"}, "objective": {"name": "clm"}})
+    config = PretrainConfig.from_dict({"backbone": {"kind": "decoder"},
+                                       "objective": {"name": "clm"}})
     with pytest.raises(BiofmError, match="needs an MLM model"):
         score_variants(FoundationModel(config, EsmTokenizer()), SEQ, ["M1A"])

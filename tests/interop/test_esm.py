@@ -86,8 +86,9 @@ def test_esm_model_keys_and_legacy_layernorm_names(hf_dir):
     hf_model, _ = hf_dir
     bare = {k.removeprefix("esm."): v for k, v in hf_model.state_dict().items()
             if k.startswith("esm.")}  # EsmModel layout
-    bare = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
-            for k, v in bare.items()}
+    legacy = lambda k: k.replace("LayerNorm.weight", "LayerNorm.gamma").replace(  # noqa: E731
+        "LayerNorm.bias", "LayerNorm.beta")
+    bare = {legacy(k): v for k, v in bare.items()}
     ours = esm_to_biofm(bare)
     assert "backbone.layers.2.mlp_norm.weight" in ours and "backbone.final_norm.bias" in ours
     assert not any(k.startswith("objective.") for k in ours)
@@ -170,6 +171,27 @@ def test_pytorch_bin_and_esm_model_dirs(tmp_path, hf_dir):
                                hf_model.esm.encoder.emb_layer_norm_after.weight.detach())
 
 
+def test_sharded_safetensors(tmp_path, hf_dir):
+    from safetensors.torch import load_file, save_file
+    _, directory = hf_dir
+    state = load_file(directory / "model.safetensors")
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[::2],
+              "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, keys in shards.items():
+        save_file({k: state[k] for k in keys}, tmp_path / shard, metadata={"format": "pt"})
+    weight_map = {k: shard for shard, keys in shards.items() for k in keys}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (tmp_path / "config.json").write_text((directory / "config.json").read_text())
+    write_vocab(tmp_path)
+    reference = load_hf_esm(directory).state_dict()
+    for key, value in load_hf_esm(tmp_path).state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    (tmp_path / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(BiofmError, match="shard model-00002-of-00002.safetensors .* missing"):
+        load_hf_esm(tmp_path)
+
+
 # -- errors and dispatch -----------------------------------------------------------
 
 def copy_hf_dir(src: Path, dst: Path) -> Path:
@@ -218,7 +240,8 @@ def test_bad_hf_dirs(tmp_path, hf_dir, breakage, message):
 
 
 def test_export_needs_encoder_mlm(tmp_path):
-    config = PretrainConfig.from_dict({"backbone": {"kind": "decoder"}, "objective": {"name": "clm"}})
+    config = PretrainConfig.from_dict({"backbone": {"kind": "decoder"},
+                                       "objective": {"name": "clm"}})
     with pytest.raises(BiofmError, match="cannot export.*decoder"):
         save_hf_esm(FoundationModel(config, EsmTokenizer()), tmp_path)
     with pytest.raises(BiofmError, match="cannot export.*learned"):

@@ -48,7 +48,8 @@ def parse_variant(variant: str, sequence: str | None = None) -> list[Substitutio
     """
     parts = variant.strip().split(":") if variant.strip() else []
     if not parts:
-        raise BiofmError("empty variant", fix="write variants like A23G, or A23G:K40R for multi-mutants")
+        raise BiofmError("empty variant",
+                         fix="write variants like A23G, or A23G:K40R for multi-mutants")
     subs = []
     for part in parts:
         m = _SUBSTITUTION.match(part.strip())
@@ -90,8 +91,12 @@ def score_variants(model: FoundationModel, sequence: str, variants: Sequence[str
     positions = sorted({s.position for subs in parsed for s in subs})
     ids = _residue_ids(model, seq)
     log_probs = dict(zip(positions, _masked_log_probs(model, ids, positions, batch_size)))
-    return [float(sum(log_probs[s.position][vocab[s.mut]] - log_probs[s.position][ids[s.position - 1]]
-                      for s in subs)) for subs in parsed]
+
+    def site(s: Substitution) -> torch.Tensor:
+        logp = log_probs[s.position]  # (V,) with residue s.position masked
+        return logp[vocab[s.mut]] - logp[ids[s.position - 1]]
+
+    return [float(sum(site(s) for s in subs)) for subs in parsed]
 
 
 def score_all_substitutions(model: FoundationModel, sequence: str,
@@ -117,8 +122,8 @@ def score_all_substitutions(model: FoundationModel, sequence: str,
 # -- internals ---------------------------------------------------------------------
 
 def _clean(sequence: str) -> str:
-    """Uppercase, whitespace removed: the same text the wild-type checks see."""
-    seq = "".join(sequence.split()).upper()
+    """Uppercase, whitespace and a final stop codon removed, as the protein tokenizer does."""
+    seq = "".join(sequence.split()).upper().removesuffix("*")
     if not seq:
         raise BiofmError("the wild-type sequence is empty", fix="pass the protein sequence")
     return seq
@@ -133,8 +138,9 @@ def _residue_ids(model: FoundationModel, seq: str) -> list[int]:
     ids = model.tokenizer.encode(seq, add_special_tokens=False)
     if len(ids) != len(seq):
         raise BiofmError(f"the {model.tokenizer.name!r} tokenizer turns {len(seq)} residues into "
-                         f"{len(ids)} tokens", fix="zero-shot scoring needs a one-token-per-residue "
-                                                   "tokenizer such as esm2")
+                         f"{len(ids)} tokens",
+                         fix="zero-shot scoring needs a one-token-per-residue tokenizer "
+                             "such as esm2")
     return ids
 
 
@@ -166,7 +172,8 @@ def _masked_log_probs(model: FoundationModel, ids: list[int], positions: list[in
     try:
         for i in range(0, len(rows), batch_size):
             batch = inputs[i:i + batch_size].to(model.device)
-            hidden = model.backbone(batch, torch.ones_like(batch, dtype=torch.bool)).last_hidden_state
+            mask = torch.ones_like(batch, dtype=torch.bool)
+            hidden = model.backbone(batch, mask).last_hidden_state  # (b, T, d)
             picked = hidden[torch.arange(len(batch)), where[i:i + batch_size].to(model.device)]
             out.append(torch.log_softmax(model.objective.logits(picked).float(), dim=-1).cpu())
     finally:

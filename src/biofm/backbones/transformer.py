@@ -48,13 +48,14 @@ class Transformer(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 document_ids: torch.Tensor | None = None, *,
                 output_hidden_states: bool = False) -> BackboneOutput:
-        B, T = input_ids.shape
-        if T > self.config.max_len:
-            raise ValueError(f"input has {T} tokens, the backbone's max_len is {self.config.max_len}")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         attention_mask = attention_mask.bool()
         positions = _positions(attention_mask, document_ids)  # (B, T)
+        longest = int(positions.max()) + 1 if positions.numel() else 0
+        if longest > self.config.max_len:  # per document when packed
+            raise ValueError(f"input has {longest} tokens, the backbone's max_len is "
+                             f"{self.config.max_len}")
 
         x = self.embed_tokens(input_ids)  # (B, T, d)
         if self.config.token_dropout:

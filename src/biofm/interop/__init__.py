@@ -1,4 +1,4 @@
-"""Interop with Hugging Face layouts, and `load_pretrained` that recognises either kind of directory."""
+"""Interop with Hugging Face layouts, and `load_pretrained` for either kind of directory."""
 
 from __future__ import annotations
 

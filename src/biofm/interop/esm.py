@@ -67,7 +67,7 @@ def _compile(pairs: tuple[tuple[str, str], ...], to_hf: bool) -> list[tuple[re.P
     for ours, theirs in pairs:
         src, dst = (ours, theirs) if to_hf else (theirs, ours)
         pattern = re.escape(src).replace(re.escape("{i}"), r"(?P<i>\d+)")
-        rules.append((re.compile(f"^{pattern}(?P<rest>.*)$"), dst))
+        rules.append((re.compile(f"^{pattern}(?P<rest>weight|bias|)$"), dst))
     return rules
 
 
@@ -78,8 +78,8 @@ _FROM_HF = _compile(NAME_MAP, to_hf=False)
 def _rename(key: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
     for pattern, dst in rules:
         m = pattern.match(key)
-        if m and (m["rest"] in ("weight", "bias") or (m["rest"] == "" and not dst.endswith("."))):
-            return dst.replace("{i}", m.groupdict().get("i") or "") + m["rest"]
+        if m:
+            return dst.replace("{i}", m.groupdict().get("i", "")) + m["rest"]
     return None
 
 
@@ -87,7 +87,8 @@ def _normalise_hf_key(key: str) -> str:
     """EsmModel keys lack the `esm.` prefix; transformers v5 saves LayerNorms as gamma/beta."""
     if not key.startswith(("esm.", "lm_head.")):
         key = "esm." + key
-    for legacy, name in (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias")):
+    for legacy, name in (("LayerNorm.gamma", "LayerNorm.weight"),
+                         ("LayerNorm.beta", "LayerNorm.bias")):
         if key.endswith(legacy):
             return key[: -len(legacy)] + name
     return key
@@ -112,8 +113,9 @@ def esm_to_biofm(state: Tensors, *, source: Path | None = None) -> Tensors:
         else:
             out[name] = tensor
     if unknown:
-        raise BiofmError(f"ESM weights have keys biofm cannot map: {', '.join(sorted(unknown)[:5])}",
-                         path=source, fix="only ESM-2 style models (rotary positions, no embedding "
+        names = ", ".join(sorted(unknown)[:5])
+        raise BiofmError(f"ESM weights have keys biofm cannot map: {names}", path=source,
+                         fix="only ESM-2 style models (rotary positions, no embedding "
                              "LayerNorm) can be converted")
     return out
 
@@ -209,7 +211,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise BiofmError(f"cannot read JSON ({exc})", path=path,
                          fix="re-copy the checkpoint directory") from None
     if not isinstance(data, dict):
-        raise BiofmError("expected a JSON object", path=path, fix="re-copy the checkpoint directory")
+        raise BiofmError("expected a JSON object", path=path,
+                         fix="re-copy the checkpoint directory")
     return data
 
 
@@ -262,14 +265,16 @@ def load_hf_esm(path: str | Path) -> FoundationModel:
                          fix="pass a local copy of an ESM-2 checkpoint directory")
     if not (directory / "config.json").is_file():
         raise BiofmError("config.json is missing", path=directory,
-                         fix="an HF ESM-2 directory holds config.json, model.safetensors, vocab.txt")
+                         fix="an HF ESM-2 directory holds config.json, model.safetensors "
+                             "and vocab.txt")
     hf_config = _read_json(directory / "config.json")
     fields = esm_config_to_backbone(hf_config, source=directory / "config.json")
     tokenizer = EsmTokenizer.from_hf_dir(directory)
     for field, ours in (("vocab_size", tokenizer.vocab_size), ("pad_id", tokenizer.pad_id),
                         ("mask_id", tokenizer.mask_id)):
         if fields[field] != ours:
-            raise BiofmError(f"config.json has {field}={fields[field]}, ESM-2's vocabulary has {ours}",
+            raise BiofmError(f"config.json has {field}={fields[field]}, "
+                             f"ESM-2's vocabulary has {ours}",
                              path=directory / "config.json", fix="use an ESM-2 checkpoint")
     config = PretrainConfig.from_dict(
         {"data": DataConfig(modality="protein", tokenizer="esm2").model_dump(mode="json"),
@@ -329,7 +334,8 @@ def save_hf_esm(model: FoundationModel, path: str | Path) -> Path:
     assert model.backbone.rotary is not None  # checked above: position == "rope"
     state["esm.rotary_embeddings.inv_freq"] = model.backbone.rotary.inv_freq  # same formula as HF
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    atomic_write_text(directory / "config.json", json.dumps(backbone_to_esm_config(model), indent=2))
+    config = json.dumps(backbone_to_esm_config(model), indent=2)
+    atomic_write_text(directory / "config.json", config)
     with atomic_path(directory / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     _write_hf_tokenizer(model.tokenizer, directory, b.max_len)

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from biofm.data.collate import pad_collate
+from biofm.errors import BiofmError
+from biofm.objectives.base import IGNORE_INDEX
+from tests.helpers import random_proteins, tiny_model
+
+
+def _masked(rate=0.15, n=400, seed=0):
+    model = tiny_model()
+    model.objective.config.__dict__  # frozen config; rebuild with another rate when needed
+    if rate != 0.15:
+        model = tiny_model()
+        from biofm.config import ObjectiveConfig
+        from biofm.objectives.mlm import MaskedLM
+        model.objective = MaskedLM(ObjectiveConfig(mask_rate=rate), model.config.backbone,
+                                   model.tokenizer.special_ids)
+    batch = pad_collate(model.encode(random_proteins(n, seed=seed, low=20, high=60)),
+                        model.tokenizer.pad_id)
+    return model, batch, model.objective.prepare(batch, torch.Generator().manual_seed(seed))
+
+
+def test_mlm_never_masks_special_tokens_or_padding():
+    model, before, after = _masked(rate=0.5)
+    special = torch.isin(before.input_ids, torch.tensor(model.tokenizer.special_ids))
+    assert (after.labels[special] == IGNORE_INDEX).all()
+    assert torch.equal(after.input_ids[special], before.input_ids[special])
+
+
+def test_mlm_rate_and_80_10_10_split():
+    model, before, after = _masked(rate=0.15, n=600)
+    maskable = before.attention_mask & ~torch.isin(before.input_ids,
+                                                   torch.tensor(model.tokenizer.special_ids))
+    selected = after.labels != IGNORE_INDEX
+    assert abs(selected.sum() / maskable.sum() - 0.15) < 0.01
+    assert torch.equal(after.labels[selected], before.input_ids[selected])
+    is_mask = after.input_ids[selected] == model.tokenizer.mask_id
+    unchanged = after.input_ids[selected] == before.input_ids[selected]
+    n = selected.sum().item()
+    assert abs(is_mask.sum().item() / n - 0.8) < 0.03
+    assert abs(unchanged.sum().item() / n - 0.1 - 0.1 / 20) < 0.03  # kept + random hits itself
+    random_tokens = after.input_ids[selected][~is_mask & ~unchanged]
+    assert not torch.isin(random_tokens, torch.tensor(model.tokenizer.special_ids)).any()
+
+
+def test_mlm_masking_is_reproducible_from_the_generator():
+    _, _, a = _masked(seed=3)
+    _, _, b = _masked(seed=3)
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels)
+
+
+def test_clm_labels_are_next_tokens_without_padding():
+    model = tiny_model("decoder", "clm")
+    batch = pad_collate(model.encode(["ACD", "ACDEFG"]), model.tokenizer.pad_id)
+    labels = model.objective.prepare(batch).labels
+    ids = batch.input_ids
+    assert torch.equal(labels[1, :-1], ids[1, 1:])
+    assert labels[1, -1] == IGNORE_INDEX
+    assert (labels[0, 4:] == IGNORE_INDEX).all()  # <cls> A C D <eos> then padding
+    assert labels[0, 3] == model.tokenizer.eos_id
+
+
+def test_clm_never_predicts_across_packed_documents():
+    model = tiny_model("decoder", "clm")
+    from biofm.outputs import Batch
+    ids = torch.tensor([[0, 5, 2, 0, 6, 2]])
+    docs = torch.tensor([[0, 0, 0, 1, 1, 1]])
+    batch = model.objective.prepare(Batch(ids, torch.ones_like(ids, dtype=torch.bool), None, docs))
+    assert batch.labels[0, 2] == IGNORE_INDEX and batch.labels[0, 3] == 6
+
+
+def test_mlm_loss_of_a_uniform_model_is_log_vocab():
+    model, _, batch = _masked()
+    with torch.no_grad():
+        for p in model.objective.head.parameters():
+            p.zero_()
+    out = model(batch)
+    assert out.loss.item() == pytest.approx(torch.log(torch.tensor(33.0)).item(), rel=1e-5)
+
+
+def test_objective_backbone_mismatch_is_explained():
+    with pytest.raises(BiofmError, match="decoder backbone"):
+        tiny_model("encoder", "clm")

@@ -1,0 +1,54 @@
+import pytest
+
+from biofm.config import BackboneConfig, PretrainConfig, TrainConfig, parse_overrides, preset_path
+from biofm.errors import BiofmError
+
+
+def test_yaml_round_trip(tmp_path):
+    config = PretrainConfig.from_dict({"backbone": {"size": "mini"}, "train": {"lr": 3e-4}})
+    config.save(tmp_path / "c.yaml")
+    assert PretrainConfig.load(tmp_path / "c.yaml") == config
+
+
+def test_size_fills_shape_and_explicit_fields_win():
+    cfg = BackboneConfig(size="esm2-8m")
+    assert (cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff) == (320, 6, 20, 1280)
+    assert BackboneConfig(size="tiny", n_layers=3).n_layers == 3
+
+
+def test_configs_are_frozen():
+    with pytest.raises(Exception):
+        TrainConfig().lr = 1.0  # type: ignore[misc]
+
+
+def test_unknown_field_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train: {learning_rate: 0.1}\n")
+    with pytest.raises(BiofmError, match=r"bad.yaml.*train.learning_rate"):
+        PretrainConfig.load(path)
+
+
+def test_invalid_values_rejected():
+    with pytest.raises(BiofmError, match="mask_rate"):
+        PretrainConfig.from_dict({"objective": {"mask_rate": 1.5}})
+    with pytest.raises(BiofmError, match="d_model"):
+        PretrainConfig.from_dict({"backbone": {"size": None, "d_model": 30, "n_heads": 4,
+                                               "n_layers": 1, "d_ff": 8}})
+
+
+def test_overrides_are_typed_and_nested():
+    assert parse_overrides(["train.lr=1e-3", "backbone.size=small", "train.progress=false"]) == {
+        "train": {"lr": 1e-3, "progress": False}, "backbone": {"size": "small"}}
+    with pytest.raises(BiofmError, match="KEY=VALUE"):
+        parse_overrides(["train.lr"])
+
+
+@pytest.mark.parametrize("name", ["protein-mlm-tiny", "protein-clm-tiny", "molecule-mlm-tiny",
+                                  "molecule-clm-tiny", "protein-mlm-esm2-8m"])
+def test_presets_load(name):
+    PretrainConfig.load(preset_path("pretrain", name))
+
+
+def test_unknown_preset_lists_known():
+    with pytest.raises(BiofmError, match="protein-mlm-tiny"):
+        preset_path("pretrain", "nope")

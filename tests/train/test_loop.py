@@ -1,0 +1,139 @@
+import json
+
+import pytest
+import torch
+
+import biofm.train.loop as loop_module
+from biofm.config import TrainConfig
+from biofm.errors import BiofmError
+from biofm.model import FoundationModel
+from biofm.train import train
+from biofm.train.checkpoint import latest_checkpoint
+from biofm.train.loop import BatchPlan
+from biofm.train.schedule import warmup_cosine
+from tests.helpers import random_proteins, tiny_model
+
+CONFIG = TrainConfig(max_steps=12, batch_size=8, eval_every=4, save_every=4, log_every=2,
+                     warmup_steps=2, progress=False, lr=3e-3)
+
+
+def _data(model):
+    seqs = model.encode(random_proteins(80, seed=5))
+    return seqs[:64], seqs[64:]
+
+
+def _fresh(kind="encoder", objective="mlm"):
+    torch.manual_seed(0)
+    return tiny_model(kind, objective, dropout=0.1)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind,objective", [("encoder", "mlm"), ("decoder", "clm")])
+def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch, kind, objective):
+    model = _fresh(kind, objective)
+    train_ids, valid_ids = _data(model)
+    full = train(model, train_ids, valid_ids, CONFIG, tmp_path / "full")
+
+    real_save = loop_module.save_training_checkpoint
+
+    def save_then_die(run_dir, model, *args, **kwargs):
+        path = real_save(run_dir, model, *args, **kwargs)
+        if args[-1].step == 8:
+            raise Killed
+        return path
+
+    monkeypatch.setattr(loop_module, "save_training_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(_fresh(kind, objective), train_ids, valid_ids, CONFIG, tmp_path / "cut")
+    monkeypatch.undo()
+    resumed = train(_fresh(kind, objective), train_ids, valid_ids, CONFIG, tmp_path / "cut",
+                    resume=True)
+
+    assert resumed.steps == full.steps == 12
+    assert resumed.final_loss == full.final_loss
+    assert resumed.history == [{**h} for h in full.history] or \
+        [h.get("loss") for h in resumed.history] == [h.get("loss") for h in full.history]
+    a = FoundationModel.load(tmp_path / "full" / "step-0000012")
+    b = FoundationModel.load(tmp_path / "cut" / "step-0000012")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_loss_goes_down_and_outputs_are_written(tmp_path):
+    model = _fresh()
+    train_ids, valid_ids = _data(model)
+    result = train(model, train_ids, valid_ids, CONFIG.replace(max_steps=30, lr=5e-3), tmp_path)
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert losses[-1] < losses[0]
+    assert result.best_valid_loss is not None
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "loss", "lr", "tokens_per_s", "grad_norm"} <= set(lines[0])
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+    assert latest_checkpoint(tmp_path).name == "step-0000030"
+    assert len(list(tmp_path.glob("step-*"))) == 1  # older checkpoints pruned
+
+
+def test_early_stopping(tmp_path):
+    model = _fresh()
+    train_ids, valid_ids = _data(model)
+    cfg = CONFIG.replace(max_steps=400, eval_every=1, save_every=0, patience=2, lr=0.5,
+                         warmup_steps=0, grad_clip=100.0)
+    result = train(model, train_ids, valid_ids, cfg, tmp_path)
+    assert result.stopped_early and result.steps < 400
+
+
+def test_gradient_accumulation_matches_a_big_batch(tmp_path, monkeypatch):
+    # CLM on equal-length sequences: every micro-batch predicts the same number of
+    # tokens, so 2 x 8 accumulated equals one batch of 16 up to float rounding
+    seqs = random_proteins(32, seed=9, low=20, high=21)
+
+    class FixedPlan:
+        def __init__(self, lengths, batch_size, seed):
+            self.batch_size = batch_size
+
+        def __call__(self, k):
+            return list(range(k * self.batch_size, (k + 1) * self.batch_size))
+
+    monkeypatch.setattr(loop_module, "BatchPlan", FixedPlan)
+    models = []
+    for batch_size, accum in ((16, 1), (8, 2)):
+        torch.manual_seed(0)
+        model = tiny_model("decoder", "clm")  # no dropout: its RNG use depends on batch shape
+        cfg = CONFIG.replace(max_steps=2, batch_size=batch_size, grad_accum=accum,
+                             eval_every=0, save_every=0)
+        train(model, model.encode(seqs), None, cfg, tmp_path / str(accum))
+        models.append(model)
+    torch.manual_seed(0)
+    untrained = tiny_model("decoder", "clm")
+    for (name, p), q, p0 in zip(models[0].state_dict().items(), models[1].state_dict().values(),
+                                untrained.state_dict().values()):
+        torch.testing.assert_close(p, q, atol=2e-6, rtol=1e-5, msg=name)
+    assert not torch.equal(models[0].backbone.embed_tokens.weight, untrained.backbone.embed_tokens.weight)
+
+
+def test_batch_plan_is_deterministic_and_covers_an_epoch():
+    lengths = list(range(5, 105))
+    a, b = BatchPlan(lengths, 10, seed=1), BatchPlan(lengths, 10, seed=1)
+    epoch = [a(k) for k in range(10)]
+    assert all((x == b(k)).all() for k, x in enumerate(epoch))
+    assert sorted(int(i) for batch in epoch for i in batch) == list(range(100))
+    assert any((x != y).any() for x, y in zip(epoch, [a(k) for k in range(10, 20)]))
+
+
+def test_warmup_then_cosine():
+    f = warmup_cosine(10, 110, 0.1)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
+
+
+def test_truncated_training_state_is_a_clear_error(tmp_path):
+    model = _fresh()
+    train_ids, valid_ids = _data(model)
+    train(model, train_ids, None, CONFIG.replace(max_steps=4), tmp_path)
+    state = latest_checkpoint(tmp_path) / "train_state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    with pytest.raises(BiofmError, match="train_state.pt.*unreadable"):
+        train(_fresh(), train_ids, None, CONFIG.replace(max_steps=8), tmp_path, resume=True)
