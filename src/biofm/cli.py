@@ -11,6 +11,7 @@ from typing import List, Optional
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from biofm.errors import BiofmError
 
@@ -128,7 +129,7 @@ def finetune(
     from biofm.interop import load_pretrained
     pretrained = load_pretrained(model)
     the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column)
-    result = commands.finetune(model, the_task, cfg, output, seed=seed, base=pretrained)
+    result = commands.finetune(model, the_task, cfg, output, seed=cfg.seed, base=pretrained)
     out.print_json(json.dumps({"task": the_task.name, "mode": cfg.mode, "valid": result.valid_metrics,
                                "test": result.test_metrics}))
     out.print(f"model and metrics in {output}")
@@ -141,9 +142,9 @@ def evaluate(
     input: Optional[Path] = typer.Option(None, "--input"),
     label: Optional[str] = typer.Option(None),
     column: Optional[str] = typer.Option(None),
-    kind: str = typer.Option("classification"),
+    kind: Optional[str] = typer.Option(None, help="default: the fine-tuned model's kind"),
     split: str = typer.Option("test", help="train | valid | test"),
-    seed: int = typer.Option(0),
+    seed: Optional[int] = typer.Option(None, help="default: the fine-tuning seed"),
     output: Optional[Path] = typer.Option(None, help="metrics JSON"),
 ) -> None:
     """Metrics of a fine-tuned model: ROC-AUC/PR-AUC/accuracy or RMSE/MAE/Spearman."""
@@ -151,9 +152,14 @@ def evaluate(
     from biofm.adapt import load_finetuned
 
     info = load_finetuned(model).info
-    the_task = _task(task or info.get("task"), input, label, kind,
+    # rebuild the split the model was fine-tuned on (same strategy and seed), else the
+    # "test" rows of a user's CSV may have been training rows
+    strategy = info.get("split") if info.get("split") in ("random", "scaffold") else "random"
+    seed = info["config"]["seed"] if seed is None else seed
+    the_task = _task(task or (None if input else info.get("task")), input, label,
+                     kind or info["kind"],
                      "molecule" if input and input.suffix in (".smi",) else _modality(model),
-                     "random", column)
+                     strategy, column)
     metrics = commands.evaluate(model, the_task, output, seed=seed, split=split)
     out.print_json(json.dumps(metrics))
 
@@ -227,22 +233,27 @@ def list_components() -> None:
     out.print(f"[bold]pretrain presets[/]: {', '.join(presets)}")
 
 
+# The click that parses argv: typer >= 0.2x vendors its own copy, whose errors derive
+# from typer.TyperException (and whose Exit/Abort are typer's); older typer used click's.
+_USAGE_ERRORS = tuple({click.ClickException, getattr(typer, "TyperException", click.ClickException)})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one paragraph on stderr and exit code 2."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="biofm", standalone_mode=False)
+        code = command.main(args=argv, prog_name="biofm", standalone_mode=False)
     except BiofmError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # "[nH]" is SMILES
         sys.exit(2)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except _USAGE_ERRORS as exc:  # unknown option, missing value, no subcommand (shows help)
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (typer.Exit, click.exceptions.Exit) as exc:  # older typer raises it, newer returns it
+        code = exc.exit_code
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+        code = 130
+    if code == 130:  # typer turns Ctrl-C into exit code 130
         err.print("interrupted: rerun with --resume to continue from the last checkpoint")
-        sys.exit(130)
+    if code:  # --help gives 0, a finished command None
+        sys.exit(code)

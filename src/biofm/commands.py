@@ -80,14 +80,14 @@ def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False
     skipped = SkipLog()
     records = load_records(config.data, skipped)
     if skipped:
-        console.print(skipped.summary())
+        console.print(skipped.summary(), markup=False, highlight=False)
     texts = [r.text for r in records]
     if init is not None:  # continue pretraining a saved or published model
         model = load_pretrained(init)
         config = config.replace(backbone=model.config.backbone.model_dump(mode="json"))
         model.config = config
     else:
-        model = FoundationModel(config, build_tokenizer(config.data, texts))
+        model = FoundationModel(config, _tokenizer_for_run(config.data, texts, output, resume))
     index = random_split(len(texts), (1 - config.data.valid_fraction, config.data.valid_fraction, 0.0),
                          seed=config.train.seed)
     encoded = model.encode(texts)
@@ -99,6 +99,18 @@ def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False
     return train(model, train_ids, valid_ids, config.train, output, resume=resume, console=console)
 
 
+def _tokenizer_for_run(data: DataConfig, texts: Sequence[str], output: str | Path,
+                       resume: bool) -> Tokenizer:
+    """A resumed run keeps its checkpoint's vocabulary (a refit could reorder ids)."""
+    from biofm.tokenizer import load_tokenizer
+    from biofm.train.checkpoint import latest_checkpoint
+
+    checkpoint = latest_checkpoint(Path(output)) if resume else None
+    if checkpoint is not None:
+        return load_tokenizer(checkpoint)
+    return build_tokenizer(data, texts)
+
+
 # -- embed -------------------------------------------------------------------------
 def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = None, *,
           pooling: Literal["mean", "cls"] = "mean", batch_size: int = 64,
@@ -107,15 +119,15 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
     model = load_pretrained(model_dir)
     modality = modality_of(model, input)
     skipped = SkipLog()
-    data = DataConfig(modality=modality, input=str(require_file(input)), column=column,
-                      on_error=on_error, valid_fraction=0.0)
+    data = DataConfig.from_dict({"modality": modality, "input": str(require_file(input)),
+                                 "column": column, "on_error": on_error, "valid_fraction": 0.0})
     records = load_records(data, skipped)
     with _progress() as progress:
         task = progress.add_task("embed", total=len(records))
         vectors = model.embed([r.text for r in records], pooling=pooling, batch_size=batch_size,
                               progress=_Advance(progress, task))
     if skipped:
-        console.print(skipped.summary())
+        console.print(skipped.summary(), markup=False, highlight=False)
     if output is not None:
         write_embeddings([r.id for r in records], vectors, output)
     return vectors
@@ -144,14 +156,23 @@ def task_from_file(input: str | Path, label: str, kind: str, modality: str,
                    split: str = "random", column: str | None = None, seed: int = 0) -> Task:
     """A task from the user's CSV: one input column, one label column."""
     path = require_file(input)
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise BiofmError(f"not a readable CSV file ({exc})", path=path,
+                         fix="pass a comma-separated file with a header row") from None
     text_col = column or ("smiles" if modality == "molecule" else "sequence")
     for col in (text_col, label):
         if col not in frame.columns:
             raise BiofmError(f"column {col!r} is missing", path=path,
                              fix=f"available columns: {', '.join(map(str, frame.columns))}")
     frame = frame.dropna(subset=[text_col, label])
-    labels = frame[label].to_numpy(dtype=np.float32 if kind == "regression" else np.int64)
+    try:
+        labels = frame[label].to_numpy(dtype=np.float32 if kind == "regression" else np.int64)
+    except (ValueError, TypeError) as exc:
+        raise BiofmError(f"column {label!r} does not hold {kind} labels ({exc})", path=path,
+                         fix="use numbers (regression) or integer class ids 0, 1, ... "
+                             "(classification)") from None
     whole = Split([f"{path.name}:{i + 2}" for i in frame.index], frame[text_col].astype(str).tolist(),
                   labels)
 
@@ -161,6 +182,11 @@ def task_from_file(input: str | Path, label: str, kind: str, modality: str,
         else:
             idx = random_split(len(whole), seed=seed,
                                stratify=labels if kind == "classification" else None)
+        sizes = {"train": len(idx.train), "valid": len(idx.valid), "test": len(idx.test)}
+        if not all(sizes.values()):
+            raise BiofmError(f"too few records for a {split} split into train/valid/test "
+                             f"({', '.join(f'{k} {v}' for k, v in sizes.items())})", path=path,
+                             fix="use more labeled rows (dozens at least), or --split random")
         return Splits(whole.subset(idx.train), whole.subset(idx.valid), whole.subset(idx.test))
 
     return Task(path.stem, modality, kind, load, split, source=str(path))  # type: ignore[arg-type]
@@ -178,7 +204,7 @@ def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
     splits = task.load(seed)
     result = _finetune(base, splits, task.kind, config)
     if output is not None:
-        save_finetuned(result, base, output, config, task.kind, task.name)
+        save_finetuned(result, base, output, config, task.kind, task.name, task.split)
         atomic_write_text(Path(output) / "metrics.json",
                           json.dumps({"valid": result.valid_metrics, "test": result.test_metrics},
                                      indent=1))
@@ -190,6 +216,8 @@ def evaluate(model_dir: str | Path, task: Task, output: str | Path | None = None
     """Metrics of a fine-tuned model on a task split; written as JSON when asked."""
     from biofm.adapt.finetune import task_metrics
 
+    if split not in ("train", "valid", "test"):
+        raise BiofmError(f"unknown split {split!r}", fix="use train, valid or test")
     adapted = load_finetuned(model_dir)
     part: Split = getattr(task.load(seed), split)
     predictions = adapted.predict(part.texts)

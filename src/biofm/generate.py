@@ -37,7 +37,10 @@ def sample(model: FoundationModel, num: int, *, max_new_tokens: int = 128,
     generator = torch.Generator(device=model.device).manual_seed(seed)
     tok = model.tokenizer
     limit = min(max_new_tokens + 1, model.config.backbone.max_len)
-    banned = torch.tensor([i for i in tok.special_ids if i != tok.eos_id], device=model.device)
+    # never emit special or placeholder tokens (<cls>, <pad>, <mask>, ESM's <null_1>)
+    banned = torch.tensor([i for i, t in enumerate(tok.vocab) if i != tok.eos_id and
+                           (i in tok.special_ids or (t.startswith("<") and t.endswith(">")))],
+                          device=model.device)
     out: list[str] = []
     while len(out) < num:
         n = min(batch_size, num - len(out))

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from biofm.backbones import build_backbone, count_parameters
+from biofm.backbones.layers import pool
 from biofm.config import PretrainConfig
 from biofm.data.collate import pad_collate
 from biofm.errors import BiofmError
@@ -91,16 +92,10 @@ class FoundationModel(nn.Module):
     def _embed_batch(self, texts: Sequence[str], pooling: Pooling) -> np.ndarray:
         batch = pad_collate(self.encode(texts), self.tokenizer.pad_id).to(self.device)
         hidden = self.backbone(batch.input_ids, batch.attention_mask).last_hidden_state
-        if pooling == "cls":
-            pooled = hidden[:, 0]
-        elif pooling == "mean":
-            special = torch.tensor(self.tokenizer.special_ids, device=hidden.device)
-            keep = batch.attention_mask & ~torch.isin(batch.input_ids, special)
-            keep = torch.where(keep.any(1, keepdim=True), keep, batch.attention_mask)
-            w = keep[..., None].to(hidden.dtype)
-            pooled = (hidden * w).sum(1) / w.sum(1)
-        else:
+        if pooling not in ("mean", "cls"):
             raise BiofmError(f"unknown pooling {pooling!r}", fix="use 'mean' or 'cls'")
+        special = torch.tensor(self.tokenizer.special_ids, device=hidden.device)
+        pooled = pool(hidden, batch.input_ids, batch.attention_mask, special, pooling)
         return pooled.float().cpu().numpy()
 
     # -- persistence --------------------------------------------------------------

@@ -69,6 +69,7 @@ def _import_builtin_components() -> None:
     if _loaded:
         return
     _loaded = True
+    import biofm.adapt.heads  # noqa: F401
     import biofm.backbones  # noqa: F401
     import biofm.objectives  # noqa: F401
     import biofm.modalities  # noqa: F401

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofm.adapt.heads import pool
+from biofm.backbones.layers import pool
 from biofm.adapt.probe import LinearProbe
 from biofm.bench.metrics import classification_metrics, primary_metric, regression_metrics
 from biofm.config import Config

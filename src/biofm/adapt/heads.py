@@ -1,22 +1,12 @@
-"""Task heads over pooled backbone states, and the pooling itself."""
+"""Task heads over pooled backbone states."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from biofm.backbones.layers import pool  # noqa: F401  (re-exported for heads' users)
 from biofm.registry import HEADS
-
-
-def pool(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-         special_ids: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, T, d) → (B, d). mean: over the sequence's own tokens; cls: first token."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    keep = attention_mask.bool() & ~torch.isin(input_ids, special_ids)
-    keep = torch.where(keep.any(1, keepdim=True), keep, attention_mask.bool())
-    w = keep[..., None].to(hidden.dtype)
-    return (hidden * w).sum(1) / w.sum(1)
 
 
 @HEADS.register("linear")

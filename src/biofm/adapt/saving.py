@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from biofm.adapt.finetune import FinetuneConfig, FinetuneResult, TaskModel
 from biofm.adapt.probe import LinearProbe
 from biofm.errors import BiofmError
 from biofm.io import atomic_path, atomic_write_text
-from biofm.model import FoundationModel
+from biofm.model import FoundationModel, read_safetensors
 
 INFO_FILE = "finetune.json"
 
@@ -66,11 +66,12 @@ def merged_base(model: TaskModel) -> FoundationModel:
 
 
 def save_finetuned(result: FinetuneResult, base: FoundationModel, directory: str | Path,
-                   config: FinetuneConfig, kind: str, task: str | None = None) -> Path:
+                   config: FinetuneConfig, kind: str, task: str | None = None,
+                   split: str | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {"format": "biofm-finetuned", "version": 1, "mode": result.mode,
-                            "kind": kind, "task": task, "pooling": config.pooling,
+                            "kind": kind, "task": task, "split": split, "pooling": config.pooling,
                             "config": config.model_dump(mode="json"),
                             "valid_metrics": result.valid_metrics,
                             "test_metrics": result.test_metrics}
@@ -99,9 +100,13 @@ def load_finetuned(directory: str | Path) -> AdaptedModel:
     if not info_path.is_file():
         raise BiofmError("not a fine-tuned model directory (no finetune.json)", path=directory,
                          fix="pass the --output directory of `biofm finetune`")
-    info = json.loads(info_path.read_text())
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BiofmError(f"{INFO_FILE} is unreadable ({exc})", path=info_path,
+                         fix="re-run `biofm finetune`, or re-copy the directory") from None
     base = FoundationModel.load(directory / "base")
-    head = load_file(str(directory / "head.safetensors"))
+    head = read_safetensors(directory / "head.safetensors")
     if info["mode"] == "probe":
         arrays = {k: v.numpy() for k, v in head.items()}
         return AdaptedModel(base, LinearProbe(info["kind"], **arrays), info)

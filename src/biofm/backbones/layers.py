@@ -117,3 +117,14 @@ def build_attention_mask(attention_mask: torch.Tensor, document_ids: torch.Tenso
         mask = mask & torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()
     eye = torch.eye(T, dtype=torch.bool, device=mask.device)
     return mask | (eye & ~attention_mask[:, None, :, None])
+
+
+def pool(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+         special_ids: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, T, d) → (B, d). mean: over the sequence's own tokens; cls: first token."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    keep = attention_mask.bool() & ~torch.isin(input_ids, special_ids)
+    keep = torch.where(keep.any(1, keepdim=True), keep, attention_mask.bool())
+    w = keep[..., None].to(hidden.dtype)
+    return (hidden * w).sum(1) / w.sum(1)
