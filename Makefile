@@ -10,7 +10,6 @@ OUT    ?= demo_out
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	# the CPU wheel of torch, pinned exactly (other specs pull a multi-GB CUDA build)
 	$(BIN)/pip install --quiet torch==2.13.0
 

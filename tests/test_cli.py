@@ -25,7 +25,7 @@ from biofm.config import PretrainConfig
 from biofm.interop import load_pretrained
 
 SUBCOMMANDS = ("pretrain", "embed", "finetune", "evaluate", "generate", "score-variants",
-               "demo", "list")
+               "demo", "list", "export")
 WILD_TYPE = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 FASTA = ">a first protein\nMKTAYIAKQR\nQISFVKSHFSRQ\n>b\nGSHMLEK\n>c\nMKVLAAGIVG\n"
 SMILES = "CCO ethanol\nc1ccccc1\nCC(=O)Oc1ccccc1C(=O)O aspirin\n"
@@ -232,6 +232,25 @@ def test_embed_with_an_hf_esm2_directory(cli, hf_esm_dir, tmp_path):
     frame = pd.read_parquet(tmp_path / "e.parquet")
     assert frame["id"].tolist() == ["a", "b", "c"]
     assert {len(v) for v in frame["embedding"]} == {32}
+
+
+def test_export_round_trips_through_transformers(cli, protein_mlm_run, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from biofm.interop import load_pretrained
+
+    run = cli("export", "--model", final(protein_mlm_run), "--output", tmp_path / "hf")
+    assert run.code == 0, run.err
+    hf = transformers.EsmForMaskedLM.from_pretrained(tmp_path / "hf").eval()
+    ours = load_pretrained(final(protein_mlm_run)).eval()
+    ids = torch.tensor(ours.encode(["MKTAYIAKQR"]))
+    with torch.no_grad():
+        expected = ours.objective.logits(ours.backbone(ids).last_hidden_state)
+        torch.testing.assert_close(hf(input_ids=ids).logits, expected, atol=1e-4, rtol=1e-4)
+    clm = cli("export", "--model", final(protein_mlm_run), "--output", tmp_path / "x",
+              "--format", "onnx")
+    assert clm.code == 2 and "hf-esm" in clm.err
 
 
 # -- generate and zero-shot ------------------------------------------------------------------

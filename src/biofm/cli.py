@@ -217,6 +217,21 @@ def demo(
     run_demo(output, seeds=seeds, quick=quick)
 
 
+@app.command()
+def export(
+    model: str = ModelOpt,
+    output: Path = typer.Option(..., "--output", help="directory to write"),
+    format: str = typer.Option("hf-esm", help="hf-esm: transformers EsmForMaskedLM layout"),
+) -> None:
+    """Export a biofm encoder to Hugging Face layout (loadable with `transformers`)."""
+    from biofm.interop import load_pretrained, save_hf_esm
+
+    if format != "hf-esm":
+        raise BiofmError(f"unknown export format {format!r}", fix="use --format hf-esm")
+    save_hf_esm(load_pretrained(model), output)
+    out.print(f"wrote an EsmForMaskedLM directory to {output}")
+
+
 @app.command("list")
 def list_components() -> None:
     """Registered modalities, tokenizers, backbones, objectives, corpora, tasks, presets."""

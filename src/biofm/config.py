@@ -203,6 +203,9 @@ class TrainConfig(Config):
         patience: early stopping after this many evaluations without
             improvement of the validation loss (0 = off).
         precision: "auto" uses bf16 autocast on CUDA and fp32 on CPU.
+        packing: concatenate sequences into rows of `row_tokens` (default: the
+            backbone's max_len) with per-document attention, batches filled to
+            `tokens_per_batch` real tokens (default: batch_size * row_tokens).
     """
 
     seed: int = 0
@@ -224,6 +227,9 @@ class TrainConfig(Config):
     num_workers: int = 0
     progress: bool = True
     tensorboard: bool = False
+    packing: bool = False
+    row_tokens: int = 0
+    tokens_per_batch: int = 0
 
 
 class DataConfig(Config):

@@ -65,6 +65,7 @@ def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = F
     for plan in TASK_PLAN:
         task = TASKS.get(plan.task)()
         console.rule(f"transfer: {task.name} ({task.kind}, {task.split} split)")
+        task_start = time.perf_counter()
         for seed in range(seeds):
             splits = _cap(task.load(seed), 200 if quick else plan.max_train, seed)
             table.add(task.name, "RF on fingerprints", seed, _baseline(task, splits, seed))
@@ -72,6 +73,8 @@ def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = F
                 cfg = _finetune_config(mode, seed, quick)
                 result = finetune(models[plan.preset], splits, task.kind, cfg)
                 table.add(task.name, _label(mode), seed, _keep(task, result.test_metrics))
+        console.print(f"{task.name}: {seeds} seed(s) x {len(MODES) + 1} methods in "
+                      f"{time.perf_counter() - task_start:.0f} s")
     elapsed = time.perf_counter() - start
     for kind in ("regression", "classification"):
         part = ResultTable([r for r in table.rows if TASKS.get(r["task"])().kind == kind])
@@ -96,9 +99,9 @@ def _demo_config(preset: str, quick: bool) -> PretrainConfig:
 
 
 def _finetune_config(mode: str, seed: int, quick: bool) -> FinetuneConfig:
-    lr = {"scratch": 1e-3, "full": 5e-4, "lora": 2e-3, "probe": 0.0}[mode]
-    return FinetuneConfig(mode=mode, seed=seed, lr=lr, epochs=2 if quick else 25,
-                          patience=1 if quick else 5)
+    lr = {"scratch": 2e-3, "full": 1e-3, "lora": 3e-3, "probe": 0.0}[mode]
+    return FinetuneConfig(mode=mode, seed=seed, lr=lr, batch_size=64, epochs=2 if quick else 15,
+                          patience=1 if quick else 4)
 
 
 def _label(mode: str) -> str:

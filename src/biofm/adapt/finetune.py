@@ -30,7 +30,7 @@ from biofm.data.collate import pad_collate
 from biofm.data.tasks import Split, Splits, TaskKind
 from biofm.model import FoundationModel
 from biofm.registry import HEADS
-from biofm.train.loop import autocast_context, resolve_device
+from biofm.train.loop import BatchPlan, autocast_context, resolve_device
 
 Mode = Literal["probe", "full", "lora", "scratch"]
 
@@ -87,6 +87,7 @@ class TaskModel(nn.Module):
         self.config = config
         self.head = HEADS.get(config.head)(base.config.backbone.d_model, n_outputs,
                                            config.head_dropout)
+        self.head_outputs = n_outputs
         self.target_mean, self.target_std = target_stats
         self.register_buffer("special_ids", torch.tensor(base.tokenizer.special_ids),
                              persistent=False)
@@ -101,12 +102,14 @@ class TaskModel(nn.Module):
         """Probabilities (binary: (N,), multiclass: (N, C)) or regression values (N,)."""
         self.eval()
         device = next(self.parameters()).device
-        out = []
+        order = np.argsort([len(t) for t in texts], kind="stable")  # batches of similar length
+        raw = torch.zeros(len(texts), self.head_outputs)
         for start in range(0, len(texts), batch_size):
-            batch = pad_collate(self.base.encode(texts[start: start + batch_size]),
+            index = order[start: start + batch_size]
+            batch = pad_collate(self.base.encode([texts[i] for i in index]),
                                 self.base.tokenizer.pad_id).to(device)
-            out.append(self(batch.input_ids, batch.attention_mask).float().cpu())
-        return _to_predictions(torch.cat(out), self.kind, self.target_mean, self.target_std)
+            raw[torch.as_tensor(index)] = self(batch.input_ids, batch.attention_mask).float().cpu()
+        return _to_predictions(raw, self.kind, self.target_mean, self.target_std)
 
 
 def _to_predictions(raw: torch.Tensor, kind: TaskKind, mean: float, std: float) -> np.ndarray:
@@ -186,30 +189,20 @@ def inject_lora(model: TaskModel, config: FinetuneConfig) -> None:
 
 def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfig,
          device: torch.device) -> list[dict[str, float]]:
+    """Train for up to `epochs`; keep the weights of the best validation epoch."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     metric, higher_is_better = primary_metric(kind)
-    rng = np.random.default_rng(config.seed)
     train_ids = model.base.encode(splits.train.texts)
+    # length-bucketed, seeded batches (as in pretraining): little padding, same order on rerun
+    plan = BatchPlan([len(s) for s in train_ids], config.batch_size, config.seed)
     targets = _targets(splits.train.labels, kind, model.target_mean, model.target_std)
     best, best_state, stale, history = None, None, 0, []
     for epoch in range(config.epochs):
-        model.train()
-        order = rng.permutation(len(train_ids))
-        losses = []
-        for start in range(0, len(order), config.batch_size):
-            index = order[start: start + config.batch_size]
-            batch = pad_collate([train_ids[i] for i in index], model.base.tokenizer.pad_id).to(device)
-            with autocast_context(device, config.precision):
-                raw = model(batch.input_ids, batch.attention_mask)
-            loss = _loss(raw.float(), targets[index].to(device), kind)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            losses.append(loss.item())
+        batches = [plan(k) for k in range(epoch * plan.per_epoch, (epoch + 1) * plan.per_epoch)]
+        loss = _train_epoch(model, optimizer, params, train_ids, targets, batches, kind, config, device)
         score = task_metrics(kind, splits.valid.labels, model.predict(splits.valid.texts))[metric]
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), f"valid_{metric}": score})
+        history.append({"epoch": epoch + 1, "train_loss": loss, f"valid_{metric}": score})
         if best is None or (score > best if higher_is_better else score < best):
             best, stale = score, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -220,6 +213,24 @@ def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfi
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def _train_epoch(model: TaskModel, optimizer: torch.optim.Optimizer, params: list,
+                 train_ids: list[list[int]], targets: torch.Tensor, batches: list[np.ndarray],
+                 kind: TaskKind, config: FinetuneConfig, device: torch.device) -> float:
+    model.train()
+    losses = []
+    for index in batches:
+        batch = pad_collate([train_ids[i] for i in index], model.base.tokenizer.pad_id).to(device)
+        with autocast_context(device, config.precision):
+            raw = model(batch.input_ids, batch.attention_mask)
+        loss = _loss(raw.float(), targets[index].to(device), kind)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
 
 
 def _targets(labels: np.ndarray, kind: TaskKind, mean: float, std: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from biofm.config import TrainConfig
-from biofm.data.collate import pad_collate
+from biofm.data.collate import pack_collate, pad_collate
 from biofm.model import FoundationModel, load_weights, read_safetensors
 from biofm.train.checkpoint import (LoopState, latest_checkpoint, load_training_state,
                                     restore_rng, save_training_checkpoint)
@@ -80,6 +80,44 @@ class BatchPlan:
         return batches
 
 
+class TokenBudgetPlan:
+    """Micro-batches holding up to `tokens` tokens each (for packing).
+
+    Epoch e shuffles with (seed, e) and fills batches greedily in that order,
+    so every batch carries about the same number of real tokens whatever the
+    length distribution; `k` maps to the same indices after a resume.
+    """
+
+    def __init__(self, lengths: Sequence[int], tokens: int, seed: int) -> None:
+        self.lengths = np.asarray(lengths)
+        self.tokens = max(tokens, int(self.lengths.max()))
+        self.seed = seed
+        self._epochs: dict[int, list[np.ndarray]] = {}
+        self.per_epoch = len(self._epoch_batches(0))
+
+    def __call__(self, k: int) -> np.ndarray:
+        epoch = 0
+        while k >= len(self._epoch_batches(epoch)):
+            k -= len(self._epoch_batches(epoch))
+            epoch += 1
+        return self._epoch_batches(epoch)[k]
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        if epoch not in self._epochs:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.lengths))
+            batches, current, used = [], [], 0
+            for i in order:
+                if used + self.lengths[i] > self.tokens and current:
+                    batches.append(np.array(current))
+                    current, used = [], 0
+                current.append(i)
+                used += self.lengths[i]
+            if current and used >= self.tokens // 2:  # drop a small ragged tail
+                batches.append(np.array(current))
+            self._epochs = {epoch: batches}  # keep one epoch in memory
+        return self._epochs[epoch]
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -127,7 +165,15 @@ def train(model: FoundationModel, train_data: Sequence[Sequence[int]],
     elif resume:
         console.print(f"no checkpoint in {run_dir}; starting a fresh run")
 
-    plan = BatchPlan([len(s) for s in train_data], config.batch_size, config.seed)
+    lengths = [len(s) for s in train_data]
+    if config.packing:
+        row = config.row_tokens or model.config.backbone.max_len
+        plan = TokenBudgetPlan(lengths, config.tokens_per_batch or config.batch_size * row,
+                               config.seed)
+        collate = lambda seqs, pad: pack_collate(seqs, pad, row)  # noqa: E731
+    else:
+        plan = BatchPlan(lengths, config.batch_size, config.seed)
+        collate = pad_collate
     metrics = _MetricsLog(run_dir / "metrics.jsonl", loop.history, config.tensorboard)
     pad_id = model.tokenizer.pad_id
     stopped_early = False
@@ -140,7 +186,7 @@ def train(model: FoundationModel, train_data: Sequence[Sequence[int]],
             optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             for _ in range(config.grad_accum):
-                batch = pad_collate([train_data[i] for i in plan(loop.micro_step)], pad_id)
+                batch = collate([train_data[i] for i in plan(loop.micro_step)], pad_id)
                 batch = model.objective.prepare(batch, mask_generator).to(device)
                 loop.micro_step += 1
                 with autocast_context(device, config.precision):
