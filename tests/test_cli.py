@@ -488,7 +488,7 @@ def test_on_error_skip_drops_bad_records_and_says_how_many(
               "--on-error", "skip")
     assert run.code == 0, run.err
     assert "skipped 1 bad record" in run.err
-    assert squeeze(f"{path}:{bad_line}") in squeeze(run.err)
+    assert squeeze(f"{path} (line {bad_line}") in squeeze(run.err)
     assert len(pd.read_parquet(tmp_path / "e.parquet")) == 2
 
 

@@ -41,7 +41,9 @@ class SkipLog:
         if not self.entries:
             return "no records skipped"
         lines = [f"skipped {len(self.entries)} bad record(s):"]
-        lines += [f"  {src}:{line}: {why}" for src, line, why in self.entries[:limit]]
+        # the error text already names the file and line
+        lines += [f"  {why}" if src in why else f"  {src}:{line}: {why}"
+                  for src, line, why in self.entries[:limit]]
         if len(self.entries) > limit:
             lines.append(f"  ... and {len(self.entries) - limit} more")
         return "\n".join(lines)
