@@ -74,10 +74,19 @@ def scaffold_split(smiles: Sequence[str], fractions: Fractions = (0.8, 0.1, 0.1)
 
     Split sizes therefore match `fractions` approximately (typically within one group).
     """
-    fractions = _check_fractions(fractions)
-    n = len(smiles)
-    targets = np.asarray(fractions) * n
     groups = sorted(_scaffold_groups(smiles).values(), key=lambda g: g[0])  # by first occurrence
+    return group_split(groups, fractions, seed)
+
+
+def group_split(groups: Sequence[Sequence[int]], fractions: Fractions = (0.8, 0.1, 0.1),
+                seed: int = 0) -> SplitIndices:
+    """Assign whole groups (scaffolds, sequence clusters) to train / valid / test.
+
+    The assignment of `scaffold_split` (steps 2-3 there): big groups first, both
+    lists shuffled by `seed`, each group into the first split it still fits.
+    """
+    fractions = _check_fractions(fractions)
+    targets = np.asarray(fractions) * sum(len(g) for g in groups)
     big_cut = min(t for t in targets[1:] if t > 0) / 2 if any(targets[1:] > 0) else np.inf
     rng = np.random.default_rng(seed)
     big = [g for g in groups if len(g) > big_cut]

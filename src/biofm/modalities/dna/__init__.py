@@ -1,0 +1,61 @@
+"""DNA: FASTA / FASTQ readers (whole records or genome windows), the DNABERT /
+DNABERT-2 / Nucleotide Transformer / HyenaDNA tokenizers, reverse-complement
+augmentation, strand-averaged sliding-window embeddings, packaged corpora and tasks.
+
+Importing this package registers the "dna" modality, the tokenizers "dna-char",
+"dna-kmer3" … "dna-kmer6", "dna-nt6", "dna-bpe", the corpora "ecoli-k12",
+"ecoli-ec590", "c-diphtheriae" and the tasks "crp-sites", "ars-enrichment".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from biofm.modalities.base import Modality
+from biofm.modalities.dna import datasets  # noqa: F401  (registers corpora and tasks)
+from biofm.modalities.dna.augment import (RandomReverseComplement, reverse_complement,
+                                          reverse_complement_ids)
+from biofm.modalities.dna.embed import embed_dna
+from biofm.modalities.dna.reader import (WindowStats, looks_like_dna, normalize_dna, read_dna,
+                                        read_windows)
+from biofm.modalities.dna.similarity import group_split, near_identical_groups
+from biofm.modalities.dna.tokenizers import (DnaBpeTokenizer, DnaCharTokenizer, DnaTokenizer,
+                                             KmerTokenizer, NucleotideTransformerTokenizer)
+from biofm.registry import MODALITIES
+
+
+def _char_tokenizer(texts: Sequence[str]) -> DnaCharTokenizer:
+    """Single-nucleotide tokens need no corpus (a named function so the modality pickles)."""
+    return DnaCharTokenizer()
+
+
+AMBIGUOUS_SUFFIXES = (".fasta", ".fa", ".fas")  # proteins use them too
+
+
+@dataclass(frozen=True)
+class DnaModality(Modality):
+    """`matches` claims nucleotide suffixes (.fna, .fastq, ...) by name, and the
+    FASTA suffixes that proteins share only for a file whose letters are
+    nucleotides, so `biofm embed` still tells a protein file from a genome."""
+
+    def matches(self, path: str | Path) -> bool:
+        if not super().matches(path):
+            return False
+        name = Path(path).name.lower().removesuffix(".gz")
+        if not name.endswith(AMBIGUOUS_SUFFIXES) or not Path(path).is_file():
+            return True
+        return looks_like_dna(path)
+
+
+DNA = MODALITIES.register("dna")(DnaModality(
+    name="dna", read=read_dna, build_tokenizer=_char_tokenizer,
+    suffixes=(".fna", ".ffn", ".frn", ".fastq", ".fq", *AMBIGUOUS_SUFFIXES),
+))
+
+__all__ = ["DNA", "DnaBpeTokenizer", "DnaCharTokenizer", "DnaModality", "DnaTokenizer",
+           "KmerTokenizer", "NucleotideTransformerTokenizer", "RandomReverseComplement",
+           "WindowStats", "embed_dna", "group_split", "looks_like_dna", "near_identical_groups",
+           "normalize_dna", "read_dna", "read_windows", "reverse_complement",
+           "reverse_complement_ids"]
