@@ -25,7 +25,7 @@ from biofm.config import PretrainConfig
 from biofm.interop import load_pretrained
 
 SUBCOMMANDS = ("pretrain", "embed", "finetune", "evaluate", "generate", "score-variants",
-               "demo", "list", "export")
+               "demo", "list", "export", "prepare")
 WILD_TYPE = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 FASTA = ">a first protein\nMKTAYIAKQR\nQISFVKSHFSRQ\n>b\nGSHMLEK\n>c\nMKVLAAGIVG\n"
 SMILES = "CCO ethanol\nc1ccccc1\nCC(=O)Oc1ccccc1C(=O)O aspirin\n"
@@ -523,9 +523,10 @@ def test_demo_quick(cli, tmp_path):
     for name in ("results.md", "results.csv", "pretrain_loss.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "results.csv")
-    assert set(table["task"]) == {"freesolv", "solubility", "amp"}
+    assert set(table["task"]) == {"freesolv", "solubility", "amp", "crp-sites"}
     assert {"scratch", "pretrained: probe", "pretrained: fine-tune", "pretrained: LoRA",
-            "RF on fingerprints"} <= set(table["method"])
-    regression = table[table["task"] != "amp"]
+            "RF on fingerprints/k-mers"} <= set(table["method"])
+    regression = table[table["task"].isin(["freesolv", "solubility"])]
     assert np.isfinite(regression["rmse"]).all()
-    assert table.loc[table["task"] == "amp", "roc_auc"].between(0, 1).all()
+    classification = table[table["task"].isin(["amp", "crp-sites"])]
+    assert classification["roc_auc"].between(0, 1).all()

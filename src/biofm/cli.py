@@ -27,7 +27,8 @@ ModelOpt = typer.Option(..., "--model", help="biofm checkpoint dir or HF ESM-2 d
 def pretrain(
     config: Optional[str] = typer.Option(None, help="YAML file or preset name (see `biofm list`)"),
     modality: Optional[str] = typer.Option(None, help="protein | molecule"),
-    input: Optional[str] = typer.Option(None, "--input", help="FASTA / SMILES file or packaged corpus"),
+    input: Optional[str] = typer.Option(None, "--input", help="FASTA / SMILES file, packaged corpus "
+                                                              "or `biofm prepare` directory"),
     column: Optional[str] = typer.Option(None, help="SMILES column of a CSV"),
     objective: Optional[str] = typer.Option(None, help="mlm | clm"),
     size: Optional[str] = typer.Option(None, help="tiny | mini | small | esm2-8m | ... | esm2-650m"),
@@ -46,6 +47,7 @@ def pretrain(
     """Pretrain a model with a self-supervised objective."""
     from biofm import commands
     from biofm.config import PretrainConfig, deep_merge, parse_overrides, preset_path
+    from biofm.train.distributed import is_main
 
     name = config or f"{modality or 'protein'}-{objective or 'mlm'}-tiny"
     path = Path(name) if Path(name).suffix in (".yaml", ".yml") else preset_path("pretrain", name)
@@ -63,9 +65,41 @@ def pretrain(
     merged = deep_merge(deep_merge(base, flags), parse_overrides(set_))
     result = commands.pretrain(PretrainConfig.from_dict(merged, source=path), output,
                                resume=resume, init=init)
-    out.print(f"done: {result.steps} steps, train loss {result.final_loss:.4f}"
-              + (f", best valid loss {result.best_valid_loss:.4f}" if result.best_valid_loss else "")
-              + f"; model in {result.model_dir}")
+    if is_main():  # under torchrun: one line, not one per rank
+        out.print(f"done: {result.steps} steps, train loss {result.final_loss:.4f}"
+                  + (f", best valid loss {result.best_valid_loss:.4f}"
+                     if result.best_valid_loss else "")
+                  + f"; model in {result.model_dir}")
+
+
+@app.command()
+def prepare(
+    input: str = typer.Option(..., "--input", help="FASTA / SMILES file or packaged corpus"),
+    output: Path = typer.Option(..., "--output", help="directory to write (an older prepared "
+                                                       "corpus there is replaced)"),
+    modality: str = typer.Option("protein", help="protein | molecule"),
+    tokenizer: Optional[str] = typer.Option(None, help="tokenizer name, or a model / prepared "
+                                                        "directory whose tokenizer.json to reuse"),
+    column: Optional[str] = typer.Option(None, help="SMILES column of a CSV"),
+    shard_tokens: int = typer.Option(1 << 24, "--shard-tokens", help="tokens per shard file"),
+    max_len: int = typer.Option(1026, "--max-len", help="longest sequence in tokens, specials "
+                                                        "included (longer ones are truncated)"),
+    valid_fraction: float = typer.Option(0.05, help="share of records held out for validation"),
+    seed: int = typer.Option(0, help="seed of the train/valid assignment"),
+    on_error: str = typer.Option("raise", help="raise | skip bad records"),
+) -> None:
+    """Tokenise a corpus once into sharded, memory-mapped files for `pretrain --input DIR`."""
+    from biofm import commands
+    from biofm.config import DataConfig
+
+    data = DataConfig.from_dict({"modality": modality, "input": input, "column": column,
+                                 "tokenizer": tokenizer, "valid_fraction": valid_fraction,
+                                 "on_error": on_error})
+    index = commands.prepare(data, output, shard_tokens=shard_tokens, max_len=max_len, seed=seed)
+    train, valid = index["splits"]["train"], index["splits"]["valid"]
+    out.print(f"wrote {train['sequences']:,} train and {valid['sequences']:,} valid sequences "
+              f"({train['tokens'] + valid['tokens']:,} tokens in "
+              f"{len(train['shards']) + len(valid['shards'])} shards) to {output}")
 
 
 @app.command()

@@ -1,26 +1,30 @@
 """Typed entry points behind the CLI; each returns its results so tests and
 notebooks call them in-process.
 
-    pretrain → TrainResult      embed → np.ndarray       finetune → FinetuneResult
-    evaluate → dict             generate → list[str]     score_variants → DataFrame
+    prepare → index dict        pretrain → TrainResult   embed → np.ndarray
+    finetune → FinetuneResult   evaluate → dict          generate → list[str]
+    score_variants → DataFrame
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from biofm.adapt import FinetuneConfig, FinetuneResult, finetune as _finetune, load_finetuned
 from biofm.adapt.saving import save_finetuned
 from biofm.backbones import count_parameters
 from biofm.config import DataConfig, PretrainConfig
 from biofm.data.records import Record, SkipLog
+from biofm.data.shards import DEFAULT_SHARD_TOKENS, ShardedCorpus, is_prepared_corpus, prepare_corpus
 from biofm.data.splits import random_split, scaffold_split
 from biofm.data.tasks import Split, Splits, Task
 from biofm.errors import BiofmError, require_file
@@ -28,32 +32,41 @@ from biofm.interop import load_pretrained
 from biofm.io import atomic_path, atomic_write_text
 from biofm.model import FoundationModel
 from biofm.registry import CORPORA, MODALITIES, TASKS, TOKENIZERS
-from biofm.tokenizer import Tokenizer
+from biofm.tokenizer import Tokenizer, load_tokenizer
 from biofm.train import TrainResult, train
+from biofm.train.distributed import is_main
 
 console = Console(stderr=True)
 
 
 # -- data --------------------------------------------------------------------------
-def load_records(data: DataConfig, skipped: SkipLog | None = None) -> list[Record]:
-    """Records from a packaged corpus name or from the user's file."""
+def iter_records(data: DataConfig, skipped: SkipLog | None = None) -> Iterator[Record]:
+    """Records from a packaged corpus name or from the user's file, streamed."""
     if data.input in CORPORA and not Path(data.input).exists():
-        records = CORPORA.get(data.input)()
+        records: Iterator[Record] = iter(CORPORA.get(data.input)())
     else:
         modality = MODALITIES.get(data.modality)
-        options = {"column": data.column} if data.column and data.modality == "molecule" else {}
-        records = list(modality.read(data.input, on_error=data.on_error, skipped=skipped,
-                                     **options))
-    if data.max_records:
-        records = records[: data.max_records]
+        options: dict = {"column": data.column} if data.column and data.modality == "molecule" else {}
+        if data.modality == "dna" and data.window:
+            options.update(window=data.window, stride=data.stride or None)
+        records = modality.read(data.input, on_error=data.on_error, skipped=skipped, **options)
+    return itertools.islice(records, data.max_records or None)
+
+
+def load_records(data: DataConfig, skipped: SkipLog | None = None) -> list[Record]:
+    """All records of `iter_records`, in memory; an empty result is an error."""
+    records = list(iter_records(data, skipped))
     if not records:
         raise BiofmError("no usable records", path=data.input,
                          fix="check the file format, or use --on-error skip only for a few bad records")
     return records
 
 
-def build_tokenizer(data: DataConfig, texts: Sequence[str]) -> Tokenizer:
-    """The modality's default tokenizer, or the named one (fitted if it learns a vocabulary)."""
+def build_tokenizer(data: DataConfig, texts: Sequence[str] | Iterable[str]) -> Tokenizer:
+    """The modality's default tokenizer, the named one (fitted if it learns a
+    vocabulary), or the tokenizer.json of a model / prepared-corpus directory."""
+    if data.tokenizer is not None and (Path(data.tokenizer) / "tokenizer.json").is_file():
+        return load_tokenizer(data.tokenizer)
     if data.tokenizer is None:
         return MODALITIES.get(data.modality).build_tokenizer(texts)
     cls = TOKENIZERS.get(data.tokenizer)
@@ -73,42 +86,136 @@ def modality_of(model: FoundationModel, path: str | Path | None = None) -> str:
     return name
 
 
-# -- pretrain ----------------------------------------------------------------------
-def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False,
-             init: str | Path | None = None) -> TrainResult:
-    """Pretrain a model from a config; checkpoints and `final/` go under `output`."""
+# -- prepare / pretrain -------------------------------------------------------------
+def prepare(data: DataConfig, output: str | Path, *, shard_tokens: int = DEFAULT_SHARD_TOKENS,
+            max_len: int = 1026, seed: int = 0) -> dict[str, Any]:
+    """Tokenise a corpus once into sharded, memory-mapped files (`biofm prepare`).
+
+    Records stream from the input (a tokenizer that learns its vocabulary reads
+    it once more first); `data.valid_fraction` of them go to the valid split.
+    Returns the index written to `output/index.json`.
+    """
     skipped = SkipLog()
-    records = load_records(config.data, skipped)
+    tokenizer = build_tokenizer(data, _Texts(data))
+    with Progress(TextColumn("[bold]prepare"), TextColumn("{task.completed:,} records"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("prepare", total=None)
+        records = _counted(iter_records(data, skipped), lambda: progress.advance(task))
+        index = prepare_corpus(records, tokenizer, output, shard_tokens=shard_tokens,
+                               max_len=max_len, valid_fraction=data.valid_fraction, seed=seed,
+                               meta={"modality": data.modality, "source": str(data.input)})
     if skipped:
         console.print(skipped.summary(), markup=False, highlight=False)
-    texts = [r.text for r in records]
-    if init is not None:  # continue pretraining a saved or published model
-        model = load_pretrained(init)
-        config = config.replace(backbone=model.config.backbone.model_dump(mode="json"))
-        model.config = config
+    return index
+
+
+def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False,
+             init: str | Path | None = None) -> TrainResult:
+    """Pretrain a model from a config; checkpoints and `final/` go under `output`.
+
+    `config.data.input` may be a directory from `prepare`: it is then read
+    lazily within `data.memory_budget_mb`. Under torchrun every rank runs this.
+    """
+    if is_prepared_corpus(config.data.input):
+        model, train_ids, valid_ids = _prepared_data(config, output, resume, init)
     else:
-        model = FoundationModel(config, _tokenizer_for_run(config.data, texts, output, resume))
+        model, train_ids, valid_ids = _record_data(config, output, resume, init)
+    if is_main():
+        console.print(f"pretraining a {model.config.backbone.kind} with "
+                      f"{count_parameters(model):,} parameters ({config.objective.name}) on "
+                      f"{len(train_ids):,} "
+                      f"{config.data.modality} records; {len(valid_ids or []):,} held out")
+    return train(model, train_ids, valid_ids, config.train, output, resume=resume, console=console,
+                 augment=_augmentation(config, model))
+
+
+def _augmentation(config: PretrainConfig, model: FoundationModel):
+    """Strand augmentation for DNA (`data.rc_prob`); None for other modalities."""
+    if config.data.modality != "dna" or not config.data.rc_prob:
+        return None
+    from biofm.modalities.dna import RandomReverseComplement
+
+    return RandomReverseComplement(config.data.rc_prob, config.train.seed, model.tokenizer,
+                                   model.config.backbone.max_len).batch
+
+
+def _record_data(config: PretrainConfig, output: str | Path, resume: bool,
+                 init: str | Path | None) -> tuple[FoundationModel, list, list | None]:
+    """Read and tokenise the records in memory; hold out a seeded valid split."""
+    skipped = SkipLog()
+    records = load_records(config.data, skipped)
+    if skipped and is_main():
+        console.print(skipped.summary(), markup=False, highlight=False)
+    texts = [r.text for r in records]
+    model = _model_for_run(config, init, lambda: _tokenizer_for_run(
+        output, resume, lambda: build_tokenizer(config.data, texts)))
     index = random_split(len(texts), (1 - config.data.valid_fraction, config.data.valid_fraction, 0.0),
                          seed=config.train.seed)
     encoded = model.encode(texts)
-    train_ids = [encoded[i] for i in index.train]
-    valid_ids = [encoded[i] for i in index.valid] or None
-    console.print(f"pretraining a {config.backbone.kind} with {count_parameters(model):,} "
-                  f"parameters ({config.objective.name}) on {len(train_ids):,} "
-                  f"{config.data.modality} records; {len(valid_ids or []):,} held out")
-    return train(model, train_ids, valid_ids, config.train, output, resume=resume, console=console)
+    return model, [encoded[i] for i in index.train], [encoded[i] for i in index.valid] or None
 
 
-def _tokenizer_for_run(data: DataConfig, texts: Sequence[str], output: str | Path,
-                       resume: bool) -> Tokenizer:
+def _prepared_data(config: PretrainConfig, output: str | Path, resume: bool,
+                   init: str | Path | None) -> tuple[FoundationModel, ShardedCorpus,
+                                                     ShardedCorpus | None]:
+    """A prepared directory: its shards (read lazily), its tokenizer and its split."""
+    directory = Path(config.data.input)
+    budget = int(config.data.memory_budget_mb * 2**20)
+    train_ids, valid_ids = (ShardedCorpus(directory, split, budget) for split in ("train", "valid"))
+    prepared_as = train_ids.index.get("modality", config.data.modality)
+    if prepared_as != config.data.modality:
+        raise BiofmError(f"this corpus was prepared as {prepared_as} data, the config says "
+                         f"{config.data.modality}", path=directory, fix=f"pass --modality {prepared_as}")
+    corpus_tokenizer = train_ids.tokenizer()
+    model = _model_for_run(config, init,
+                           lambda: _tokenizer_for_run(output, resume, lambda: corpus_tokenizer))
+    if model.tokenizer.to_dict() != corpus_tokenizer.to_dict():
+        raise BiofmError("the corpus was tokenised with another vocabulary than the model's",
+                         path=directory, fix="prepare it again with --tokenizer pointing at the "
+                                             "model or checkpoint directory")
+    longest, max_len = max(train_ids.longest, valid_ids.longest), model.config.backbone.max_len
+    if longest > max_len:
+        raise BiofmError(f"the corpus holds sequences of {longest} tokens, the model takes at most "
+                         f"{max_len}", path=directory,
+                         fix=f"prepare it with --max-len {max_len}, or set backbone.max_len={longest}")
+    return model, train_ids, valid_ids if len(valid_ids) else None
+
+
+def _model_for_run(config: PretrainConfig, init: str | Path | None,
+                   tokenizer: Callable[[], Tokenizer]) -> FoundationModel:
+    """A fresh model, or a saved / published one to continue pretraining (`init`)."""
+    if init is None:
+        return FoundationModel(config, tokenizer())
+    model = load_pretrained(init)
+    model.config = config.replace(backbone=model.config.backbone.model_dump(mode="json"))
+    return model
+
+
+def _tokenizer_for_run(output: str | Path, resume: bool,
+                       fresh: Callable[[], Tokenizer]) -> Tokenizer:
     """A resumed run keeps its checkpoint's vocabulary (a refit could reorder ids)."""
-    from biofm.tokenizer import load_tokenizer
     from biofm.train.checkpoint import latest_checkpoint
 
     checkpoint = latest_checkpoint(Path(output)) if resume else None
     if checkpoint is not None:
         return load_tokenizer(checkpoint)
-    return build_tokenizer(data, texts)
+    return fresh()
+
+
+class _Texts:
+    """Re-iterable texts of a corpus (a fitted tokenizer reads them before prepare does)."""
+
+    def __init__(self, data: DataConfig) -> None:
+        self.data = data
+
+    def __iter__(self) -> Iterator[str]:
+        return (record.text for record in iter_records(self.data))
+
+
+def _counted(records: Iterable[Record], tick: Callable[[], None]) -> Iterator[Record]:
+    for record in records:
+        tick()
+        yield record
 
 
 # -- embed -------------------------------------------------------------------------
@@ -124,8 +231,13 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
     records = load_records(data, skipped)
     with _progress() as progress:
         task = progress.add_task("embed", total=len(records))
-        vectors = model.embed([r.text for r in records], pooling=pooling, batch_size=batch_size,
-                              progress=_Advance(progress, task))
+        texts, advance = [r.text for r in records], _Advance(progress, task)
+        if modality == "dna":  # sliding windows over long sequences, both strands averaged
+            from biofm.modalities.dna import embed_dna
+            vectors = embed_dna(model, texts, pooling=pooling, batch_size=batch_size,
+                                ids=[r.id for r in records], progress=advance)
+        else:
+            vectors = model.embed(texts, pooling=pooling, batch_size=batch_size, progress=advance)
     if skipped:
         console.print(skipped.summary(), markup=False, highlight=False)
     if output is not None:

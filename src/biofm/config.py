@@ -197,6 +197,9 @@ class TrainConfig(Config):
 
     Args:
         max_steps: optimizer steps (each over `batch_size * grad_accum` sequences).
+        batch_size: the global micro-batch in sequences; under torchrun each
+            rank runs its share of it, so the optimizer sees the same batches
+            (and the same loss curve) as one process with the same config.
         lr / weight_decay / betas: AdamW.
         warmup_steps: linear warmup, then cosine decay to `min_lr_ratio * lr`.
         eval_every / save_every: in optimizer steps (0 = only at the end).
@@ -206,6 +209,14 @@ class TrainConfig(Config):
         packing: concatenate sequences into rows of `row_tokens` (default: the
             backbone's max_len) with per-document attention, batches filled to
             `tokens_per_batch` real tokens (default: batch_size * row_tokens).
+        shuffle_buffer: for a prepared (sharded) corpus, sequences per shuffle
+            window; shards are visited in a seeded order and each window of
+            consecutive shards is shuffled, so reads stay local.
+        strategy: data parallelism under torchrun: "auto" (DDP), "ddp", or
+            "fsdp2" (parameters, gradients and optimizer state sharded with
+            `fully_shard`, per transformer block); one process ignores it.
+        compile: `torch.compile` each transformer block (helps on GPUs; the
+            first steps pay the compilation time).
     """
 
     seed: int = 0
@@ -230,6 +241,9 @@ class TrainConfig(Config):
     packing: bool = False
     row_tokens: int = 0
     tokens_per_batch: int = 0
+    shuffle_buffer: int = 8192
+    strategy: Literal["auto", "ddp", "fsdp2"] = "auto"
+    compile: bool = False
 
 
 class DataConfig(Config):
@@ -237,11 +251,20 @@ class DataConfig(Config):
 
     Args:
         modality: registry name ("protein", "molecule").
-        input: a file path, or a packaged corpus name (see `biofm pretrain --help`).
+        input: a file path, a packaged corpus name (see `biofm list`), or a
+            directory written by `biofm prepare` (recognised by its index.json;
+            read lazily from memory-mapped shards, its tokenizer and its
+            train/valid split are used).
         column: SMILES column for CSV input.
         valid_fraction: held out for validation loss (by record, seeded).
         max_records: cap on records read (0 = all).
         on_error: "raise" or "skip" bad records.
+        window / stride: DNA only: cut records into windows of this many bases
+            (0 = whole records), `stride` apart (0 = window).
+        rc_prob: DNA only: probability of reverse-complementing each training
+            sequence (strand augmentation).
+        memory_budget_mb: for a prepared corpus, the most shard data kept
+            mapped at once (per split); the corpus itself may be far larger.
     """
 
     modality: str = "protein"
@@ -251,6 +274,10 @@ class DataConfig(Config):
     valid_fraction: float = 0.05
     max_records: int = 0
     on_error: Literal["raise", "skip"] = "raise"
+    memory_budget_mb: float = 1024.0
+    window: int = 0
+    stride: int = 0
+    rc_prob: float = 0.0
 
 
 class PretrainConfig(Config):

@@ -137,3 +137,31 @@ def test_truncated_training_state_is_a_clear_error(tmp_path):
     state.write_bytes(state.read_bytes()[:100])
     with pytest.raises(BiofmError, match="train_state.pt.*unreadable"):
         train(_fresh(), train_ids, None, CONFIG.replace(max_steps=8), tmp_path, resume=True)
+
+
+def test_compile_gradient_checkpointing_and_bf16_switches(tmp_path, monkeypatch):
+    # inductor (compile's default backend) spends a minute building C++ on a CPU;
+    # aot_eager traces the same forward and backward graphs in a second
+    real_compile = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile",
+                        lambda self, **kw: real_compile(self, backend="aot_eager"))
+    seqs = random_proteins(40, seed=1)
+    runs = []
+
+    def losses(config=CONFIG, **backbone):
+        torch.manual_seed(0)
+        model = tiny_model(**backbone)
+        runs.append(model)
+        cfg = config.replace(max_steps=3, log_every=1, eval_every=0, save_every=0)
+        result = train(model, model.encode(seqs), None, cfg, tmp_path / str(len(runs)))
+        return [h["loss"] for h in result.history]
+
+    plain = losses()
+    compiled = losses(CONFIG.replace(compile=True))
+    assert all(block._compiled_call_impl is not None for block in runs[-1].backbone.layers)
+    torch.testing.assert_close(compiled, plain, rtol=1e-5, atol=0)
+    assert FoundationModel.load(tmp_path / "2" / "final").state_dict().keys() == \
+        runs[0].state_dict().keys()  # compiled blocks save under the usual names
+    assert losses(gradient_checkpointing=True) == plain  # recomputation repeats the same ops
+    torch.testing.assert_close(losses(CONFIG.replace(precision="bf16")), plain, rtol=5e-2, atol=0)
+    torch._dynamo.reset()

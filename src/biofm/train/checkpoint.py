@@ -4,19 +4,29 @@ Each save writes a complete new directory `step-NNNNNNN/` and only then
 rewrites the one-line `latest` pointer (temp file + rename), so a run killed
 at any moment leaves the previous checkpoint intact. Older step directories
 are removed after the pointer moves.
+
+In a distributed run every rank calls the save (FSDP2 gathers the full
+weights and optimizer state with collectives) and rank 0 alone writes; on
+resume every rank reads the same files. The optimizer state is keyed by
+parameter name, so a checkpoint written by one process, DDP or FSDP2 resumes
+under any of them.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from biofm.errors import BiofmError
 from biofm.io import atomic_path, atomic_write_text
+from biofm.model import FORMAT, FoundationModel
+from biofm.train.distributed import ParallelModel
 
 LATEST = "latest"
 STATE_FILE = "train_state.pt"
@@ -33,28 +43,80 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def save_training_checkpoint(run_dir: Path, model, optimizer, scheduler,
+def save_training_checkpoint(run_dir: Path, model: ParallelModel, optimizer, scheduler,
                              mask_generator: torch.Generator, loop: LoopState,
                              keep: int = 1) -> Path:
+    """Write `step-NNNNNNN/` (model directory + train_state.pt), then move `latest`.
+
+    Call on every rank: under FSDP2 gathering weights and optimizer state are
+    collectives. Rank 0 writes; the others wait until the pointer has moved.
+    """
     target = run_dir / f"step-{loop.step:07d}"
-    if target.exists():
-        shutil.rmtree(target)
-    model.save(target)
-    state = {
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "mask_generator": mask_generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "loop": asdict(loop),
-    }
-    with atomic_path(target / STATE_FILE) as tmp:
-        torch.save(state, tmp)
-    atomic_write_text(run_dir / LATEST, target.name + "\n")
-    old = sorted(p for p in run_dir.glob("step-*") if p.is_dir() and p != target)
-    for stale in old[: max(len(old) - (keep - 1), 0)]:
-        shutil.rmtree(stale, ignore_errors=True)
+    weights = model.full_weights()
+    optimizer_state = model.optimizer_state(optimizer)
+    rng = model.gather({"torch": torch.get_rng_state(), "cuda": _cuda_rng()})
+    if model.info.is_main:
+        if target.exists():
+            shutil.rmtree(target)
+        write_model_dir(model.core, target, weights)
+        state = {
+            "optimizer": optimizer_state,
+            "scheduler": scheduler.state_dict(),
+            "mask_generator": mask_generator.get_state(),
+            "torch_rng": rng[0]["torch"],
+            "cuda_rng": rng[0]["cuda"],
+            "rank_rng": rng,  # per rank: dropout draws differ by rank
+            "loop": asdict(loop),
+        }
+        with atomic_path(target / STATE_FILE) as tmp:
+            torch.save(state, tmp)
+        atomic_write_text(run_dir / LATEST, target.name + "\n")
+        old = sorted(p for p in run_dir.glob("step-*") if p.is_dir() and p != target)
+        for stale in old[: max(len(old) - (keep - 1), 0)]:
+            shutil.rmtree(stale, ignore_errors=True)
+    model.barrier()
     return target
+
+
+def write_model_dir(model: FoundationModel, directory: Path, weights: dict[str, torch.Tensor]) -> Path:
+    """`FoundationModel.save` with the weights given (gathered from shards under FSDP2)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.save(directory / "config.yaml")
+    model.tokenizer.save(directory)
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(weights, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(directory / "biofm.json", json.dumps(FORMAT))
+    return directory
+
+
+def publish_model(model: ParallelModel, target: Path) -> None:
+    """Write a model directory beside `target`, then swap it in (no half-written dir).
+    Every rank calls it; rank 0 writes."""
+    weights = model.full_weights()
+    if model.info.is_main:
+        staging = target.with_name(target.name + ".tmp")
+        if staging.exists():
+            shutil.rmtree(staging)
+        write_model_dir(model.core, staging, weights)
+        replace_dir(staging, target)
+    model.barrier()
+
+
+def replace_dir(source: Path, target: Path, copy: bool = False) -> None:
+    """Put `source` at `target` by renames (copying it first when asked)."""
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if copy:
+        staging = target.with_name(target.name + ".tmp")
+        if staging.exists():
+            shutil.rmtree(staging)
+        shutil.copytree(source, staging)
+        source = staging
+    if target.exists():
+        target.rename(old)
+    source.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -78,8 +140,16 @@ def load_training_state(checkpoint_dir: Path) -> dict[str, Any]:
                          fix="resume from an earlier step-* directory or start a fresh run") from None
 
 
-def restore_rng(state: dict[str, Any], mask_generator: torch.Generator) -> None:
+def restore_rng(state: dict[str, Any], mask_generator: torch.Generator, rank: int = 0) -> None:
+    """Masking generator (shared by all ranks) and this rank's torch / CUDA RNG."""
     mask_generator.set_state(state["mask_generator"])
-    torch.set_rng_state(state["torch_rng"])
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    ranks = state.get("rank_rng") or []
+    own = ranks[rank] if rank < len(ranks) else {"torch": state["torch_rng"],
+                                                  "cuda": state.get("cuda_rng")}
+    torch.set_rng_state(own["torch"])
+    if own.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(own["cuda"])
+
+
+def _cuda_rng() -> list[torch.Tensor] | None:
+    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None

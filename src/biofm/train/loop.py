@@ -1,21 +1,23 @@
 """The training loop shared by every objective and modality.
 
 AdamW + warmup/cosine, gradient accumulation and clipping, bf16 autocast on
-CUDA, periodic validation with early stopping, a rich progress bar, metrics as
-JSON lines, and atomic checkpoints that resume bit-for-bit: the data order,
-the masking generator and the RNG states are all part of the checkpoint.
+CUDA, optional `torch.compile` of the transformer blocks, periodic validation
+with early stopping, a rich progress bar, metrics as JSON lines, and atomic
+checkpoints that resume bit-for-bit: the data order, the masking generator and
+the RNG states are all part of the checkpoint. The same loop runs in one
+process or data-parallel under `torchrun` (DDP or FSDP2, `train.strategy`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,10 +28,18 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 from biofm.config import TrainConfig
 from biofm.data.collate import pack_collate, pad_collate
 from biofm.model import FoundationModel, load_weights, read_safetensors
+from biofm.outputs import Batch
 from biofm.train.checkpoint import (LoopState, latest_checkpoint, load_training_state,
-                                    restore_rng, save_training_checkpoint)
+                                    publish_model, replace_dir, restore_rng,
+                                    save_training_checkpoint)
+from biofm.train.distributed import DistInfo, ParallelModel, close_distributed, init_distributed
+from biofm.train.plans import BatchPlan, ShardPlan, TokenBudgetPlan
 from biofm.train.schedule import build_optimizer, warmup_cosine
 
+__all__ = ["BatchPlan", "TokenBudgetPlan", "TrainResult", "autocast_context", "evaluate_loss",
+           "resolve_device", "train"]
+
+Augment = Callable[[list, int, Sequence[int]], list]
 VALID_MASK_SEED = 1_000_003  # validation masking is fixed so losses compare across evals
 
 
@@ -45,83 +55,14 @@ class TrainResult:
     stopped_early: bool = False
 
 
-class BatchPlan:
-    """Deterministic micro-batch order from a global index `k`.
-
-    Epoch e uses a permutation seeded by (seed, e); within windows of
-    `bucket` batches sequences are sorted by length, which cuts padding while
-    keeping batches random. Any `k` maps to the same indices after a resume.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, bucket: int = 32) -> None:
-        self.lengths = np.asarray(lengths)
-        self.batch_size = min(batch_size, len(lengths))
-        self.seed = seed
-        self.bucket = bucket
-        self.per_epoch = len(lengths) // self.batch_size  # drop the ragged tail
-        self._cache: tuple[int, list[np.ndarray]] | None = None
-
-    def __call__(self, k: int) -> np.ndarray:
-        epoch, i = divmod(k, self.per_epoch)
-        if self._cache is None or self._cache[0] != epoch:
-            self._cache = (epoch, self._epoch_batches(epoch))
-        return self._cache[1][i]
-
-    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.lengths))[: self.per_epoch * self.batch_size]
-        window = self.bucket * self.batch_size
-        batches = []
-        for start in range(0, len(order), window):
-            chunk = order[start: start + window]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            group = [chunk[j: j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
-            batches += [group[j] for j in rng.permutation(len(group))]
-        return batches
-
-
-class TokenBudgetPlan:
-    """Micro-batches holding up to `tokens` tokens each (for packing).
-
-    Epoch e shuffles with (seed, e) and fills batches greedily in that order,
-    so every batch carries about the same number of real tokens whatever the
-    length distribution; `k` maps to the same indices after a resume.
-    """
-
-    def __init__(self, lengths: Sequence[int], tokens: int, seed: int) -> None:
-        self.lengths = np.asarray(lengths)
-        self.tokens = max(tokens, int(self.lengths.max()))
-        self.seed = seed
-        self._epochs: dict[int, list[np.ndarray]] = {}
-        self.per_epoch = len(self._epoch_batches(0))
-
-    def __call__(self, k: int) -> np.ndarray:
-        epoch = 0
-        while k >= len(self._epoch_batches(epoch)):
-            k -= len(self._epoch_batches(epoch))
-            epoch += 1
-        return self._epoch_batches(epoch)[k]
-
-    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        if epoch not in self._epochs:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.lengths))
-            batches, current, used = [], [], 0
-            for i in order:
-                if used + self.lengths[i] > self.tokens and current:
-                    batches.append(np.array(current))
-                    current, used = [], 0
-                current.append(i)
-                used += self.lengths[i]
-            if current and used >= self.tokens // 2:  # drop a small ragged tail
-                batches.append(np.array(current))
-            self._epochs = {epoch: batches}  # keep one epoch in memory
-        return self._epochs[epoch]
-
-
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """"auto" is CUDA when there is a GPU; under torchrun each rank takes GPU LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    return device
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -134,172 +75,245 @@ def autocast_context(device: torch.device, precision: str):
 def train(model: FoundationModel, train_data: Sequence[Sequence[int]],
           valid_data: Sequence[Sequence[int]] | None, config: TrainConfig,
           run_dir: str | Path, *, resume: bool = False,
-          console: Console | None = None) -> TrainResult:
+          console: Console | None = None, augment: Augment | None = None) -> TrainResult:
     """Pretrain `model` on token-id sequences; write checkpoints under `run_dir`.
 
-    `run_dir/final` holds the model to use afterwards: the best-validation
-    weights when validation data is given, else the last weights.
+    `augment(sequences, micro_step, indices)` may transform each micro-batch's
+    token ids before masking (e.g. DNA reverse complement); it must depend only
+    on its arguments so resumed and multi-process runs see the same data.
+
+    `train_data` is a list of id sequences or a `ShardedCorpus` (read lazily,
+    shard by shard). Under `torchrun` the run is data-parallel with the same
+    global batches as one process (see `biofm.train.distributed`); rank 0
+    writes checkpoints, metrics and the progress bar. `run_dir/final` holds the
+    model to use afterwards: the best-validation weights when validation data
+    is given, else the last weights.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    console = console or Console(stderr=True)
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)  # dropout; masking has its own generator
-    model.to(device).train()
-    optimizer = build_optimizer(model, config.lr, config.weight_decay, config.betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.warmup_steps, config.max_steps, config.min_lr_ratio))
-    mask_generator = torch.Generator().manual_seed(config.seed)
-    loop = LoopState()
+    info = init_distributed(resolve_device(config.device).type)
+    try:
+        run = _Run(model, train_data, valid_data if valid_data else None, config,
+                   Path(run_dir), info, console or Console(stderr=True), resume)
+        run.augment = augment
+        return run.run()
+    finally:
+        close_distributed(info)
 
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if checkpoint is not None:
-        state = load_training_state(checkpoint)
-        load_weights(model, read_safetensors(checkpoint / "model.safetensors", str(device)),
-                     checkpoint / "model.safetensors")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state, mask_generator)
-        loop = LoopState(**state["loop"])
-        console.print(f"resuming from {checkpoint} (step {loop.step})")
-    elif resume:
-        console.print(f"no checkpoint in {run_dir}; starting a fresh run")
 
-    lengths = [len(s) for s in train_data]
-    if config.packing:
-        row = config.row_tokens or model.config.backbone.max_len
-        plan = TokenBudgetPlan(lengths, config.tokens_per_batch or config.batch_size * row,
-                               config.seed)
-        collate = lambda seqs, pad: pack_collate(seqs, pad, row)  # noqa: E731
-    else:
-        plan = BatchPlan(lengths, config.batch_size, config.seed)
-        collate = pad_collate
-    metrics = _MetricsLog(run_dir / "metrics.jsonl", loop.history, config.tensorboard)
-    pad_id = model.tokenizer.pad_id
-    stopped_early = False
-    window_loss, window_tokens, window_start = [], 0, time.perf_counter()
+class _Run:
+    """One training run: setup in `__init__`, the loop in `run`, a method per phase."""
 
-    with _progress(console, config.progress) as progress:
-        task = progress.add_task("pretrain", total=config.max_steps, completed=loop.step,
-                                 loss=float("nan"), tps=0.0)
-        while loop.step < config.max_steps:
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for _ in range(config.grad_accum):
-                batch = collate([train_data[i] for i in plan(loop.micro_step)], pad_id)
-                batch = model.objective.prepare(batch, mask_generator).to(device)
-                loop.micro_step += 1
-                with autocast_context(device, config.precision):
-                    out = model(batch)
-                (out.loss / config.grad_accum).backward()
-                step_loss += out.loss.item() / config.grad_accum
-                window_tokens += batch.num_tokens
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loop.step += 1
-            window_loss.append(step_loss)
+    def __init__(self, model: FoundationModel, train_data: Sequence[Sequence[int]],
+                 valid_data: Sequence[Sequence[int]] | None, config: TrainConfig, run_dir: Path,
+                 info: DistInfo, console: Console, resume: bool) -> None:
+        self.config, self.run_dir, self.info, self.console = config, run_dir, info, console
+        self.train_data, self.valid_data, self.resume = train_data, valid_data, resume
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed + info.rank)  # dropout; masking has its own generator
+        self.checkpoint = latest_checkpoint(run_dir) if resume else None
+        if self.checkpoint is not None:  # before wrapping: every rank loads the same weights
+            path = self.checkpoint / "model.safetensors"
+            load_weights(model, read_safetensors(path), path)
+        model.train()
+        device = resolve_device(config.device, info.local_rank if info.world_size > 1 else None)
+        self.model = ParallelModel.build(model, config.strategy, info, device,
+                                         compile=config.compile)
+        self.optimizer = build_optimizer(model, config.lr, config.weight_decay, config.betas)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(config.warmup_steps, config.max_steps, config.min_lr_ratio))
+        self.mask_generator = torch.Generator().manual_seed(config.seed)
+        self.loop = LoopState()
+        self.plan, self.collate = _plan(train_data, config, model)
+        self.window_loss: list[float] = []
+        self.window_tokens, self.window_start = 0, time.perf_counter()
+        self.augment: Augment | None = None
 
-            if loop.step % config.log_every == 0 or loop.step == config.max_steps:
-                elapsed = time.perf_counter() - window_start
-                record = {"step": loop.step, "loss": float(np.mean(window_loss)),
-                          "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                          "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
-                metrics.write(record)
-                progress.update(task, loss=record["loss"], tps=record["tokens_per_s"])
-                window_loss, window_tokens, window_start = [], 0, time.perf_counter()
+    def run(self) -> TrainResult:
+        self._restore()
+        cfg, loop = self.config, self.loop
+        self.metrics = _MetricsLog(self.run_dir / "metrics.jsonl" if self.info.is_main else None,
+                                   loop.history, cfg.tensorboard)
+        stopped_early = False
+        with _progress(self.console, cfg.progress and self.info.is_main) as progress:
+            task = progress.add_task("pretrain", total=cfg.max_steps, completed=loop.step,
+                                     loss=float("nan"), tps=0.0)
+            while loop.step < cfg.max_steps and not stopped_early:
+                self._log(*self._step(), progress, task)
+                stopped_early = self._validate()
+                if _due(loop.step, cfg.save_every, cfg.max_steps) or stopped_early:
+                    save_training_checkpoint(self.run_dir, self.model, self.optimizer,
+                                             self.scheduler, self.mask_generator, loop)
+                progress.update(task, completed=loop.step)
+        self._finish()
+        self.metrics.close()
+        train_losses = [h["loss"] for h in loop.history if "loss" in h]
+        return TrainResult(final_loss=train_losses[-1] if train_losses else math.nan,
+                           best_valid_loss=None if math.isinf(loop.best_valid) else loop.best_valid,
+                           steps=loop.step, history=list(loop.history),
+                           model_dir=self.run_dir / "final", stopped_early=stopped_early)
 
-            if valid_data and _due(loop.step, config.eval_every, config.max_steps):
-                valid_loss = evaluate_loss(model, valid_data, config, device)
-                metrics.write({"step": loop.step, "valid_loss": valid_loss})
-                if valid_loss < loop.best_valid - 1e-6:
-                    loop.best_valid, loop.evals_without_improvement = valid_loss, 0
-                    publish_model(model, run_dir / "best")
-                else:
-                    loop.evals_without_improvement += 1
-                if config.patience and loop.evals_without_improvement >= config.patience:
-                    console.print(f"early stop at step {loop.step}: no improvement in "
-                                  f"{config.patience} evaluations")
-                    stopped_early = True
-            if _due(loop.step, config.save_every, config.max_steps) or stopped_early:
-                save_training_checkpoint(run_dir, model, optimizer, scheduler, mask_generator, loop)
-            progress.update(task, completed=loop.step)
-            if stopped_early:
-                break
+    def _restore(self) -> None:
+        if self.checkpoint is None:
+            if self.resume:
+                self._say(f"no checkpoint in {self.run_dir}; starting a fresh run")
+            return
+        state = load_training_state(self.checkpoint)
+        self.model.load_optimizer_state(self.optimizer, state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state, self.mask_generator, self.info.rank)
+        self.loop = LoopState(**state["loop"])
+        self._say(f"resuming from {self.checkpoint} (step {self.loop.step})")
 
-    final_dir = run_dir / "final"
-    if valid_data and (run_dir / "best").is_dir():
-        _replace_dir(run_dir / "best", final_dir, copy=True)
-    else:
-        publish_model(model, final_dir)
-    metrics.close()
-    train_losses = [h["loss"] for h in loop.history if "loss" in h]
-    return TrainResult(final_loss=train_losses[-1] if train_losses else math.nan,
-                       best_valid_loss=None if math.isinf(loop.best_valid) else loop.best_valid,
-                       steps=loop.step, history=list(loop.history), model_dir=final_dir,
-                       stopped_early=stopped_early)
+    def _step(self) -> tuple[float, int, float]:
+        """One optimizer step over `grad_accum` global micro-batches: (loss, tokens, grad norm)."""
+        cfg, model = self.config, self.model
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, tokens = 0.0, 0
+        for i in range(cfg.grad_accum):
+            batch = self._next_batch()
+            tokens += batch.num_tokens
+            part, weight = model.share(batch)
+            with model.grad_sync(i == cfg.grad_accum - 1):
+                with autocast_context(model.device, cfg.precision):
+                    out = model.engine(part.to(model.device))
+                (model.loss_for_backward(out, weight) / cfg.grad_accum).backward()
+            if weight:
+                loss += out.loss.item() * weight / cfg.grad_accum
+        loss = model.all_reduce_sum([loss])[0]
+        grad_norm = model.clip_grad_norm(cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.loop.step += 1
+        return loss, tokens, grad_norm
+
+    def _next_batch(self) -> Batch:
+        """Global micro-batch `micro_step`, collated and prepared (masked) on the CPU."""
+        core = self.model.core
+        indices = self.plan(self.loop.micro_step)
+        sequences = [self.train_data[int(i)] for i in indices]
+        if self.augment is not None:
+            sequences = self.augment(sequences, self.loop.micro_step, indices)
+        batch = self.collate(sequences, core.tokenizer.pad_id)
+        self.loop.micro_step += 1
+        return core.objective.prepare(batch, self.mask_generator)
+
+    def _log(self, loss: float, tokens: int, grad_norm: float, progress: Progress, task) -> None:
+        self.window_loss.append(loss)
+        self.window_tokens += tokens
+        cfg, step = self.config, self.loop.step
+        if step % cfg.log_every and step != cfg.max_steps:
+            return
+        elapsed = time.perf_counter() - self.window_start
+        record = {"step": step, "loss": float(np.mean(self.window_loss)),
+                  "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                  "tokens_per_s": self.window_tokens / max(elapsed, 1e-9)}
+        self.metrics.write(record)
+        progress.update(task, loss=record["loss"], tps=record["tokens_per_s"])
+        self.window_loss, self.window_tokens = [], 0
+        self.window_start = time.perf_counter()
+
+    def _validate(self) -> bool:
+        """Evaluate when due and publish best/; True when early stopping triggers."""
+        cfg, loop = self.config, self.loop
+        if self.valid_data is None or not _due(loop.step, cfg.eval_every, cfg.max_steps):
+            return False
+        valid_loss = evaluate_loss(self.model, self.valid_data, cfg)
+        self.metrics.write({"step": loop.step, "valid_loss": valid_loss})
+        if valid_loss < loop.best_valid - 1e-6:
+            loop.best_valid, loop.evals_without_improvement = valid_loss, 0
+            publish_model(self.model, self.run_dir / "best")
+        else:
+            loop.evals_without_improvement += 1
+        if cfg.patience and loop.evals_without_improvement >= cfg.patience:
+            self._say(f"early stop at step {loop.step}: no improvement in "
+                      f"{cfg.patience} evaluations")
+            return True
+        return False
+
+    def _finish(self) -> None:
+        """final/ = best/ when there was validation, else the last weights."""
+        best, final = self.run_dir / "best", self.run_dir / "final"
+        self.model.barrier()
+        if self.valid_data is not None and best.is_dir():
+            if self.info.is_main:
+                replace_dir(best, final, copy=True)
+            self.model.barrier()
+        else:
+            publish_model(self.model, final)
+
+    def _say(self, message: str) -> None:
+        if self.info.is_main:
+            self.console.print(message)
 
 
 @torch.no_grad()
-def evaluate_loss(model: FoundationModel, data: Sequence[Sequence[int]], config: TrainConfig,
-                  device: torch.device) -> float:
-    """Token-weighted objective loss on `data` with a fixed masking seed."""
-    was_training = model.training
-    model.eval()
+def evaluate_loss(model: FoundationModel | ParallelModel, data: Sequence[Sequence[int]],
+                  config: TrainConfig, device: torch.device | None = None) -> float:
+    """Token-weighted objective loss on `data` with a fixed masking seed.
+
+    Distributed: every rank prepares each batch whole and runs its own rows.
+    """
+    parallel = model if isinstance(model, ParallelModel) else ParallelModel.local(model, device)
+    core, engine = parallel.core, parallel.engine
+    was_training = core.training
+    engine.eval()
     generator = torch.Generator().manual_seed(VALID_MASK_SEED)
-    order = np.argsort([len(s) for s in data], kind="stable")
+    order = np.argsort(_lengths(data), kind="stable")
     total, count = 0.0, 0
     for start in range(0, len(order), config.batch_size):
-        batch = pad_collate([data[i] for i in order[start: start + config.batch_size]],
-                            model.tokenizer.pad_id)
-        batch = model.objective.prepare(batch, generator).to(device)
-        with autocast_context(device, config.precision):
-            out = model(batch)
-        total += out.loss.item() * out.num_predicted
-        count += out.num_predicted
-    model.train(was_training)
+        batch = pad_collate([data[int(i)] for i in order[start: start + config.batch_size]],
+                            core.tokenizer.pad_id)
+        part, weight = parallel.share(core.objective.prepare(batch, generator))
+        with autocast_context(parallel.device, config.precision):
+            out = engine(part.to(parallel.device))
+        if weight:
+            total += out.loss.item() * out.num_predicted
+            count += out.num_predicted
+    total, count = parallel.all_reduce_sum([total, float(count)])
+    engine.train(was_training)
     return total / max(count, 1)
 
 
-def publish_model(model: FoundationModel, target: Path) -> None:
-    """Write a model directory beside `target`, then swap it in (no half-written dir)."""
-    staging = target.with_name(target.name + ".tmp")
-    if staging.exists():
-        shutil.rmtree(staging)
-    model.save(staging)
-    _replace_dir(staging, target)
+def _lengths(data: Sequence[Sequence[int]]) -> np.ndarray:
+    """Sequence lengths; a sharded corpus has them in its index (no token reads)."""
+    lengths = getattr(data, "lengths", None)
+    return np.asarray([len(s) for s in data]) if lengths is None else lengths
 
 
-def _replace_dir(source: Path, target: Path, copy: bool = False) -> None:
-    old = target.with_name(target.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if copy:
-        staging = target.with_name(target.name + ".tmp")
-        if staging.exists():
-            shutil.rmtree(staging)
-        shutil.copytree(source, staging)
-        source = staging
-    if target.exists():
-        target.rename(old)
-    source.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
+def _plan(data: Sequence[Sequence[int]], config: TrainConfig, model: FoundationModel):
+    """The micro-batch plan for `data` and the collator (pad, or pack into rows)."""
+    lengths = _lengths(data)
+    row = config.row_tokens or model.config.backbone.max_len
+    tokens = (config.tokens_per_batch or config.batch_size * row) if config.packing else 0
+    if hasattr(data, "shard_sizes"):
+        plan = ShardPlan(data.shard_sizes, lengths, config.seed, tokens=tokens,  # type: ignore
+                         batch_size=0 if tokens else config.batch_size,
+                         buffer=config.shuffle_buffer)
+    elif config.packing:
+        plan = TokenBudgetPlan(lengths, tokens, config.seed)
+    else:
+        plan = BatchPlan(lengths, config.batch_size, config.seed)
+    collate = functools.partial(pack_collate, row_tokens=row) if config.packing else pad_collate
+    return plan, collate
 
 def _due(step: int, every: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
 
 
 class _MetricsLog:
-    """metrics.jsonl (rewritten from the checkpoint's history on resume) + TensorBoard."""
+    """metrics.jsonl (rewritten from the checkpoint's history on resume) + TensorBoard.
 
-    def __init__(self, path: Path, history: list[dict[str, Any]], tensorboard: bool) -> None:
+    With `path` None (ranks other than 0) records only go to `history`.
+    """
+
+    def __init__(self, path: Path | None, history: list[dict[str, Any]], tensorboard: bool) -> None:
         self.history = history
-        self.fh = open(path, "w")
+        self.fh = open(path, "w") if path is not None else None
+        self.tb = None
+        if self.fh is None:
+            return
         for record in history:
             self.fh.write(json.dumps(record) + "\n")
         self.fh.flush()
-        self.tb = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -309,6 +323,8 @@ class _MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         self.history.append(record)
+        if self.fh is None:
+            return
         self.fh.write(json.dumps(record) + "\n")
         self.fh.flush()
         if self.tb is not None:
@@ -317,7 +333,8 @@ class _MetricsLog:
                     self.tb.add_scalar(key, value, record["step"])
 
     def close(self) -> None:
-        self.fh.close()
+        if self.fh is not None:
+            self.fh.close()
         if self.tb is not None:
             self.tb.close()
 

@@ -1,0 +1,255 @@
+"""Data-parallel training under `torchrun`: DDP, or FSDP2 (`fully_shard`).
+
+    torchrun --nproc-per-node 2 -m biofm pretrain ... [--set train.strategy=fsdp2]
+
+`init_distributed` joins the process group that torchrun describes in RANK,
+WORLD_SIZE and LOCAL_RANK (gloo on CPU, NCCL on CUDA); one plain process
+joins nothing and trains exactly as before.
+
+Global batch semantics: `train.batch_size` (and `tokens_per_batch`) is the
+global micro-batch. Every rank builds the same micro-batch `k` from the same
+plan, collates it and applies the objective's masking with the shared
+generator, then keeps only its own rows (`ParallelModel.share`). Each rank's
+loss is weighted by its share of the predicted tokens, so the gradient DDP /
+FSDP2 average over ranks equals the token-weighted gradient of a one-process
+run on the whole micro-batch: the loss curve matches to float rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from biofm.model import FoundationModel, weights_for_saving
+from biofm.objectives.base import IGNORE_INDEX
+from biofm.outputs import Batch, ObjectiveOutput
+
+Strategy = Literal["none", "ddp", "fsdp2"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job; the defaults describe a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False  # True when init_distributed created the process group
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str = "cpu") -> DistInfo:
+    """Join torchrun's process group (or the one a caller already created)."""
+    if dist.is_available() and dist.is_initialized():
+        rank = dist.get_rank()
+        return DistInfo(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), world, local_rank, owns_group=True)
+
+
+def close_distributed(info: DistInfo) -> None:
+    if info.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_main() -> bool:
+    """Rank 0 (or a single process); safe to call before the group exists."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def resolve_strategy(name: str, world_size: int) -> Strategy:
+    """"auto" is DDP under torchrun; any strategy is the plain path in one process."""
+    if world_size <= 1:
+        return "none"
+    return "ddp" if name == "auto" else name  # type: ignore[return-value]
+
+
+def wrap_model(model: FoundationModel, strategy: Strategy, device: torch.device) -> nn.Module:
+    """The module that runs forward/backward: `model`, its DDP wrapper, or `model`
+    itself after `fully_shard` (each transformer block, then the root)."""
+    if strategy == "ddp":
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if strategy == "fsdp2":
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        for tensor in [*model.parameters(), *model.buffers()]:  # every rank starts from rank 0's
+            dist.broadcast(tensor.data, src=0)
+        mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+        for block in getattr(model.backbone, "layers", []):
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)  # the root holds embeddings, final norm and the tied head
+    return model
+
+
+def compile_blocks(model: FoundationModel) -> None:
+    """`torch.compile` each transformer block in place (parameter names unchanged,
+    so checkpoints stay interchangeable with uncompiled runs)."""
+    for block in getattr(model.backbone, "layers", []):
+        block.compile()
+
+
+class ParallelModel:
+    """One process's handle on the model being trained.
+
+    core:   the plain `FoundationModel` (config, tokenizer, objective.prepare)
+    engine: what runs forward/backward (core, DDP(core), or core after fully_shard)
+    """
+
+    def __init__(self, core: FoundationModel, engine: nn.Module, strategy: Strategy,
+                 info: DistInfo, device: torch.device) -> None:
+        self.core, self.engine, self.strategy = core, engine, strategy
+        self.info, self.device = info, device
+
+    @classmethod
+    def build(cls, model: FoundationModel, strategy: str, info: DistInfo, device: torch.device,
+              *, compile: bool = False) -> "ParallelModel":
+        """Move `model` to `device`, optionally compile its blocks, and wrap it."""
+        model.to(device)
+        if compile:
+            compile_blocks(model)
+        chosen = resolve_strategy(strategy, info.world_size)
+        return cls(model, wrap_model(model, chosen, device), chosen, info, device)
+
+    @classmethod
+    def local(cls, model: FoundationModel, device: torch.device | None = None) -> "ParallelModel":
+        return cls(model, model, "none", DistInfo(), device or model.device)
+
+    # -- batches and losses -------------------------------------------------------
+    def share(self, batch: Batch) -> tuple[Batch, float]:
+        """This rank's rows of a prepared global batch and their share of its targets.
+
+        Rows are split as evenly as possible (`np.array_split`). A rank left
+        without rows runs one row with no targets (weight 0) so that it still
+        takes part in the collectives of forward and backward.
+        """
+        total = _targets(batch.labels)
+        world, rank = self.info.world_size, self.info.rank
+        if world == 1:
+            return batch, 1.0 if total else 0.0
+        rows = np.array_split(np.arange(batch.input_ids.shape[0]), world)[rank]
+        part = _rows(batch, torch.as_tensor(rows if len(rows) else [0], dtype=torch.long))
+        if not len(rows):
+            part = part.with_(labels=torch.full_like(part.labels, IGNORE_INDEX))
+        return part, _targets(part.labels) / total if total else 0.0
+
+    def loss_for_backward(self, out: ObjectiveOutput, weight: float) -> torch.Tensor:
+        """Scaled so that the rank average of gradients is the global token-mean gradient."""
+        if weight == 0.0:  # no targets here: a zero that still reaches every parameter
+            return out.logits.sum() * 0.0
+        return out.loss * (weight * self.info.world_size)
+
+    @contextlib.contextmanager
+    def grad_sync(self, sync: bool) -> Iterator[None]:
+        """Skip the gradient all-reduce on all but the last accumulation micro-batch."""
+        if self.strategy == "ddp" and not sync:
+            with self.engine.no_sync():  # type: ignore[operator]
+                yield
+            return
+        if self.strategy == "fsdp2":
+            self.engine.set_requires_gradient_sync(sync)  # type: ignore[operator]
+        yield
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        params = [p for p in self.core.parameters() if p.grad is not None]
+        total = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if hasattr(total, "full_tensor"):  # FSDP2: the norm of sharded grads is a DTensor
+            total = total.full_tensor()
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+        return float(total)
+
+    # -- collectives ----------------------------------------------------------------
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        if self.info.world_size == 1:
+            return values
+        device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """`obj` from every rank, in rank order (on every rank)."""
+        if self.info.world_size == 1:
+            return [obj]
+        out: list[Any] = [None] * self.info.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.info.world_size > 1:
+            dist.barrier()
+
+    # -- state ----------------------------------------------------------------------
+    def full_weights(self) -> dict[str, torch.Tensor]:
+        """CPU weights for a model directory (tied ones once). A collective under
+        FSDP2, where only rank 0 receives them; call it on every rank."""
+        if self.strategy != "fsdp2":
+            return weights_for_saving(self.core) if self.info.is_main else {}
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        state = get_model_state_dict(self.engine, options=_full_options())
+        tied = _tied_duplicates(self.core)
+        return {name: t.contiguous() for name, t in state.items() if name not in tied}
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """The whole optimizer state keyed by parameter name (the same layout under
+        every strategy, so a checkpoint resumes under any of them); rank 0 only."""
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        return get_optimizer_state_dict(self.engine, optimizer, options=_full_options())
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                             set_optimizer_state_dict)
+
+        if all(isinstance(key, int) for key in state.get("state", {})):  # torch's own layout
+            optimizer.load_state_dict(state)
+            return
+        set_optimizer_state_dict(self.engine, optimizer, state,
+                                 options=StateDictOptions(full_state_dict=True))
+
+
+def _full_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def _tied_duplicates(model: nn.Module) -> set[str]:
+    """Names under which a shared parameter appears a second time."""
+    every = dict(model.named_parameters(remove_duplicate=False))
+    return set(every) - set(dict(model.named_parameters()))
+
+
+def _targets(labels: torch.Tensor | None) -> int:
+    return 0 if labels is None else int((labels != IGNORE_INDEX).sum())
+
+
+def _rows(batch: Batch, rows: torch.Tensor) -> Batch:
+    pick = lambda t: None if t is None else t[rows]  # noqa: E731
+    return Batch(pick(batch.input_ids), pick(batch.attention_mask), pick(batch.labels),
+                 pick(batch.document_ids))
