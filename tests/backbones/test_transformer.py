@@ -1,13 +1,16 @@
 """The shared suite every registered backbone × objective pair runs."""
 
+import logging
+
 import pytest
 import torch
 
-from biofm.backbones import count_parameters
+from biofm.backbones import count_parameters, layers
 from biofm.backbones.layers import build_attention_mask
 from biofm.config import BackboneConfig
-from biofm.data.collate import pad_collate
+from biofm.data.collate import pack_collate, pack_rows, pad_collate
 from biofm.model import FoundationModel
+from biofm.outputs import Batch
 from biofm.registry import BACKBONES, OBJECTIVES
 from tests.helpers import random_proteins, tiny_model
 
@@ -68,19 +71,120 @@ def test_padding_does_not_change_outputs(kind, position):
         torch.testing.assert_close(together[i, : alone.shape[0]], alone, atol=1e-5, rtol=1e-5)
 
 
+def _packed(model: FoundationModel, seqs: list[list[int]], row_tokens: int):
+    """`seqs` packed, and each sequence's (row, start) in the packed batch."""
+    batch = pack_collate(seqs, model.tokenizer.pad_id, row_tokens)
+    where, order = {}, [i for row in pack_rows([len(s) for s in seqs], row_tokens) for i in row]
+    for i, (r, start) in zip(order, _document_starts(batch.document_ids)):
+        where[i] = (r, start)
+    return batch, where
+
+
+def _document_starts(document_ids: torch.Tensor) -> list[tuple[int, int]]:
+    starts = []
+    for r, row in enumerate(document_ids.tolist()):
+        starts += [(r, t) for t, d in enumerate(row) if d >= 0 and (t == 0 or row[t - 1] != d)]
+    return starts
+
+
 @pytest.mark.parametrize("kind", ["encoder", "decoder"])
-def test_packed_documents_match_separate_runs(kind):
-    model = tiny_model(kind, "mlm" if kind == "encoder" else "clm").eval()
-    seqs = model.encode(random_proteins(3, seed=3))
-    packed = torch.tensor([sum(seqs, [])])
-    docs = torch.tensor([[i for i, s in enumerate(seqs) for _ in s]])
+@pytest.mark.parametrize("position", ["rope", "learned"])
+@pytest.mark.parametrize("row_tokens", [64, 1000])  # several padded rows; one long row
+def test_packed_documents_match_separate_runs(kind, position, row_tokens):
+    model = tiny_model(kind, "mlm" if kind == "encoder" else "clm", position=position,
+                       token_dropout=kind == "encoder").eval()
+    seqs = model.encode(random_proteins(7, seed=3))
+    seqs[1][3:6] = [model.tokenizer.mask_id] * 3  # token dropout scales per document
+    batch, where = _packed(model, seqs, row_tokens)
     with torch.no_grad():
-        out = model.backbone(packed, torch.ones_like(packed, dtype=torch.bool), docs).last_hidden_state
-        start = 0
-        for s in seqs:
+        out = model.backbone(batch.input_ids, batch.attention_mask,
+                             batch.document_ids).last_hidden_state
+        for i, s in enumerate(seqs):
             alone = model.backbone(torch.tensor([s])).last_hidden_state[0]
-            torch.testing.assert_close(out[0, start: start + len(s)], alone, atol=1e-5, rtol=1e-5)
-            start += len(s)
+            r, start = where[i]
+            torch.testing.assert_close(out[r, start: start + len(s)], alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_packed_gradients_match_padded_gradients(kind):
+    """The same loss over the same tokens gives the same parameter gradients."""
+    model = tiny_model(kind, "mlm" if kind == "encoder" else "clm", token_dropout=True)
+    model.train()
+    seqs = model.encode(random_proteins(6, seed=7))
+    packed, where = _packed(model, seqs, 64)
+    padded = pad_collate(seqs, model.tokenizer.pad_id)
+    weights = torch.randn(len(seqs), padded.input_ids.shape[1], model.config.backbone.d_model,
+                          generator=torch.Generator().manual_seed(0))
+
+    def grads(batch: Batch, per_token) -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        hidden = model.backbone(batch.input_ids, batch.attention_mask,
+                                batch.document_ids).last_hidden_state
+        sum(per_token(hidden, i).mul(weights[i, : len(s)]).sum()
+            for i, s in enumerate(seqs)).backward()
+        return {n: p.grad.clone() for n, p in model.backbone.named_parameters()}
+
+    a = grads(padded, lambda h, i: h[i, : len(seqs[i])])
+    b = grads(packed, lambda h, i: h[where[i][0], where[i][1]: where[i][1] + len(seqs[i])])
+    for name in a:  # fp32 summation order differs: compare relative to the largest entry
+        scale = a[name].abs().max().clamp(min=1e-12)
+        torch.testing.assert_close(b[name] / scale, a[name] / scale, atol=1e-5, rtol=0,
+                                   msg=name)
+
+
+def test_packed_attention_kernels_agree_and_the_choice_is_logged(caplog, monkeypatch):
+    """The varlen path (CUDA only) runs here on a CPU reference kernel with the same
+    (N, h, hd) + cu_seqlens contract, so its plumbing is tested without a GPU."""
+    def reference_varlen(q, k, v, segments, causal, dropout_p):  # per segment, via cu_seqlens
+        cu = segments.cu_seqlens.tolist()
+        return torch.cat([torch.nn.functional.scaled_dot_product_attention(
+            q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1),
+            is_causal=causal).transpose(0, 1) for a, b in zip(cu[:-1], cu[1:])])
+
+    model = tiny_model("decoder", "clm").eval()
+    batch, _ = _packed(model, model.encode(random_proteins(5, seed=8)), 64)
+    run = lambda: model.backbone(batch.input_ids, batch.attention_mask,  # noqa: E731
+                                 batch.document_ids).last_hidden_state
+    with caplog.at_level(logging.INFO, logger="biofm"), torch.no_grad():
+        layers._logged.clear()
+        expected = run()
+        monkeypatch.setattr(layers, "choose_kernel", lambda q, p: ("reference", reference_varlen))
+        torch.testing.assert_close(run(), expected, atol=1e-6, rtol=1e-6)
+    assert "SDPA per document segment" in caplog.text and "reference" in caplog.text
+
+
+def test_kernel_choice_on_cpu_is_per_segment_sdpa():
+    q = torch.zeros(4, 2, 8)
+    assert layers.choose_kernel(q, 0.0)[1] is layers.sdpa_per_segment
+    assert layers.choose_kernel(q.bfloat16(), 0.0)[1] is layers.sdpa_per_segment
+
+
+def test_segments_of_a_packed_batch():
+    docs = torch.tensor([[0, 0, 0, 1, 1, -1], [0, 0, 0, 0, 0, 0]])
+    seg = layers.Segments.from_document_ids(docs)
+    assert seg.lengths == (3, 2, 1, 6) and seg.longest == 6
+    assert seg.cu_seqlens.tolist() == [0, 3, 5, 6, 12]
+    assert seg.positions().tolist() == [[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 4, 5]]
+    assert seg.sum(torch.ones(2, 6, 1)).flatten().tolist() == [3, 2, 1, 6]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_pool_documents_matches_pool(pooling):
+    model = tiny_model().eval()
+    seqs = model.encode(random_proteins(5, seed=9)) + [[0, 2]]  # <cls><eos>: special only
+    special = torch.tensor(model.tokenizer.special_ids)
+    padded = pad_collate(seqs, model.tokenizer.pad_id)
+    packed, where = _packed(model, seqs, 64)
+    with torch.no_grad():
+        h = model.backbone(padded.input_ids, padded.attention_mask).last_hidden_state
+        expected = layers.pool(h, padded.input_ids, padded.attention_mask, special, pooling)
+        h = model.backbone(packed.input_ids, packed.attention_mask,
+                           packed.document_ids).last_hidden_state
+        seg = layers.Segments.from_document_ids(packed.document_ids)
+        got = layers.pool_documents(h, packed.input_ids, packed.attention_mask, seg,
+                                    special, pooling)
+    order = sorted(range(len(seqs)), key=lambda i: where[i])  # documents in row-major order
+    torch.testing.assert_close(got, expected[order], atol=1e-5, rtol=1e-5)
 
 
 def test_causal_decoder_does_not_see_the_future():
@@ -96,7 +200,7 @@ def test_causal_decoder_does_not_see_the_future():
 
 
 def test_mask_keeps_one_key_for_padding_queries():
-    mask = build_attention_mask(torch.tensor([[True, True, False]]), None, causal=False)
+    mask = build_attention_mask(torch.tensor([[True, True, False]]), causal=False)
     assert mask.shape == (1, 1, 3, 3)
     assert mask[0, 0].any(-1).all()
     assert not mask[0, 0, 0, 2]

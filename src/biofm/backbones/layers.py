@@ -1,20 +1,33 @@
 """Primitives shared by every backbone: rotary embeddings, attention, MLP, block.
 
-Shapes: B batch, T tokens, d model width, h heads, hd head width (d = h * hd).
+Shapes: B batch, T tokens, d model width, h heads, hd head width (d = h * hd);
+N = B * T tokens of a packed batch laid end to end, S segments.
+
+Packed batches (`document_ids`) never build a (T, T) mask: each run of one
+document is a `Segments` entry and attention runs on the runs alone, through
+the fastest kernel available (`packed_attention`).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import logging
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+logger = logging.getLogger("biofm")
+
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
-    """Exact (erf) GELU, as ESM and BERT use; the tanh approximation differs by ~1e-3."""
-    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    """Exact (erf) GELU, as ESM and BERT use; the tanh approximation differs by ~1e-3.
+    One fused op (ESM writes x * 0.5 * (1 + erf(x / √2)), which keeps four tensors for backward)."""
+    return F.gelu(x)
 
 
 class Rotary(nn.Module):
@@ -26,10 +39,10 @@ class Rotary(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # positions (B, T) → cos, sin (B, 1, T, hd) in fp32
+        # positions (B, T) → cos, sin (B, T, 1, hd) in fp32, broadcast over heads
         freqs = positions[..., None].float() * self.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos()[:, None], emb.sin()[:, None]
+        return emb.cos()[:, :, None], emb.sin()[:, :, None]
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -38,9 +51,121 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x (B, h, T, hd); rotation in fp32 for bf16 stability
+    # x (B, T, h, hd); rotation in fp32 for bf16 stability
     xf = x.float()
     return (xf * cos + rotate_half(xf) * sin).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A packed batch cut into runs of one document, in row-major token order.
+
+    A run of padding is a segment too, so the runs tile the N = B * T tokens
+    exactly and attention never crosses a boundary. Documents must be
+    contiguous within a row (as `pack_collate` lays them out).
+
+    lengths:    tokens per segment (S Python ints, for splitting)
+    cu_seqlens: (S + 1,) int32 offsets of the segments in the N tokens
+    segment_of: (B, T) long, the segment of each token
+    longest:    the longest segment
+    """
+
+    lengths: tuple[int, ...]
+    cu_seqlens: torch.Tensor
+    segment_of: torch.Tensor
+    longest: int
+
+    @classmethod
+    def from_document_ids(cls, document_ids: torch.Tensor) -> "Segments":
+        B, T = document_ids.shape
+        starts = torch.ones_like(document_ids, dtype=torch.bool)  # (B, T)
+        starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+        segment_of = starts.flatten().cumsum(0).view(B, T) - 1
+        lengths = torch.bincount(segment_of.flatten())  # (S,)
+        cu_seqlens = F.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
+        sizes = lengths.tolist()  # the one host sync of a packed forward
+        return cls(tuple(sizes), cu_seqlens, segment_of, max(sizes))
+
+    def positions(self) -> torch.Tensor:
+        """(B, T) position of each token within its segment."""
+        B, T = self.segment_of.shape
+        flat = torch.arange(B * T, device=self.segment_of.device).view(B, T)
+        return flat - self.cu_seqlens.long()[self.segment_of]
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) → (S, ...): per-segment sums."""
+        flat = values.flatten(0, 1)
+        out = flat.new_zeros((len(self.lengths), *flat.shape[1:]))
+        return out.index_add_(0, self.segment_of.flatten(), flat)
+
+
+# -- packed attention kernels: q, k, v (N, h, hd) → (N, h, hd) ----------------------
+
+Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Segments, bool, float],
+                  torch.Tensor]
+
+
+def sdpa_per_segment(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
+                     causal: bool, dropout_p: float) -> torch.Tensor:
+    """One unmasked SDPA call per segment: no (T, T) mask, no work across documents,
+    and PyTorch's fused (flash) kernel, which a boolean mask would rule out on CUDA."""
+    out = []
+    for qs, ks, vs in zip(*(t.split(segments.lengths) for t in (q, k, v))):  # (L, h, hd)
+        y = F.scaled_dot_product_attention(  # on (1, h, L, hd) views: the 4-D CPU kernel is faster
+            qs[None].transpose(1, 2), ks[None].transpose(1, 2), vs[None].transpose(1, 2),
+            is_causal=causal, dropout_p=dropout_p)
+        out.append(y[0].transpose(0, 1))
+    return torch.cat(out)
+
+
+def torch_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
+                 causal: bool, dropout_p: float) -> torch.Tensor:
+    """PyTorch's variable-length flash attention (CUDA, fp16/bf16, no dropout)."""
+    from torch.nn.attention.varlen import varlen_attn
+    cu, n = segments.cu_seqlens, segments.longest
+    return varlen_attn(q, k, v, cu, cu, n, n, window_size=(-1, 0) if causal else (-1, -1))
+
+
+def flash_attn_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
+                      causal: bool, dropout_p: float) -> torch.Tensor:
+    """The `flash-attn` package's variable-length kernel (CUDA, fp16/bf16)."""
+    from flash_attn import flash_attn_varlen_func
+    cu, n = segments.cu_seqlens, segments.longest
+    return flash_attn_varlen_func(q, k, v, cu, cu, n, n, dropout_p=dropout_p, causal=causal)
+
+
+def choose_kernel(q: torch.Tensor, dropout_p: float) -> tuple[str, Kernel]:
+    """The fastest packed-attention kernel for these inputs, by name.
+
+    On CUDA in fp16/bf16 a fused variable-length kernel (PyTorch's own, else
+    flash-attn when installed); anywhere else one SDPA call per segment.
+    """
+    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        if dropout_p == 0.0 and _installed("torch.nn.attention.varlen"):
+            return "torch varlen_attn", torch_varlen
+        if _installed("flash_attn"):
+            return "flash-attn varlen", flash_attn_varlen
+    return "SDPA per document segment", sdpa_per_segment
+
+
+@functools.cache
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+_logged: set[tuple[str, str]] = set()
+
+
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
+                     causal: bool, dropout_p: float) -> torch.Tensor:
+    """q, k, v (B, T, h, hd) → (B, T, h, hd); each segment attends only to itself."""
+    B, T, h, hd = q.shape
+    name, kernel = choose_kernel(q, dropout_p)
+    if (name, q.device.type) not in _logged:  # once per kernel and device
+        _logged.add((name, q.device.type))
+        logger.info("packed attention on %s: %s", q.device.type, name)
+    q, k, v = (t.reshape(B * T, h, hd) for t in (q, k, v))  # (N, h, hd)
+    return kernel(q, k, v, segments, causal, dropout_p).view(B, T, h, hd)
 
 
 class Attention(nn.Module):
@@ -57,16 +182,22 @@ class Attention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+                rotary: tuple[torch.Tensor, torch.Tensor] | None,
+                segments: Segments | None = None) -> torch.Tensor:
+        """x (B, T, d); `mask` (B, 1, T, T) for padded batches, or `segments` for packed ones."""
         B, T, d = x.shape
-        split = lambda t: t.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # noqa: E731
-        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))  # (B, h, T, hd)
+        split = lambda t: t.view(B, T, self.n_heads, self.head_dim)  # noqa: E731
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))  # (B, T, h, hd)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=is_causal and mask is None,
-            dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(y.transpose(1, 2).reshape(B, T, d))
+        dropout_p = self.dropout if self.training else 0.0
+        if segments is not None:
+            y = packed_attention(q, k, v, segments, is_causal, dropout_p)  # (B, T, h, hd)
+        else:
+            y = F.scaled_dot_product_attention(  # on (B, h, T, hd) views
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                is_causal=is_causal and mask is None, dropout_p=dropout_p).transpose(1, 2)
+        return self.out_proj(y.reshape(B, T, d))
 
 
 class Mlp(nn.Module):
@@ -91,28 +222,24 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.attn_norm(x), mask, is_causal, rotary))
+                rotary: tuple[torch.Tensor, torch.Tensor] | None,
+                segments: Segments | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), mask, is_causal, rotary, segments))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 
-def build_attention_mask(attention_mask: torch.Tensor, document_ids: torch.Tensor | None,
-                   causal: bool) -> torch.Tensor | None:
-    """Boolean SDPA mask (B, 1, Tq, Tk), True = may attend; None when nothing is masked.
+def build_attention_mask(attention_mask: torch.Tensor, causal: bool) -> torch.Tensor | None:
+    """Boolean SDPA mask (B, 1, Tq, Tk) for a padded batch, True = may attend; None
+    when nothing is masked.
 
-    Padding keys are masked; packed documents (document_ids) see only their own
-    tokens; decoders add the causal triangle. Padding queries keep one visible
-    key so no softmax row is empty (their outputs are ignored downstream).
+    Padding keys are masked; decoders add the causal triangle. Padding queries
+    keep one visible key so no softmax row is empty (their outputs are ignored
+    downstream). Packed batches use `Segments` instead.
     """
     B, T = attention_mask.shape
-    if document_ids is None and bool(attention_mask.all()):
+    if bool(attention_mask.all()):
         return None
-    keys = attention_mask[:, None, None, :]  # (B, 1, 1, T)
-    if document_ids is not None:
-        same_doc = document_ids[:, None, :, None] == document_ids[:, None, None, :]
-        mask = same_doc & keys
-    else:
-        mask = keys.expand(B, 1, T, T)
+    mask = attention_mask[:, None, None, :].expand(B, 1, T, T)  # (B, 1, Tq, Tk)
     if causal:
         mask = mask & torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()
     eye = torch.eye(T, dtype=torch.bool, device=mask.device)
@@ -128,3 +255,17 @@ def pool(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Te
     keep = torch.where(keep.any(1, keepdim=True), keep, attention_mask.bool())
     w = keep[..., None].to(hidden.dtype)
     return (hidden * w).sum(1) / w.sum(1)
+
+
+def pool_documents(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   segments: Segments, special_ids: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Packed (B, T, d) → (D, d), one row per document in row-major order; as `pool`."""
+    is_document = attention_mask.flatten()[segments.cu_seqlens[:-1].long()]  # (S,)
+    if pooling == "cls":
+        return hidden.flatten(0, 1)[segments.cu_seqlens[:-1].long()][is_document]
+    keep = attention_mask.bool() & ~torch.isin(input_ids, special_ids)  # (B, T)
+    counts = segments.sum(keep[..., None].to(hidden.dtype))  # (S, 1)
+    # a document of special tokens only averages over all of its tokens
+    keep = keep | (attention_mask.bool() & (counts[segments.segment_of, 0] == 0))
+    w = keep[..., None].to(hidden.dtype)
+    return (segments.sum(hidden * w) / segments.sum(w).clamp(min=1))[is_document]

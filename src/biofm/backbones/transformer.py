@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from biofm.backbones.layers import Block, Rotary, build_attention_mask
+from biofm.backbones.layers import Block, Rotary, Segments, build_attention_mask
 from biofm.config import BackboneConfig
 from biofm.outputs import BackboneOutput
 from biofm.registry import BACKBONES
@@ -51,7 +51,13 @@ class Transformer(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         attention_mask = attention_mask.bool()
-        positions = _positions(attention_mask, document_ids)  # (B, T)
+        segments = None
+        if document_ids is None:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+            positions = positions.expand_as(input_ids)  # (B, T)
+        else:  # packed rows: attention within each document's run, positions restart
+            segments = Segments.from_document_ids(document_ids)
+            positions = segments.positions() * attention_mask  # (B, T), padding at 0
         longest = int(positions.max()) + 1 if positions.numel() else 0
         if longest > self.config.max_len:  # per document when packed
             raise ValueError(f"input has {longest} tokens, the backbone's max_len is "
@@ -59,19 +65,20 @@ class Transformer(nn.Module):
 
         x = self.embed_tokens(input_ids)  # (B, T, d)
         if self.config.token_dropout:
-            x = self._esm_token_dropout(x, input_ids, attention_mask)
+            x = self._esm_token_dropout(x, input_ids, attention_mask, segments)
         if self.embed_positions is not None:
             x = x + self.embed_positions(positions)
         x = x * attention_mask[..., None].to(x.dtype)
 
-        mask = build_attention_mask(attention_mask, document_ids, self.causal)
+        mask = build_attention_mask(attention_mask, self.causal) if segments is None else None
         rotary = self.rotary(positions) if self.rotary is not None else None
         hidden = [x] if output_hidden_states else None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
-                x = checkpoint(layer, x, mask, self.causal, rotary, use_reentrant=False)
+                x = checkpoint(layer, x, mask, self.causal, rotary, segments,
+                               use_reentrant=False)
             else:
-                x = layer(x, mask, self.causal, rotary)
+                x = layer(x, mask, self.causal, rotary, segments)
             if hidden is not None:
                 hidden.append(x)
         x = self.final_norm(x)
@@ -81,24 +88,17 @@ class Transformer(nn.Module):
                               hidden_states=tuple(hidden) if hidden is not None else None)
 
     def _esm_token_dropout(self, x: torch.Tensor, input_ids: torch.Tensor,
-                           attention_mask: torch.Tensor) -> torch.Tensor:
+                           attention_mask: torch.Tensor,
+                           segments: Segments | None) -> torch.Tensor:
         is_mask = input_ids == self.config.mask_id  # (B, T)
         x = x.masked_fill(is_mask[..., None], 0.0)
-        observed = is_mask.sum(-1).float() / attention_mask.sum(-1).clamp(min=1)
-        return (x * (1 - ESM_MASK_RATIO_TRAIN) / (1 - observed)[:, None, None]).to(x.dtype)
-
-
-def _positions(attention_mask: torch.Tensor, document_ids: torch.Tensor | None) -> torch.Tensor:
-    """Position of each token within its document; padding gets 0."""
-    B, T = attention_mask.shape
-    if document_ids is None:
-        return torch.arange(T, device=attention_mask.device).expand(B, T)
-    # positions restart where the document id changes
-    idx = torch.arange(T, device=document_ids.device).expand(B, T)
-    starts = torch.ones_like(document_ids, dtype=torch.bool)
-    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
-    start_idx = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
-    return (idx - start_idx) * attention_mask
+        if segments is None:  # observed mask fraction per sequence (B, 1, 1)
+            observed = (is_mask.sum(-1).float() / attention_mask.sum(-1).clamp(min=1))[:, None, None]
+        else:  # per packed document (B, T, 1)
+            per_segment = segments.sum(is_mask[..., None].float()) / segments.sum(
+                attention_mask[..., None].float()).clamp(min=1)  # (S, 1)
+            observed = per_segment[segments.segment_of]
+        return (x * (1 - ESM_MASK_RATIO_TRAIN) / (1 - observed)).to(x.dtype)
 
 
 def _init_weights(module: nn.Module) -> None:
