@@ -206,9 +206,9 @@ class TrainConfig(Config):
         patience: early stopping after this many evaluations without
             improvement of the validation loss (0 = off).
         precision: "auto" uses bf16 autocast on CUDA and fp32 on CPU.
-        packing: concatenate sequences into rows of `row_tokens` (default: the
-            backbone's max_len) with per-document attention, batches filled to
-            `tokens_per_batch` real tokens (default: batch_size * row_tokens).
+        packing: concatenate sequences into rows of `row_tokens` (default: one
+            row per micro-batch) with per-document attention, batches filled to
+            `tokens_per_batch` real tokens (default: batch_size * max_len).
         shuffle_buffer: for a prepared (sharded) corpus, sequences per shuffle
             window; shards are visited in a seeded order and each window of
             consecutive shards is shuffled, so reads stay local.

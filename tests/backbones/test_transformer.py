@@ -105,10 +105,12 @@ def test_packed_documents_match_separate_runs(kind, position, row_tokens):
             torch.testing.assert_close(out[r, start: start + len(s)], alone, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["encoder", "decoder"])
-def test_packed_gradients_match_padded_gradients(kind):
+@pytest.mark.parametrize("kind,checkpointing", [("encoder", False), ("decoder", False),
+                                                 ("encoder", True)])
+def test_packed_gradients_match_padded_gradients(kind, checkpointing):
     """The same loss over the same tokens gives the same parameter gradients."""
-    model = tiny_model(kind, "mlm" if kind == "encoder" else "clm", token_dropout=True)
+    model = tiny_model(kind, "mlm" if kind == "encoder" else "clm", token_dropout=True,
+                       gradient_checkpointing=checkpointing)
     model.train()
     seqs = model.encode(random_proteins(6, seed=7))
     packed, where = _packed(model, seqs, 64)
@@ -171,8 +173,9 @@ def test_segments_of_a_packed_batch():
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_pool_documents_matches_pool(pooling):
     model = tiny_model().eval()
-    seqs = model.encode(random_proteins(5, seed=9)) + [[0, 2]]  # <cls><eos>: special only
-    special = torch.tensor(model.tokenizer.special_ids)
+    tok = model.tokenizer
+    seqs = model.encode(random_proteins(5, seed=9)) + [[tok.bos_id, tok.eos_id]]  # special only
+    special = torch.tensor(tok.special_ids)
     padded = pad_collate(seqs, model.tokenizer.pad_id)
     packed, where = _packed(model, seqs, 64)
     with torch.no_grad():
@@ -217,3 +220,26 @@ def test_too_long_input_is_refused():
     model = tiny_model()
     with pytest.raises(ValueError, match="max_len"):
         model.backbone(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_compiled_blocks_do_not_recompile_for_each_packed_layout():
+    """Packed attention runs outside the compiled graph, so new document lengths
+    cost no recompilation once shapes are dynamic (the trainer's compile switch)."""
+    compiles = []
+
+    def counting_backend(gm, example_inputs):
+        compiles.append(gm)
+        return gm.forward
+
+    torch.compiler.reset()
+    model = tiny_model().eval()
+    for block in model.backbone.layers:
+        block.compile(backend=counting_backend)
+    with torch.no_grad():
+        for n in range(3, 8):
+            if n == 5:  # after a static and a dynamic compile
+                settled = len(compiles)
+            batch = pack_collate(model.encode(random_proteins(n, seed=n)), 1, 1000)
+            model.backbone(batch.input_ids, batch.attention_mask, batch.document_ids)
+    torch.compiler.reset()
+    assert len(compiles) == settled

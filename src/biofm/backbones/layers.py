@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,7 +25,9 @@ logger = logging.getLogger("biofm")
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
     """Exact (erf) GELU, as ESM and BERT use; the tanh approximation differs by ~1e-3.
-    One fused op (ESM writes x * 0.5 * (1 + erf(x / √2)), which keeps four tensors for backward)."""
+
+    One fused op: ESM's written-out x * 0.5 * (1 + erf(x / √2)) keeps four
+    tensors for backward."""
     return F.gelu(x)
 
 
@@ -108,7 +109,7 @@ Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Segments, bool, flo
 def sdpa_per_segment(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
                      causal: bool, dropout_p: float) -> torch.Tensor:
     """One unmasked SDPA call per segment: no (T, T) mask, no work across documents,
-    and PyTorch's fused (flash) kernel, which a boolean mask would rule out on CUDA."""
+    and PyTorch's fused flash kernels (on CUDA a mask rules them out)."""
     out = []
     for qs, ks, vs in zip(*(t.split(segments.lengths) for t in (q, k, v))):  # (L, h, hd)
         y = F.scaled_dot_product_attention(  # on (1, h, L, hd) views: the 4-D CPU kernel is faster
@@ -139,6 +140,8 @@ def choose_kernel(q: torch.Tensor, dropout_p: float) -> tuple[str, Kernel]:
 
     On CUDA in fp16/bf16 a fused variable-length kernel (PyTorch's own, else
     flash-attn when installed); anywhere else one SDPA call per segment.
+    FlexAttention is not used: it is only fast under `torch.compile`, which
+    recompiles for every new packed shape.
     """
     if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
         if dropout_p == 0.0 and _installed("torch.nn.attention.varlen"):
@@ -156,6 +159,7 @@ def _installed(module: str) -> bool:
 _logged: set[tuple[str, str]] = set()
 
 
+@torch.compiler.disable  # runs eagerly: traced, every new packed layout would recompile
 def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
                      causal: bool, dropout_p: float) -> torch.Tensor:
     """q, k, v (B, T, h, hd) → (B, T, h, hd); each segment attends only to itself."""
@@ -186,8 +190,8 @@ class Attention(nn.Module):
                 segments: Segments | None = None) -> torch.Tensor:
         """x (B, T, d); `mask` (B, 1, T, T) for padded batches, or `segments` for packed ones."""
         B, T, d = x.shape
-        split = lambda t: t.view(B, T, self.n_heads, self.head_dim)  # noqa: E731
-        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))  # (B, T, h, hd)
+        heads = lambda t: t.view(B, T, self.n_heads, self.head_dim)  # noqa: E731  (B, T, h, hd)
+        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         dropout_p = self.dropout if self.training else 0.0

@@ -48,6 +48,9 @@ class Transformer(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 document_ids: torch.Tensor | None = None, *,
                 output_hidden_states: bool = False) -> BackboneOutput:
+        """input_ids, attention_mask (B, T). document_ids (B, T) marks packed rows:
+        each document a contiguous run, -1 on padding; attention stays within a
+        document and positions restart at its start."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         attention_mask = attention_mask.bool()
@@ -93,7 +96,8 @@ class Transformer(nn.Module):
         is_mask = input_ids == self.config.mask_id  # (B, T)
         x = x.masked_fill(is_mask[..., None], 0.0)
         if segments is None:  # observed mask fraction per sequence (B, 1, 1)
-            observed = (is_mask.sum(-1).float() / attention_mask.sum(-1).clamp(min=1))[:, None, None]
+            observed = is_mask.sum(-1).float() / attention_mask.sum(-1).clamp(min=1)
+            observed = observed[:, None, None]
         else:  # per packed document (B, T, 1)
             per_segment = segments.sum(is_mask[..., None].float()) / segments.sum(
                 attention_mask[..., None].float()).clamp(min=1)  # (S, 1)

@@ -282,8 +282,10 @@ def _lengths(data: Sequence[Sequence[int]]) -> np.ndarray:
 def _plan(data: Sequence[Sequence[int]], config: TrainConfig, model: FoundationModel):
     """The micro-batch plan for `data` and the collator (pad, or pack into rows)."""
     lengths = _lengths(data)
-    row = config.row_tokens or model.config.backbone.max_len
-    tokens = (config.tokens_per_batch or config.batch_size * row) if config.packing else 0
+    max_len = model.config.backbone.max_len
+    tokens = (config.tokens_per_batch or config.batch_size * max_len) if config.packing else 0
+    # packed attention runs per document, so one row per micro-batch wastes nothing
+    row = config.row_tokens or max(tokens, max_len)
     if hasattr(data, "shard_sizes"):
         plan = ShardPlan(data.shard_sizes, lengths, config.seed, tokens=tokens,  # type: ignore
                          batch_size=0 if tokens else config.batch_size,
@@ -294,6 +296,7 @@ def _plan(data: Sequence[Sequence[int]], config: TrainConfig, model: FoundationM
         plan = BatchPlan(lengths, config.batch_size, config.seed)
     collate = functools.partial(pack_collate, row_tokens=row) if config.packing else pad_collate
     return plan, collate
+
 
 def _due(step: int, every: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
