@@ -218,3 +218,34 @@ def write_json(path: str | None, figures: dict[str, Any]) -> None:
 
 def mib(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
+
+
+def add_common_arguments(parser) -> None:
+    """Options both scripts share."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--json", help="write the figures to this file")
+
+
+def run_main(args, measure: Callable, report: Callable, probe: Callable) -> dict | None:
+    """Resolve the device, measure (or run one memory probe), report, write JSON."""
+    import datetime
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if args.device == "auto" else args.device)
+    args.device = device.type
+    args.batch_size = args.batch_size or (64 if device.type == "cuda" else 8)
+    set_threads(args.threads)
+    if args.probe:
+        probe(args, device)
+        return None
+    load_before = load_average()
+    figures = measure(args, device)
+    figures.update(load_average={"before": load_before, "after": load_average()},
+                   machine=machine(), device=device.type,
+                   dtype="bf16 autocast" if device.type == "cuda" else "fp32",
+                   date=datetime.date.today().isoformat(), args=vars(args))
+    report(figures, args)
+    write_json(args.json, figures)
+    return figures

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 
 import numpy as np
@@ -145,29 +144,10 @@ def main(argv: list[str] | None = None) -> dict | None:
                         help="runs of each batch per variant; the fastest counts")
     parser.add_argument("--batch-size", type=int, default=0,
                         help="sequences per batch (default 8 on CPU, 64 on CUDA)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--json", help="write the figures to this file")
+    common.add_common_arguments(parser)
     parser.add_argument("--probe", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
-    args.device = device.type
-    args.batch_size = args.batch_size or (64 if device.type == "cuda" else 8)
-    common.set_threads(args.threads)
-    if args.probe:
-        probe(args, device)
-        return None
-    load_before = common.load_average()
-    figures = measure(args, device)
-    figures.update(load_average={"before": load_before, "after": common.load_average()},
-                   machine=common.machine(), device=device.type,
-                   dtype="bf16 autocast" if device.type == "cuda" else "fp32",
-                   date=datetime.date.today().isoformat(), args=vars(args))
-    report(figures, args)
-    common.write_json(args.json, figures)
-    return figures
+    return common.run_main(args, measure, report, probe)
 
 
 if __name__ == "__main__":
