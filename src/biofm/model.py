@@ -118,14 +118,20 @@ class FoundationModel(nn.Module):
         return out  # (n, d)
 
     # -- persistence --------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write a self-describing checkpoint directory (each file atomically)."""
+    def save(self, directory: str | Path,
+             weights: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write a self-describing checkpoint directory (each file atomically).
+
+        `weights` replaces this module's own state dict (FSDP2 passes the full
+        weights gathered from the shards).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.config.save(directory / "config.yaml")
         self.tokenizer.save(directory)
         with atomic_path(directory / "model.safetensors") as tmp:
-            save_file(weights_for_saving(self), str(tmp), metadata={"format": "pt"})
+            save_file(weights if weights is not None else weights_for_saving(self), str(tmp),
+                      metadata={"format": "pt"})
         atomic_write_text(directory / "biofm.json", json.dumps(FORMAT))
         return directory
 

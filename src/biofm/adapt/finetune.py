@@ -145,11 +145,10 @@ def _probe(base: FoundationModel, splits: Splits, kind: TaskKind,
            config: FinetuneConfig) -> FinetuneResult:
     device = resolve_device(config.device)
     base.to(device)
-    embed = lambda s: base.embed(s.texts, pooling=config.pooling)  # noqa: E731
-    probe = LinearProbe.fit(kind, embed(splits.train), splits.train.labels,
-                            embed(splits.valid), splits.valid.labels)
-    valid_pred = probe.predict(embed(splits.valid))
-    test_pred = probe.predict(embed(splits.test))
+    x_train, x_valid, x_test = (base.embed(s.texts, pooling=config.pooling)
+                                for s in (splits.train, splits.valid, splits.test))
+    probe = LinearProbe.fit(kind, x_train, splits.train.labels, x_valid, splits.valid.labels)
+    valid_pred, test_pred = probe.predict(x_valid), probe.predict(x_test)
     return FinetuneResult("probe", task_metrics(kind, splits.valid.labels, valid_pred),
                           task_metrics(kind, splits.test.labels, test_pred), test_pred, probe)
 

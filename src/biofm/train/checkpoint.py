@@ -14,18 +14,15 @@ under any of them.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from biofm.errors import BiofmError
 from biofm.io import atomic_path, atomic_write_text
-from biofm.model import FORMAT, FoundationModel
 from biofm.train.distributed import ParallelModel
 
 LATEST = "latest"
@@ -58,7 +55,7 @@ def save_training_checkpoint(run_dir: Path, model: ParallelModel, optimizer, sch
     if model.info.is_main:
         if target.exists():
             shutil.rmtree(target)
-        write_model_dir(model.core, target, weights)
+        model.core.save(target, weights)
         state = {
             "optimizer": optimizer_state,
             "scheduler": scheduler.state_dict(),
@@ -78,17 +75,6 @@ def save_training_checkpoint(run_dir: Path, model: ParallelModel, optimizer, sch
     return target
 
 
-def write_model_dir(model: FoundationModel, directory: Path, weights: dict[str, torch.Tensor]) -> Path:
-    """`FoundationModel.save` with the weights given (gathered from shards under FSDP2)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    model.config.save(directory / "config.yaml")
-    model.tokenizer.save(directory)
-    with atomic_path(directory / "model.safetensors") as tmp:
-        save_file(weights, str(tmp), metadata={"format": "pt"})
-    atomic_write_text(directory / "biofm.json", json.dumps(FORMAT))
-    return directory
-
-
 def publish_model(model: ParallelModel, target: Path) -> None:
     """Write a model directory beside `target`, then swap it in (no half-written dir).
     Every rank calls it; rank 0 writes."""
@@ -97,7 +83,7 @@ def publish_model(model: ParallelModel, target: Path) -> None:
         staging = target.with_name(target.name + ".tmp")
         if staging.exists():
             shutil.rmtree(staging)
-        write_model_dir(model.core, staging, weights)
+        model.core.save(staging, weights)
         replace_dir(staging, target)
     model.barrier()
 
