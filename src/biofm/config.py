@@ -127,6 +127,11 @@ class BackboneConfig(Config):
         token_dropout: ESM-2's rescaling of embeddings by the observed mask
             fraction; on for ESM-2 checkpoints.
         pad_id / mask_id: filled from the tokenizer.
+        values: a second input beside the token ids, added to their embedding:
+            "none"; "bins" (scGPT-style expression bins, `Batch.values` (B, T)
+            long in [0, value_size)); "patches" (time-series patches,
+            `Batch.values` (B, T, value_size) float, projected linearly).
+        value_size: the number of bins, or the patch length.
     """
 
     kind: Literal["encoder", "decoder"] = "encoder"
@@ -145,6 +150,8 @@ class BackboneConfig(Config):
     pad_id: int = 0
     mask_id: int = -1
     gradient_checkpointing: bool = False
+    values: Literal["none", "bins", "patches"] = "none"
+    value_size: int = 0
 
     @model_validator(mode="after")
     def _fill_size(self) -> "BackboneConfig":
@@ -158,6 +165,9 @@ class BackboneConfig(Config):
         for key in ("d_model", "n_layers", "n_heads", "d_ff"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be positive (set it or choose a size)")
+        if self.values != "none" and self.value_size <= 0:
+            raise ValueError(f"values={self.values!r} needs value_size > 0 "
+                             "(the number of bins, or the patch length)")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError("d_model / n_heads must be an even integer (RoPE rotates pairs)")
         return self

@@ -49,7 +49,8 @@ class FoundationModel(nn.Module):
         self.objective.tie_weights(self.backbone.embed_tokens)
 
     def forward(self, batch: Batch) -> ObjectiveOutput:
-        hidden = self.backbone(batch.input_ids, batch.attention_mask, batch.document_ids)
+        hidden = self.backbone(batch.input_ids, batch.attention_mask, batch.document_ids,
+                               values=batch.values)
         return self.objective(hidden, batch)
 
     def num_parameters(self) -> int:

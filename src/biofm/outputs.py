@@ -16,17 +16,23 @@ class Batch:
     labels:         (B, T) long with -100 where no loss, set by the objective
     document_ids:   (B, T) long for packed batches (one id per document, -1 on
                     padding); None for padded batches
+    values:         a second input beside the ids (see BackboneConfig.values):
+                    (B, T) long expression bins or (B, T, P) float patches
+    value_labels:   targets of a value objective, (B, T) or (B, T, P) float,
+                    NaN where no loss
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor | None = None
     document_ids: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    value_labels: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.labels),
-                     move(self.document_ids))
+                     move(self.document_ids), move(self.values), move(self.value_labels))
 
     def with_(self, **changes: torch.Tensor | None) -> "Batch":
         return replace(self, **changes)

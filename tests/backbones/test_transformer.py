@@ -243,3 +243,22 @@ def test_compiled_blocks_do_not_recompile_for_each_packed_layout():
             model.backbone(batch.input_ids, batch.attention_mask, batch.document_ids)
     torch.compiler.reset()
     assert len(compiles) == settled
+
+
+@pytest.mark.parametrize("values, shape, dtype", [("bins", (2, 5), torch.long),
+                                                  ("patches", (2, 5, 4), torch.float32)])
+def test_values_are_embedded_beside_the_ids(values, shape, dtype):
+    config = BackboneConfig(size="tiny", vocab_size=8, max_len=16, values=values, value_size=4)
+    backbone = BACKBONES.get("encoder")(config)
+    ids = torch.ones(2, 5, dtype=torch.long)
+    first = torch.randint(0, 4, shape).to(dtype)
+    second = first.clone()
+    second[1] = (second[1] + 1) % 4
+    out1 = backbone(ids, values=first).last_hidden_state
+    out2 = backbone(ids, values=second).last_hidden_state
+    torch.testing.assert_close(out1[0], out2[0])  # rows are independent
+    assert not torch.allclose(out1[1], out2[1])  # the values reach the output
+    with pytest.raises(ValueError, match="values='.*' beside the token ids"):
+        backbone(ids)
+    with pytest.raises(ValueError, match="needs value_size"):
+        BackboneConfig(size="tiny", values=values)

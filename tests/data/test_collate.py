@@ -1,7 +1,9 @@
+import numpy as np
+import pytest
 import torch
 
 from biofm.config import TrainConfig
-from biofm.data.collate import pack_collate, pack_rows, pad_collate
+from biofm.data.collate import ValuedSequence, pack_collate, pack_rows, pad_collate
 from biofm.outputs import Batch
 from biofm.train import train
 from biofm.train.loop import TokenBudgetPlan
@@ -78,3 +80,17 @@ def test_training_with_packing_runs_and_learns(tmp_path):
     result = train(model, ids, None, cfg, tmp_path)
     losses = [h["loss"] for h in result.history if "loss" in h]
     assert losses[-1] < losses[0]
+
+
+def test_valued_sequences_collate_values_beside_ids():
+    a = ValuedSequence(np.array([5, 6, 7]), np.array([1, 2, 3]))
+    b = ValuedSequence(np.array([8]), np.array([4]))
+    padded = pad_collate([a, b], pad_id=0)
+    assert padded.values.tolist() == [[1, 2, 3], [4, 0, 0]]
+    packed = pack_collate([a, b], pad_id=0, row_tokens=4)
+    assert packed.input_ids.tolist() == [[5, 6, 7, 8]]
+    assert packed.values.tolist() == [[1, 2, 3, 4]]
+    patches = ValuedSequence(np.array([1, 1]), np.ones((2, 3), dtype=np.float32))
+    assert pad_collate([patches], pad_id=0).values.shape == (1, 2, 3)
+    with pytest.raises(ValueError, match="2 token ids but 1 values"):
+        ValuedSequence(np.array([1, 2]), np.array([1]))

@@ -33,6 +33,7 @@ class Transformer(nn.Module):
                                          padding_idx=config.pad_id)
         self.embed_positions = (nn.Embedding(config.max_len, config.d_model)
                                 if config.position == "learned" else None)
+        self.embed_values = _value_embedding(config)
         self.rotary = Rotary(config.head_dim, config.rope_theta) if config.position == "rope" else None
         self.layers = nn.ModuleList(
             Block(config.d_model, config.n_heads, config.d_ff, config.norm_eps, config.dropout)
@@ -47,10 +48,13 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 document_ids: torch.Tensor | None = None, *,
+                values: torch.Tensor | None = None,
                 output_hidden_states: bool = False) -> BackboneOutput:
         """input_ids, attention_mask (B, T). document_ids (B, T) marks packed rows:
         each document a contiguous run, -1 on padding; attention stays within a
-        document and positions restart at its start."""
+        document and positions restart at its start. values: the second input
+        when `config.values` is not "none" ((B, T) bins or (B, T, P) patches),
+        embedded and added to the token embedding."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         attention_mask = attention_mask.bool()
@@ -67,6 +71,11 @@ class Transformer(nn.Module):
                              f"{self.config.max_len}")
 
         x = self.embed_tokens(input_ids)  # (B, T, d)
+        if self.embed_values is not None:
+            if values is None:
+                raise ValueError(f"this backbone takes values={self.config.values!r} beside "
+                                 "the token ids; the batch has none")
+            x = x + self.embed_values(values).to(x.dtype)
         if self.config.token_dropout:
             x = self._esm_token_dropout(x, input_ids, attention_mask, segments)
         if self.embed_positions is not None:
@@ -103,6 +112,15 @@ class Transformer(nn.Module):
                 attention_mask[..., None].float()).clamp(min=1)  # (S, 1)
             observed = per_segment[segments.segment_of]
         return (x * (1 - ESM_MASK_RATIO_TRAIN) / (1 - observed)).to(x.dtype)
+
+
+def _value_embedding(config: BackboneConfig) -> nn.Module | None:
+    """The embedding of `Batch.values`: a table of bins or a patch projection."""
+    if config.values == "bins":
+        return nn.Embedding(config.value_size, config.d_model)
+    if config.values == "patches":
+        return nn.Linear(config.value_size, config.d_model)
+    return None
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -147,15 +147,18 @@ class ParallelModel:
         without rows runs one row with no targets (weight 0) so that it still
         takes part in the collectives of forward and backward.
         """
-        total = _targets(batch.labels)
+        total = _targets(batch)
         world, rank = self.info.world_size, self.info.rank
         if world == 1:
             return batch, 1.0 if total else 0.0
         rows = np.array_split(np.arange(batch.input_ids.shape[0]), world)[rank]
         part = _rows(batch, torch.as_tensor(rows if len(rows) else [0], dtype=torch.long))
         if not len(rows):
-            part = part.with_(labels=torch.full_like(part.labels, IGNORE_INDEX))
-        return part, _targets(part.labels) / total if total else 0.0
+            part = part.with_(
+                labels=None if part.labels is None else torch.full_like(part.labels, IGNORE_INDEX),
+                value_labels=None if part.value_labels is None
+                else torch.full_like(part.value_labels, float("nan")))
+        return part, _targets(part) / total if total else 0.0
 
     def loss_for_backward(self, out: ObjectiveOutput, weight: float) -> torch.Tensor:
         """Scaled so that the rank average of gradients is the global token-mean gradient."""
@@ -245,11 +248,15 @@ def _tied_duplicates(model: nn.Module) -> set[str]:
     return set(every) - set(dict(model.named_parameters()))
 
 
-def _targets(labels: torch.Tensor | None) -> int:
-    return 0 if labels is None else int((labels != IGNORE_INDEX).sum())
+def _targets(batch: Batch) -> int:
+    """Tokens (or values) that enter the loss: labels != -100, finite value_labels."""
+    count = 0 if batch.labels is None else int((batch.labels != IGNORE_INDEX).sum())
+    if batch.value_labels is not None:
+        count += int(torch.isfinite(batch.value_labels).sum())
+    return count
 
 
 def _rows(batch: Batch, rows: torch.Tensor) -> Batch:
     pick = lambda t: None if t is None else t[rows]  # noqa: E731
     return Batch(pick(batch.input_ids), pick(batch.attention_mask), pick(batch.labels),
-                 pick(batch.document_ids))
+                 pick(batch.document_ids), pick(batch.values), pick(batch.value_labels))
