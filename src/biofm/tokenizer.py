@@ -22,7 +22,8 @@ class Tokenizer:
     """Vocabulary + splitting rule. Subclasses implement `split` and register.
 
     Special tokens are named by role: `bos` (also the CLS token), `eos`, `pad`,
-    `unk`, `mask`. `encode` adds `bos ... eos` by default.
+    `unk`, `mask`. `encode` adds `bos ... eos` by default (`bos ...` alone when
+    the tokenizer's config has `add_eos: false`).
     """
 
     name: ClassVar[str] = "base"
@@ -85,10 +86,17 @@ class Tokenizer:
         """Text → ids. `max_length` counts special tokens and truncates the body."""
         ids = [self.token_to_id.get(tok, self.unk_id) for tok in self.split(text)]
         if add_special_tokens:
+            tail = [self.eos_id] if self.adds_eos else []
             if max_length is not None:
-                ids = ids[: max(max_length - 2, 0)]
-            return [self.bos_id, *ids, self.eos_id]
+                ids = ids[: max(max_length - 1 - len(tail), 0)]
+            return [self.bos_id, *ids, *tail]
         return ids if max_length is None else ids[:max_length]
+
+    @property
+    def adds_eos(self) -> bool:
+        """Whether `encode` ends with <eos> (config "add_eos"; off for checkpoints
+        trained with a leading <cls> only, e.g. the Nucleotide Transformer)."""
+        return bool(self.config.get("add_eos", True))
 
     def encode_batch(self, texts: Iterable[str], **kwargs: Any) -> list[list[int]]:
         return [self.encode(t, **kwargs) for t in texts]

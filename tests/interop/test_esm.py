@@ -102,7 +102,7 @@ def test_unmappable_key_is_an_error():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"position_embedding_type": "absolute"}, "rotary is required"),
+    ({"position_embedding_type": "relative_key"}, "rotary .* or absolute"),
     ({"emb_layer_norm_before": True}, "emb_layer_norm_before"),
     ({"is_decoder": True}, "decoder"),
     ({"model_type": "bert"}, "model_type"),
@@ -260,3 +260,61 @@ def test_load_pretrained_dispatch(tmp_path, hf_dir):
         load_pretrained(tmp_path / "other")
     with pytest.raises(BiofmError, match="does not exist"):
         load_pretrained(tmp_path / "missing")
+
+
+# -- Nucleotide Transformer (ESM architecture, 6-mer vocabulary) -----------------------
+
+def nt_vocab() -> list[str]:
+    import itertools
+    kmers = ["".join(p) for p in itertools.product("ATCG", repeat=6)]  # NT's own order
+    return ["<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>", *kmers, "A", "T", "C", "G", "N"]
+
+
+@pytest.fixture(scope="module")
+def hf_nt_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    vocab = nt_vocab()
+    config = transformers.EsmConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=40, position_embedding_type="absolute",
+        pad_token_id=1, mask_token_id=2, token_dropout=False, emb_layer_norm_before=False,
+        layer_norm_eps=1e-12, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    model = transformers.EsmForMaskedLM(config).eval()
+    perturb(model, seed=3)
+    directory = tmp_path_factory.mktemp("hf_nt")
+    model.save_pretrained(directory)
+    write_vocab(directory, vocab)
+    return model, directory
+
+
+def test_nucleotide_transformer_directory_loads_with_parity(hf_nt_dir):
+    hf_model, directory = hf_nt_dir
+    ours = load_pretrained(directory).eval()
+    assert ours.config.data.modality == "dna" and ours.tokenizer.name == "dna-nt6"
+    assert ours.config.backbone.position == "learned" and ours.config.backbone.max_len == 38
+    tok = ours.tokenizer
+    assert not tok.adds_eos  # no eos_token declared: <cls> + body, as NT's tokenizer does
+    hf_tok = transformers.EsmTokenizer(str(directory / "vocab.txt"), eos_token=None)
+    seqs = ["ATGCGTACGTTAGCNNACGTAC", "GGGCCCAAATTTG", "ACGTAC"]
+    ids = [tok.encode(s) for s in seqs]
+    assert ids[1] == hf_tok(seqs[1])["input_ids"]  # non-overlapping 6-mers, then single bases
+    assert ids[2] == [tok.bos_id, tok.token_to_id["ACGTAC"]]
+    T = max(map(len, ids))
+    input_ids = torch.tensor([s + [tok.pad_id] * (T - len(s)) for s in ids])
+    mask = input_ids != tok.pad_id
+    with torch.no_grad():
+        theirs = hf_model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+        mine = ours.backbone(input_ids, mask, output_hidden_states=True)
+        logits = ours.objective.logits(mine.last_hidden_state)
+    for a, b in zip(mine.hidden_states, theirs.hidden_states):
+        torch.testing.assert_close(a[mask], b[mask], atol=ATOL, rtol=0)
+    torch.testing.assert_close(logits[mask], theirs.logits[mask], atol=ATOL, rtol=0)
+
+
+def test_nt_vocab_without_specials_is_a_clear_error(tmp_path, hf_nt_dir):
+    _, directory = hf_nt_dir
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes((directory / name).read_bytes())
+    write_vocab(tmp_path, [t for t in nt_vocab() if t != "<eos>"])
+    with pytest.raises(BiofmError, match="lacks <eos>"):
+        load_pretrained(tmp_path)

@@ -13,9 +13,12 @@ is a plain name map with no tensor arithmetic:
     esm.encoder.emb_layer_norm_after        backbone.final_norm
     lm_head.dense / layer_norm / decoder / bias      objective.head.dense / norm / decoder / bias
 
-Only ESM-2 shaped models are supported (rotary positions, no embedding
-LayerNorm): ESM-1b / ESM-1v use learned positions with a padding offset and an
-embedding LayerNorm that the biofm core does not have.
+The same layout serves the Nucleotide Transformer (NT): its vocab.txt holds
+6-mers and single bases, so the directory loads with biofm's `dna-nt6`
+tokenizer (ids in the file's order). NT v1 uses learned absolute positions,
+which HF ESM numbers from `pad_token_id + 1`; the converter drops the unused
+leading rows so that biofm's learned positions start at 0. ESM-1b style
+embedding LayerNorms (`emb_layer_norm_before`) are not supported.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ NAME_MAP: tuple[tuple[str, str], ...] = (
 # HF keys with no biofm counterpart: rotary frequencies are recomputed, the
 # position-id buffer is implicit, the contact head and pooler are not part of MLM.
 _DROPPED = re.compile(r"(inv_freq|position_ids)$|^esm\.(contact_head|pooler)\.")
+HF_POSITIONS = "esm.embeddings.position_embeddings.weight"
+BIOFM_POSITIONS = "backbone.embed_positions.weight"
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
@@ -94,18 +99,23 @@ def _normalise_hf_key(key: str) -> str:
     return key
 
 
-def esm_to_biofm(state: Tensors, *, source: Path | None = None) -> Tensors:
+def esm_to_biofm(state: Tensors, *, source: Path | None = None,
+                 pad_id: int | None = None) -> Tensors:
     """HF ESM state dict (EsmForMaskedLM or EsmModel) → FoundationModel state dict.
 
     Rotary `inv_freq`, `position_ids`, the contact head and the pooler are
     dropped; any other unknown key is an error (it means an architecture
-    feature biofm lacks, e.g. learned positions or an embedding LayerNorm).
+    feature biofm lacks, e.g. an embedding LayerNorm). Learned absolute
+    positions (NT v1) need `pad_id`: HF ESM numbers them from pad_id + 1.
     """
     out: Tensors = {}
     unknown = []
     for key, tensor in state.items():
         key = _normalise_hf_key(key)
         if _DROPPED.search(key):
+            continue
+        if key == HF_POSITIONS and pad_id is not None:
+            out[BIOFM_POSITIONS] = tensor[pad_id + 1:]
             continue
         name = _rename(key, _FROM_HF)
         if name is None:
@@ -120,10 +130,15 @@ def esm_to_biofm(state: Tensors, *, source: Path | None = None) -> Tensors:
     return out
 
 
-def biofm_to_esm(state: Tensors) -> Tensors:
-    """FoundationModel state dict → HF EsmForMaskedLM names (tensors shared, not copied)."""
+def biofm_to_esm(state: Tensors, pad_id: int | None = None) -> Tensors:
+    """FoundationModel state dict → HF EsmForMaskedLM names (tensors shared, not copied).
+
+    Learned positions (with `pad_id`) get pad_id + 1 leading rows, as HF ESM expects."""
     out: Tensors = {}
     for key, tensor in state.items():
+        if key == BIOFM_POSITIONS and pad_id is not None:
+            out[HF_POSITIONS] = torch.cat([tensor.new_zeros(pad_id + 1, tensor.shape[1]), tensor])
+            continue
         name = _rename(key, _TO_HF)
         if name is None:
             raise BiofmError(f"weight {key!r} has no ESM counterpart",
@@ -149,9 +164,9 @@ def esm_config_to_backbone(hf_config: dict[str, Any], *,
          "it is configured as a decoder"),
         (bool(hf_config.get("emb_layer_norm_before")),
          "it has an embedding LayerNorm (emb_layer_norm_before, ESM-1b/1v)"),
-        (hf_config.get("position_embedding_type", "absolute") != "rotary",
-         f"position_embedding_type is {hf_config.get('position_embedding_type', 'absolute')!r}; "
-         "rotary is required (ESM's padding-offset learned positions are not supported)"),
+        (hf_config.get("position_embedding_type", "absolute") not in ("rotary", "absolute"),
+         f"position_embedding_type is {hf_config.get('position_embedding_type')!r}; "
+         "rotary (ESM-2, NT v2) or absolute (NT v1) is required"),
     ]
     for bad, why in reasons:
         if bad:
@@ -165,6 +180,10 @@ def esm_config_to_backbone(hf_config: dict[str, Any], *,
                          fix="use the config.json saved with the checkpoint")
     theta = hf_config.get("rope_theta") or (hf_config.get("rope_parameters") or {}).get(
         "rope_theta", 10000.0)
+    absolute = hf_config.get("position_embedding_type", "absolute") == "absolute"
+    max_positions = hf_config.get("max_position_embeddings", 1026)
+    if absolute:  # HF ESM's learned positions start at pad_token_id + 1
+        max_positions -= hf_config["pad_token_id"] + 1
     return {
         "kind": "encoder", "size": None,
         "vocab_size": hf_config["vocab_size"],
@@ -172,8 +191,8 @@ def esm_config_to_backbone(hf_config: dict[str, Any], *,
         "n_layers": hf_config["num_hidden_layers"],
         "n_heads": hf_config["num_attention_heads"],
         "d_ff": hf_config["intermediate_size"],
-        "max_len": hf_config.get("max_position_embeddings", 1026),
-        "position": "rope",
+        "max_len": max_positions,
+        "position": "learned" if absolute else "rope",
         "dropout": hf_config.get("hidden_dropout_prob") or 0.0,
         "norm_eps": hf_config.get("layer_norm_eps") or 1e-12,
         "rope_theta": float(theta),
@@ -269,23 +288,58 @@ def load_hf_esm(path: str | Path) -> FoundationModel:
                              "and vocab.txt")
     hf_config = _read_json(directory / "config.json")
     fields = esm_config_to_backbone(hf_config, source=directory / "config.json")
-    tokenizer = EsmTokenizer.from_hf_dir(directory)
+    tokenizer, modality = _hf_esm_tokenizer(directory)
     for field, ours in (("vocab_size", tokenizer.vocab_size), ("pad_id", tokenizer.pad_id),
                         ("mask_id", tokenizer.mask_id)):
         if fields[field] != ours:
             raise BiofmError(f"config.json has {field}={fields[field]}, "
-                             f"ESM-2's vocabulary has {ours}",
-                             path=directory / "config.json", fix="use an ESM-2 checkpoint")
+                             f"but vocab.txt gives {ours}",
+                             path=directory / "config.json",
+                             fix="config.json and vocab.txt must come from the same checkpoint")
+    data = DataConfig(modality=modality, tokenizer=tokenizer.name)
     config = PretrainConfig.from_dict(
-        {"data": DataConfig(modality="protein", tokenizer="esm2").model_dump(mode="json"),
-         "backbone": fields, "objective": ObjectiveConfig(name="mlm").model_dump(mode="json")},
+        {"data": data.model_dump(mode="json"), "backbone": fields,
+         "objective": ObjectiveConfig(name="mlm").model_dump(mode="json")},
         source=directory / "config.json")
     model = FoundationModel(config, tokenizer)
     raw, source = read_hf_weights(directory)
-    state = esm_to_biofm(raw, source=source)
+    absolute = fields["position"] == "learned"
+    state = esm_to_biofm(raw, source=source, pad_id=fields["pad_id"] if absolute else None)
     _fit_head(model, state, source)
     load_weights(model, state, source)
     return model
+
+
+NT_SPECIALS = {"pad": "<pad>", "unk": "<unk>", "bos": "<cls>", "eos": "<eos>", "mask": "<mask>"}
+
+
+def _hf_esm_tokenizer(directory: Path) -> tuple[Tokenizer, str]:
+    """ESM-2's protein tokenizer, or for a vocab.txt of 6-mers (the Nucleotide
+    Transformer) biofm's `dna-nt6` with the file's ids; and the modality."""
+    path = directory / HF_VOCAB_FILE
+    vocab = ([line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+             if path.is_file() else [])
+    while vocab and not vocab[-1]:
+        vocab.pop()
+    kmers = [t for t in vocab if len(t) == 6 and set(t) <= set("ACGT")]
+    if len(kmers) < 4096:
+        return EsmTokenizer.from_hf_dir(directory), "protein"
+    from biofm.modalities.dna.tokenizers import NucleotideTransformerTokenizer
+    missing = [t for t in (*NT_SPECIALS.values(), "A", "C", "G", "T", "N") if t not in vocab]
+    if missing:
+        raise BiofmError(f"vocab.txt holds 6-mers but lacks {', '.join(missing)}", path=path,
+                         fix="a Nucleotide Transformer vocabulary has <pad> <unk> <cls> <eos> "
+                             "<mask>, the 4,096 6-mers and A C G T N")
+    # NT's tokenizer prepends <cls> and appends nothing unless an eos token is declared
+    return NucleotideTransformerTokenizer(vocab=vocab, specials=dict(NT_SPECIALS),
+                                          add_eos=_declares_eos(directory)), "dna"
+
+
+def _declares_eos(directory: Path) -> bool:
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if (directory / name).is_file() and _read_json(directory / name).get("eos_token"):
+            return True
+    return False
 
 
 def _fit_head(model: FoundationModel, state: Tensors, source: Path) -> None:
