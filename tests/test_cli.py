@@ -25,7 +25,7 @@ from biofm.config import PretrainConfig
 from biofm.interop import load_pretrained
 
 SUBCOMMANDS = ("pretrain", "embed", "finetune", "evaluate", "generate", "score-variants",
-               "demo", "list", "export", "prepare")
+               "forecast", "demo", "list", "export", "prepare")
 WILD_TYPE = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 FASTA = ">a first protein\nMKTAYIAKQR\nQISFVKSHFSRQ\n>b\nGSHMLEK\n>c\nMKVLAAGIVG\n"
 SMILES = "CCO ethanol\nc1ccccc1\nCC(=O)Oc1ccccc1C(=O)O aspirin\n"
@@ -523,10 +523,19 @@ def test_demo_quick(cli, tmp_path):
     for name in ("results.md", "results.csv", "pretrain_loss.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "results.csv")
-    assert set(table["task"]) == {"freesolv", "solubility", "amp", "crp-sites"}
+    assert set(table["task"]) == {"freesolv", "solubility", "amp", "crp-sites", "pbmc-celltype",
+                                  "flu-boston"}
+    cells = table[table["task"] == "pbmc-celltype"]
+    assert "LogReg on PCA (log-norm)" in set(cells["method"])
+    assert cells["macro_f1"].between(0, 1).all() and cells["pr_auc"].isna().all()
     assert {"scratch", "pretrained: probe", "pretrained: fine-tune", "pretrained: LoRA",
             "RF on fingerprints/k-mers"} <= set(table["method"])
     regression = table[table["task"].isin(["freesolv", "solubility"])]
     assert np.isfinite(regression["rmse"]).all()
     classification = table[table["task"].isin(["amp", "crp-sites"])]
     assert classification["roc_auc"].between(0, 1).all()
+    forecasting = table[table["task"] == "flu-boston"].set_index("method")
+    assert {"pretrained: zero-shot", "pretrained: fine-tune", "scratch", "seasonal-naive",
+            "last-value", "arima", "ets"} == set(forecasting.index)
+    assert forecasting.loc["seasonal-naive", "rel_wis"] == 1.0  # the reference
+    assert np.isfinite(forecasting["wis"]).all() and forecasting["cov95"].between(0, 1).all()

@@ -49,6 +49,8 @@ def pretrain(
     from biofm.config import PretrainConfig, deep_merge, parse_overrides, preset_path
     from biofm.train.distributed import is_main
 
+    if config is None and modality == "singlecell":  # presets are named by the encoding
+        config = "cell-scgpt-tiny" if objective == "masked-value" else "cell-geneformer-tiny"
     name = config or f"{modality or 'protein'}-{objective or 'mlm'}-tiny"
     path = Path(name) if Path(name).suffix in (".yaml", ".yml") else preset_path("pretrain", name)
     base = PretrainConfig.load(path).model_dump(mode="json")
@@ -105,18 +107,22 @@ def prepare(
 @app.command()
 def embed(
     model: str = ModelOpt,
-    input: Path = typer.Option(..., "--input", help="FASTA or SMILES file"),
-    output: Path = typer.Option(..., "--output", help=".parquet (id + vector) or .npy"),
+    input: Path = typer.Option(..., "--input", help="FASTA, SMILES or .h5ad file"),
+    output: Path = typer.Option(..., "--output", help=".parquet (id + vector) or .npy; for "
+                                                       ".h5ad input also .h5ad (a copy with "
+                                                       "obsm['X_biofm'])"),
     pooling: str = typer.Option("mean", help="mean | cls"),
     batch_size: int = typer.Option(64),
     column: Optional[str] = typer.Option(None, help="SMILES column of a CSV"),
     on_error: str = typer.Option("raise", help="raise | skip bad records"),
+    layer: Optional[str] = typer.Option(None, help=".h5ad: matrix of raw counts (X, raw or a "
+                                                   "layer name; default: the first with counts)"),
 ) -> None:
-    """Per-sequence embeddings of a FASTA / SMILES file."""
+    """Per-sequence embeddings of a FASTA / SMILES file, or per-cell of an .h5ad."""
     from biofm import commands
 
     vectors = commands.embed(model, input, output, pooling=pooling, batch_size=batch_size,
-                             column=column, on_error=on_error)
+                             column=column, on_error=on_error, layer=layer)
     out.print(f"wrote {vectors.shape[0]} embeddings of width {vectors.shape[1]} to {output}")
 
 
@@ -240,6 +246,56 @@ def score_variants(
 
 
 @app.command()
+def forecast(
+    model: str = typer.Argument(..., help="time-series checkpoint dir, or a baseline: "
+                                          "seasonal-naive | last-value | arima | ets | baselines"),
+    input: str = typer.Argument(..., help="long / wide CSV, or a corpus: flu-boston | "
+                                          "flu-chicago | us-contagious | covid-daily"),
+    output: Path = typer.Option(..., "--output", help="directory for forecasts.csv, plots/ "
+                                                      "and evaluation/"),
+    horizon: int = typer.Option(4, help="periods ahead (weeks for weekly series)"),
+    mode: List[str] = typer.Option(["zero-shot"], help="zero-shot | full | lora (fine-tune on "
+                                                       "the history) | scratch (same "
+                                                       "architecture, random init); repeat "
+                                                       "to compare"),
+    evaluate: bool = typer.Option(False, help="rolling-origin evaluation against the baselines"),
+    origins: int = typer.Option(10, help="forecast origins per series (with --evaluate)"),
+    context: int = typer.Option(52, help="periods of history before the first origin"),
+    steps: int = typer.Option(100, help="fine-tuning steps (--mode full | lora | scratch)"),
+    seed: int = typer.Option(0),
+    target: str = typer.Option("wk inc ili", help="FluSight `target` column"),
+    series: List[str] = typer.Option([], "--series", help="only these series ids (repeat)"),
+    layout: str = typer.Option("auto", help="auto | long | wide"),
+    id_column: str = typer.Option("series_id", help="series id column (long layout)"),
+    date_column: Optional[str] = typer.Option(None, help="date column (default: date / week)"),
+    value_column: str = typer.Option("value", help="value column (long layout)"),
+    freq: Optional[str] = typer.Option(None, help="D | W (default: detected from the dates)"),
+    negative: str = typer.Option("error", help="error | nan: negative values"),
+    no_plots: bool = typer.Option(False, help="skip the per-series PNGs"),
+    no_progress: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Forecast time series with quantiles (FluSight CSV + plots); --evaluate scores
+    rolling origins against seasonal naive, last value, ARIMA and ETS."""
+    from biofm import commands
+
+    result = commands.forecast(
+        model, input, output, horizon=horizon, mode=list(mode), evaluate=evaluate, origins=origins,
+        context=context, steps=steps, seed=seed, target=target, series_ids=list(series),
+        plots=not no_plots, layout=layout, id_column=id_column, date_column=date_column,
+        value_column=value_column, freq=freq, negative=negative, progress=not no_progress)
+    if len(result.repairs):
+        err.print(result.repairs.summary(), highlight=False)
+    if result.evaluation is not None:
+        out.print(result.evaluation.table(f"rolling-origin evaluation: {result.forecaster} vs "
+                                          "baselines (rel_WIS vs seasonal naive)"))
+    for note in result.notes:
+        err.print(note, highlight=False)
+    n = result.forecasts["location"].nunique()
+    out.print(f"{result.forecaster}: forecasts of {n} series in {result.paths['forecasts']}"
+              + (f", plots in {output / 'plots'}" if result.plots else ""))
+
+
+@app.command()
 def demo(
     output: Path = typer.Option(Path("demo_out"), help="where the table and plots go"),
     seeds: int = typer.Option(3, help="fine-tuning seeds per cell"),
@@ -255,15 +311,19 @@ def demo(
 def export(
     model: str = ModelOpt,
     output: Path = typer.Option(..., "--output", help="directory to write"),
-    format: str = typer.Option("hf-esm", help="hf-esm: transformers EsmForMaskedLM layout"),
+    format: str = typer.Option("hf-esm", help="hf-esm: transformers EsmForMaskedLM layout; "
+                                              "hf-bert: BertForMaskedLM (BERT-layout models)"),
 ) -> None:
     """Export a biofm encoder to Hugging Face layout (loadable with `transformers`)."""
-    from biofm.interop import load_pretrained, save_hf_esm
+    from biofm.interop import load_pretrained, save_hf_bert, save_hf_esm
 
-    if format != "hf-esm":
-        raise BiofmError(f"unknown export format {format!r}", fix="use --format hf-esm")
-    save_hf_esm(load_pretrained(model), output)
-    out.print(f"wrote an EsmForMaskedLM directory to {output}")
+    writers = {"hf-esm": (save_hf_esm, "EsmForMaskedLM"),
+               "hf-bert": (save_hf_bert, "BertForMaskedLM")}
+    if format not in writers:
+        raise BiofmError(f"unknown export format {format!r}", fix="use --format hf-esm or hf-bert")
+    save, architecture = writers[format]
+    save(load_pretrained(model), output)
+    out.print(f"wrote a {architecture} directory to {output}")
 
 
 @app.command("list")

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -49,6 +50,8 @@ def iter_records(data: DataConfig, skipped: SkipLog | None = None) -> Iterator[R
         options: dict = {"column": data.column} if data.column and data.modality == "molecule" else {}
         if data.modality == "dna" and data.window:
             options.update(window=data.window, stride=data.stride or None)
+        if data.modality == "singlecell" and data.layer:
+            options.update(layer=data.layer)
         records = modality.read(data.input, on_error=data.on_error, skipped=skipped, **options)
     return itertools.islice(records, data.max_records or None)
 
@@ -97,6 +100,11 @@ def prepare(data: DataConfig, output: str | Path, *, shard_tokens: int = DEFAULT
     """
     skipped = SkipLog()
     tokenizer = build_tokenizer(data, _Texts(data))
+    if hasattr(tokenizer, "value_bins"):  # shards hold ids only, not the bins beside them
+        raise BiofmError(f"a prepared corpus stores token ids only; the {tokenizer.name} "
+                         "encoding also carries an expression bin per gene", path=data.input,
+                         fix="pretrain on the .h5ad itself (pretrain --input FILE), or prepare "
+                             "it with --tokenizer geneformer")
     with Progress(TextColumn("[bold]prepare"), TextColumn("{task.completed:,} records"),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("prepare", total=None)
@@ -116,7 +124,11 @@ def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False
     `config.data.input` may be a directory from `prepare`: it is then read
     lazily within `data.memory_budget_mb`. Under torchrun every rank runs this.
     """
-    if is_prepared_corpus(config.data.input):
+    if config.data.modality == "timeseries":  # windows of numeric series, not text records
+        from biofm.modalities.timeseries.pretraining import timeseries_run_data
+        model, train_ids, valid_ids = timeseries_run_data(
+            config, lambda tokenizer: _model_for_run(config, init, tokenizer))
+    elif is_prepared_corpus(config.data.input):
         model, train_ids, valid_ids = _prepared_data(config, output, resume, init)
     else:
         model, train_ids, valid_ids = _record_data(config, output, resume, init)
@@ -151,8 +163,23 @@ def _record_data(config: PretrainConfig, output: str | Path, resume: bool,
         output, resume, lambda: build_tokenizer(config.data, texts)))
     index = random_split(len(texts), (1 - config.data.valid_fraction, config.data.valid_fraction, 0.0),
                          seed=config.train.seed)
+    fitted_elsewhere = init is not None or resume or (
+        config.data.tokenizer is not None and Path(config.data.tokenizer).is_dir())
+    if config.data.modality == "singlecell" and fitted_elsewhere:
+        _check_genes(model, texts, config.data.input)  # a vocabulary fitted elsewhere
     encoded = model.encode(texts)
     return model, [encoded[i] for i in index.train], [encoded[i] for i in index.valid] or None
+
+
+def _check_genes(model: FoundationModel, texts: Sequence[str], where: str | Path) -> None:
+    """Single cell: report the gene-vocabulary overlap of `texts` (cells of `where`);
+    refuse below the model's data.min_gene_overlap."""
+    from biofm.modalities.singlecell import check_gene_overlap
+
+    overlap = check_gene_overlap(model.tokenizer, texts, where,
+                                 model.config.data.min_gene_overlap)
+    if overlap is not None and is_main():
+        console.print(f"{where}: {overlap.describe()}", markup=False, highlight=False)
 
 
 def _prepared_data(config: PretrainConfig, output: str | Path, resume: bool,
@@ -183,9 +210,12 @@ def _prepared_data(config: PretrainConfig, output: str | Path, resume: bool,
 
 def _model_for_run(config: PretrainConfig, init: str | Path | None,
                    tokenizer: Callable[[], Tokenizer]) -> FoundationModel:
-    """A fresh model, or a saved / published one to continue pretraining (`init`)."""
+    """A fresh model (initial weights drawn from `train.seed`), or a saved / published
+    one to continue pretraining (`init`)."""
     if init is None:
-        return FoundationModel(config, tokenizer())
+        built = tokenizer()  # fitting a vocabulary may draw random numbers: seed after it
+        torch.manual_seed(config.train.seed)
+        return FoundationModel(config, built)
     model = load_pretrained(init)
     model.config = config.replace(backbone=model.config.backbone.model_dump(mode="json"))
     return model
@@ -221,13 +251,17 @@ def _counted(records: Iterable[Record], tick: Callable[[], None]) -> Iterator[Re
 # -- embed -------------------------------------------------------------------------
 def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = None, *,
           pooling: Literal["mean", "cls"] = "mean", batch_size: int = 64,
-          column: str | None = None, on_error: Literal["raise", "skip"] = "raise") -> np.ndarray:
-    """Per-record embeddings of a FASTA or SMILES file, written to .parquet or .npy."""
+          column: str | None = None, on_error: Literal["raise", "skip"] = "raise",
+          layer: str | None = None) -> np.ndarray:
+    """Per-record embeddings of a FASTA or SMILES file, written to .parquet or .npy
+    (cells of an .h5ad also to a copy of it; `layer` names its counts matrix)."""
     model = load_pretrained(model_dir)
     modality = modality_of(model, input)
     skipped = SkipLog()
     data = DataConfig.from_dict({"modality": modality, "input": str(require_file(input)),
                                  "column": column, "on_error": on_error, "valid_fraction": 0.0})
+    if modality == "singlecell":
+        return _embed_cells(model, input, output, pooling, batch_size, on_error, layer)
     records = load_records(data, skipped)
     with _progress() as progress:
         task = progress.add_task("embed", total=len(records))
@@ -242,6 +276,34 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
         console.print(skipped.summary(), markup=False, highlight=False)
     if output is not None:
         write_embeddings([r.id for r in records], vectors, output)
+    return vectors
+
+
+def _embed_cells(model: FoundationModel, input: str | Path, output: str | Path | None,
+                 pooling: Literal["mean", "cls"], batch_size: int,
+                 on_error: Literal["raise", "skip"], layer: str | None) -> np.ndarray:
+    """Cells of an .h5ad: to a copy of it (`obsm['X_biofm']`) or to .parquet / .npy."""
+    from biofm.modalities.singlecell.embed import embed_h5ad, write_obsm_copy
+
+    skipped, data = SkipLog(), model.config.data
+    if output is not None and Path(output).suffix.lower() not in (".h5ad", ".parquet", ".npy"):
+        raise BiofmError(f"unknown embedding output format {Path(output).suffix!r}", path=output,
+                         fix="use .h5ad (a copy of the input with obsm['X_biofm']), .parquet "
+                             "or .npy")
+    with _progress() as progress:
+        task = progress.add_task("embed", total=None)
+        ids, vectors = embed_h5ad(model, input, pooling=pooling, batch_size=batch_size,
+                                  layer=layer, min_gene_overlap=data.min_gene_overlap,
+                                  on_error=on_error, skipped=skipped,
+                                  progress=_Advance(progress, task),
+                                  log=lambda line: console.print(line, markup=False,
+                                                                 highlight=False))
+    if skipped:
+        console.print(skipped.summary(), markup=False, highlight=False)
+    if output is not None and Path(output).suffix.lower() == ".h5ad":
+        write_obsm_copy(input, output, ids, vectors)
+    elif output is not None:
+        write_embeddings(ids, vectors, output)
     return vectors
 
 
@@ -266,8 +328,12 @@ def write_embeddings(ids: list[str], vectors: np.ndarray, output: str | Path) ->
 # -- finetune / evaluate ---------------------------------------------------------------
 def task_from_file(input: str | Path, label: str, kind: str, modality: str,
                    split: str = "random", column: str | None = None, seed: int = 0) -> Task:
-    """A task from the user's CSV: one input column, one label column."""
+    """A task from the user's CSV: one input column, one label column (or, for single
+    cell, an .h5ad with the label in an `obs` column)."""
     path = require_file(input)
+    if modality == "singlecell":
+        from biofm.modalities.singlecell.tasks import task_from_h5ad
+        return task_from_h5ad(path, label, kind, split, seed)  # type: ignore[arg-type]
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -314,6 +380,9 @@ def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
                          f"{base.config.data.modality} model", path=model_dir,
                          fix=f"use a model pretrained on {task.modality} data")
     splits = task.load(seed)
+    if task.modality == "singlecell":
+        _check_genes(base, splits.train.texts + splits.valid.texts + splits.test.texts,
+                     task.source if Path(task.source).is_file() else task.name)
     result = _finetune(base, splits, task.kind, config)
     if output is not None:
         save_finetuned(result, base, output, config, task.kind, task.name, task.split)
@@ -377,6 +446,14 @@ def score_variants(model_dir: str | Path, sequence: str, variants: list[str],
         with atomic_path(output) as tmp:
             frame.to_csv(tmp, index=False)
     return frame
+
+
+def forecast(model: str, input: str, output: str | Path, **options):
+    """Quantile forecasts of time series (FluSight CSV, plots, optional rolling-origin
+    evaluation against baselines); see `biofm.modalities.timeseries.forecast`."""
+    from biofm.modalities.timeseries.forecast import run_forecast
+
+    return run_forecast(model, input, output, **options)
 
 
 # -- progress helpers ----------------------------------------------------------------

@@ -132,6 +132,14 @@ class BackboneConfig(Config):
             long in [0, value_size)); "patches" (time-series patches,
             `Batch.values` (B, T, value_size) float, projected linearly).
         value_size: the number of bins, or the patch length.
+        norm: "pre" (ESM-2 / GPT: x + f(LN(x)), a final LayerNorm) or "post"
+            (BERT: LN(x + f(x)) after attention and after the MLP, no final
+            LayerNorm).
+        embed_norm: a LayerNorm (then dropout) on the summed embeddings, as in BERT.
+        type_vocab_size: BERT's token-type (segment) embeddings; > 0 adds the
+            embedding of type 0 to every token (0 = none).
+        activation: the MLP's non-linearity, "gelu" (exact erf GELU; ESM,
+            BERT) or "relu" (Geneformer).
     """
 
     kind: Literal["encoder", "decoder"] = "encoder"
@@ -152,6 +160,10 @@ class BackboneConfig(Config):
     gradient_checkpointing: bool = False
     values: Literal["none", "bins", "patches"] = "none"
     value_size: int = 0
+    norm: Literal["pre", "post"] = "pre"
+    embed_norm: bool = False
+    type_vocab_size: int = 0
+    activation: Literal["gelu", "relu"] = "gelu"
 
     @model_validator(mode="after")
     def _fill_size(self) -> "BackboneConfig":
@@ -168,8 +180,12 @@ class BackboneConfig(Config):
         if self.values != "none" and self.value_size <= 0:
             raise ValueError(f"values={self.values!r} needs value_size > 0 "
                              "(the number of bins, or the patch length)")
-        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+        if self.d_model % self.n_heads:
+            raise ValueError("d_model must be a multiple of n_heads")
+        if self.position == "rope" and (self.d_model // self.n_heads) % 2:
             raise ValueError("d_model / n_heads must be an even integer (RoPE rotates pairs)")
+        if self.type_vocab_size < 0:
+            raise ValueError("type_vocab_size must be >= 0")
         return self
 
     @property
@@ -275,6 +291,11 @@ class DataConfig(Config):
             sequence (strand augmentation).
         memory_budget_mb: for a prepared corpus, the most shard data kept
             mapped at once (per split); the corpus itself may be far larger.
+        layer: single cell only: the matrix of raw counts in an .h5ad ("X",
+            "raw" or a layer name); None picks the first of X,
+            layers['counts'], raw.X that holds counts.
+        min_gene_overlap: single cell only: the least fraction of a file's
+            expressed genes that must be in the model's gene vocabulary.
     """
 
     modality: str = "protein"
@@ -288,6 +309,8 @@ class DataConfig(Config):
     window: int = 0
     stride: int = 0
     rc_prob: float = 0.0
+    layer: str | None = None
+    min_gene_overlap: float = 0.5
 
 
 class PretrainConfig(Config):

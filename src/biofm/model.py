@@ -40,7 +40,8 @@ class FoundationModel(nn.Module):
     def __init__(self, config: PretrainConfig, tokenizer: Tokenizer) -> None:
         super().__init__()
         backbone_cfg = config.backbone.replace(
-            vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, mask_id=tokenizer.mask_id)
+            vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, mask_id=tokenizer.mask_id,
+            **_value_fields(tokenizer))
         self.config = config.replace(backbone=backbone_cfg.model_dump(mode="json"))
         self.tokenizer = tokenizer
         self.backbone = build_backbone(self.config.backbone)
@@ -67,7 +68,7 @@ class FoundationModel(nn.Module):
     @torch.no_grad()
     def hidden_states(self, texts: Sequence[str]) -> BackboneOutput:
         batch = pad_collate(self.encode(texts), self.tokenizer.pad_id).to(self.device)
-        return self.backbone(batch.input_ids, batch.attention_mask)
+        return self.backbone(batch.input_ids, batch.attention_mask, values=batch.values)
 
     @torch.no_grad()
     def embed(self, texts: Sequence[str], *, pooling: Pooling = "mean", batch_size: int = 64,
@@ -99,7 +100,8 @@ class FoundationModel(nn.Module):
 
     def _embed_padded(self, seqs: list[list[int]], pooling: Pooling) -> torch.Tensor:
         batch = pad_collate(seqs, self.tokenizer.pad_id).to(self.device)
-        hidden = self.backbone(batch.input_ids, batch.attention_mask).last_hidden_state
+        hidden = self.backbone(batch.input_ids, batch.attention_mask,
+                               values=batch.values).last_hidden_state
         special = torch.tensor(self.tokenizer.special_ids, device=hidden.device)
         return pool(hidden, batch.input_ids, batch.attention_mask, special, pooling)  # (n, d)
 
@@ -107,8 +109,8 @@ class FoundationModel(nn.Module):
         row_tokens = sum(len(s) for s in seqs)  # one row: positions restart per document
         batch = pack_collate(seqs, self.tokenizer.pad_id, row_tokens).to(self.device)
         assert batch.document_ids is not None
-        hidden = self.backbone(batch.input_ids, batch.attention_mask,
-                               batch.document_ids).last_hidden_state  # (1, N, d)
+        hidden = self.backbone(batch.input_ids, batch.attention_mask, batch.document_ids,
+                               values=batch.values).last_hidden_state  # (1, N, d)
         special = torch.tensor(self.tokenizer.special_ids, device=hidden.device)
         pooled = pool_documents(hidden, batch.input_ids, batch.attention_mask,
                                 Segments.from_document_ids(batch.document_ids), special, pooling)
@@ -145,6 +147,12 @@ class FoundationModel(nn.Module):
         state = read_safetensors(directory / "model.safetensors", device=map_location)
         load_weights(model, state, directory / "model.safetensors")
         return model
+
+
+def _value_fields(tokenizer: Tokenizer) -> dict:
+    """A tokenizer that yields expression bins (scGPT) sets the backbone's value input."""
+    size = getattr(tokenizer, "value_bins", None)
+    return {} if size is None else {"values": "bins", "value_size": int(size)}
 
 
 def weights_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:

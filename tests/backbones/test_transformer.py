@@ -14,8 +14,9 @@ from biofm.outputs import Batch
 from biofm.registry import BACKBONES, OBJECTIVES
 from tests.helpers import random_proteins, tiny_model
 
+# token objectives; those that need values beside the ids are tested with their modality
 PAIRS = [(b, o) for b in BACKBONES.names() for o in OBJECTIVES.names()
-         if OBJECTIVES.get(o).backbone_kind == b]
+         if OBJECTIVES.get(o).backbone_kind == b and OBJECTIVES.get(o).values == "none"]
 
 
 def test_every_backbone_has_an_objective():
@@ -262,3 +263,98 @@ def test_values_are_embedded_beside_the_ids(values, shape, dtype):
         backbone(ids)
     with pytest.raises(ValueError, match="needs value_size"):
         BackboneConfig(size="tiny", values=values)
+
+
+# -- BERT layout: post-norm blocks, embedding LayerNorm, token types ----------------
+
+BERT_LAYOUT = dict(position="learned", norm="post", embed_norm=True, type_vocab_size=2)
+
+
+def _bert_like(**more) -> FoundationModel:
+    model = tiny_model("encoder", "mlm", **BERT_LAYOUT, **more).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-trivial norms and token types (init leaves them at 1, 0)
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_post_norm_layout_has_bert_modules_and_no_final_norm():
+    model = _bert_like()
+    names = set(model.backbone.state_dict())
+    assert {"embed_norm.weight", "embed_token_types.weight", "embed_positions.weight"} <= names
+    assert not any(n.startswith("final_norm") for n in names)
+    pre = tiny_model("encoder", "mlm")
+    assert "final_norm.weight" in pre.backbone.state_dict()
+    assert not any(n.startswith(("embed_norm", "embed_token_types"))
+                   for n in pre.backbone.state_dict())
+
+
+def test_post_norm_block_normalises_after_the_residual():
+    model = _bert_like()
+    block = model.backbone.layers[0]
+    x = torch.randn(2, 5, model.config.backbone.d_model, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = block.attn_norm(x + block.attn(x, None, False, None))
+        expected = block.mlp_norm(h + block.mlp(h))
+        torch.testing.assert_close(block(x, None, False, None), expected)
+        # no final LayerNorm: the output is the last block's, normalised by its mlp_norm
+        norm = model.backbone.layers[-1].mlp_norm
+        norm.weight.fill_(1.0), norm.bias.zero_()
+        out = model.backbone(torch.tensor(model.encode(["MKTAYIAK"]))).last_hidden_state
+        torch.testing.assert_close(out.mean(-1), torch.zeros(out.shape[:2]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(out.shape[:2]),
+                                   atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_post_norm_padding_does_not_change_outputs(activation):
+    model = _bert_like(activation=activation)
+    seqs = random_proteins(3, seed=2)
+    together = model.hidden_states(seqs).last_hidden_state
+    for i, s in enumerate(seqs):
+        alone = model.hidden_states([s]).last_hidden_state[0]
+        torch.testing.assert_close(together[i, : alone.shape[0]], alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("row_tokens", [64, 1000])
+def test_post_norm_packed_documents_match_separate_runs(row_tokens):
+    model = _bert_like()
+    seqs = model.encode(random_proteins(7, seed=3))
+    batch, where = _packed(model, seqs, row_tokens)
+    with torch.no_grad():
+        out = model.backbone(batch.input_ids, batch.attention_mask,
+                             batch.document_ids).last_hidden_state
+        for i, s in enumerate(seqs):
+            alone = model.backbone(torch.tensor([s])).last_hidden_state[0]
+            r, start = where[i]
+            torch.testing.assert_close(out[r, start: start + len(s)], alone, atol=1e-5, rtol=1e-5)
+    padded = model.embed(random_proteins(5, seed=4), packing=False)
+    packed = model.embed(random_proteins(5, seed=4), packing=True)
+    torch.testing.assert_close(torch.from_numpy(packed), torch.from_numpy(padded),
+                               atol=1e-5, rtol=0)
+
+
+def test_post_norm_save_load_round_trip_and_backward(tmp_path):
+    model = _bert_like(activation="relu")
+    model.save(tmp_path / "m")
+    loaded = FoundationModel.load(tmp_path / "m").eval()
+    assert loaded.config.backbone.norm == "post" and loaded.config.backbone.activation == "relu"
+    seqs = random_proteins(2, seed=1)
+    torch.testing.assert_close(loaded.hidden_states(seqs).last_hidden_state,
+                               model.hidden_states(seqs).last_hidden_state, atol=0, rtol=0)
+    batch = pad_collate(model.encode(seqs), model.tokenizer.pad_id)
+    batch = model.objective.prepare(batch, torch.Generator().manual_seed(0))
+    model.train()(batch).loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in model.parameters() if p.requires_grad)
+
+
+def test_odd_head_width_is_only_refused_for_rope():
+    learned = BackboneConfig(size=None, d_model=36, n_layers=1, n_heads=4, d_ff=8,
+                             position="learned", norm="post")
+    assert learned.head_dim == 9
+    with pytest.raises(ValueError, match="RoPE rotates pairs"):
+        BackboneConfig(size=None, d_model=36, n_layers=1, n_heads=4, d_ff=8, position="rope")
+    with pytest.raises(ValueError, match="multiple of n_heads"):
+        BackboneConfig(size=None, d_model=30, n_layers=1, n_heads=4, d_ff=8, position="learned")

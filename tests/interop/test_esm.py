@@ -255,8 +255,8 @@ def test_load_pretrained_dispatch(tmp_path, hf_dir):
         warnings.simplefilter("error")
         assert load_pretrained(hf_dir[1]).config.backbone.n_layers == 3
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(BiofmError, match="'bert'.*only 'esm'"):
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(BiofmError, match="'gpt2'"):
         load_pretrained(tmp_path / "other")
     with pytest.raises(BiofmError, match="does not exist"):
         load_pretrained(tmp_path / "missing")

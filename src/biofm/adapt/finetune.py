@@ -92,8 +92,10 @@ class TaskModel(nn.Module):
         self.register_buffer("special_ids", torch.tensor(base.tokenizer.special_ids),
                              persistent=False)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.base.backbone(input_ids, attention_mask).last_hidden_state
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                values: torch.Tensor | None = None) -> torch.Tensor:
+        """values: the backbone's second input (e.g. (B, T) expression bins), if it takes one."""
+        hidden = self.base.backbone(input_ids, attention_mask, values=values).last_hidden_state
         pooled = pool(hidden, input_ids, attention_mask, self.special_ids, self.config.pooling)
         return self.head(pooled.float())
 
@@ -108,7 +110,8 @@ class TaskModel(nn.Module):
             index = order[start: start + batch_size]
             batch = pad_collate(self.base.encode([texts[i] for i in index]),
                                 self.base.tokenizer.pad_id).to(device)
-            raw[torch.as_tensor(index)] = self(batch.input_ids, batch.attention_mask).float().cpu()
+            raw[torch.as_tensor(index)] = self(batch.input_ids, batch.attention_mask,
+                                               batch.values).float().cpu()
         return _to_predictions(raw, self.kind, self.target_mean, self.target_std)
 
 
@@ -222,7 +225,7 @@ def _train_epoch(model: TaskModel, optimizer: torch.optim.Optimizer, params: lis
     for index in batches:
         batch = pad_collate([train_ids[i] for i in index], model.base.tokenizer.pad_id).to(device)
         with autocast_context(device, config.precision):
-            raw = model(batch.input_ids, batch.attention_mask)
+            raw = model(batch.input_ids, batch.attention_mask, batch.values)
         loss = _loss(raw.float(), targets[index].to(device), kind)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

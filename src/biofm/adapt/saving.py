@@ -77,7 +77,8 @@ def save_finetuned(result: FinetuneResult, base: FoundationModel, directory: str
                             "test_metrics": result.test_metrics}
     if isinstance(result.model, LinearProbe):
         base.save(directory / "base")
-        tensors = {k: torch.as_tensor(np.asarray(v, dtype=np.float64))
+        # C order: a multiclass sklearn coef_ can be Fortran-ordered, which safetensors refuses
+        tensors = {k: torch.as_tensor(np.ascontiguousarray(v, dtype=np.float64))
                    for k, v in result.model.arrays().items()}
     else:
         merged_base(result.model).save(directory / "base")

@@ -31,6 +31,9 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x)
 
 
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": gelu, "relu": F.relu}
+
+
 class Rotary(nn.Module):
     """Rotary position embedding (rotate-half convention of ESM-2 / GPT-NeoX)."""
 
@@ -205,29 +208,43 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, d_model: int, d_ff: int) -> None:
+    """(…, d) → (…, d): fc1, activation ("gelu" or "relu"), fc2."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu") -> None:
         super().__init__()
         self.fc1 = nn.Linear(d_model, d_ff)
         self.fc2 = nn.Linear(d_ff, d_model)
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(gelu(self.fc1(x)))
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Transformer block, pre-norm (ESM-2, GPT): x + attn(norm(x)), then
+    x + mlp(norm(x)); or post-norm (BERT): norm(x + attn(x)), then norm(x + mlp(x)).
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, eps: float, dropout: float) -> None:
+    The two norms keep their names in both layouts (attn_norm belongs to the
+    attention sub-layer, mlp_norm to the MLP), so checkpoints convert by name.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, eps: float, dropout: float,
+                 norm: str = "pre", activation: str = "gelu") -> None:
         super().__init__()
+        self.post_norm = norm == "post"
         self.attn_norm = nn.LayerNorm(d_model, eps=eps)
         self.attn = Attention(d_model, n_heads, dropout)
         self.mlp_norm = nn.LayerNorm(d_model, eps=eps)
-        self.mlp = Mlp(d_model, d_ff)
+        self.mlp = Mlp(d_model, d_ff, activation)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None,
                 segments: Segments | None = None) -> torch.Tensor:
+        """x (B, T, d) → (B, T, d)."""
+        if self.post_norm:
+            x = self.attn_norm(x + self.drop(self.attn(x, mask, is_causal, rotary, segments)))
+            return self.mlp_norm(x + self.drop(self.mlp(x)))
         x = x + self.drop(self.attn(self.attn_norm(x), mask, is_causal, rotary, segments))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 

@@ -2,8 +2,11 @@
 
 Layout follows ESM-2 (pre-norm blocks, rotary positions, a final LayerNorm,
 optional ESM token dropout) so that `biofm.interop.esm` converts weights with a
-plain name map. Input: token ids (B, T) and a padding mask; output: hidden
-states (B, T, d). No labels and no loss here: objectives own those.
+plain name map. Config switches give BERT's layout on the same modules
+(`biofm.interop.bert`): learned absolute positions, token-type embeddings, an
+embedding LayerNorm, post-norm blocks and no final LayerNorm. Input: token ids
+(B, T) and a padding mask; output: hidden states (B, T, d). No labels and no
+loss here: objectives own those.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ ESM_MASK_RATIO_TRAIN = 0.15 * 0.8
 
 
 class Transformer(nn.Module):
-    """Embeddings → pre-norm blocks → final LayerNorm."""
+    """Embeddings → pre-norm blocks → final LayerNorm (ESM-2, GPT), or
+    embeddings → embedding LayerNorm → post-norm blocks (BERT)."""
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
@@ -34,11 +38,19 @@ class Transformer(nn.Module):
         self.embed_positions = (nn.Embedding(config.max_len, config.d_model)
                                 if config.position == "learned" else None)
         self.embed_values = _value_embedding(config)
+        self.embed_token_types = (nn.Embedding(config.type_vocab_size, config.d_model)
+                                  if config.type_vocab_size else None)
+        self.embed_norm = (nn.LayerNorm(config.d_model, eps=config.norm_eps)
+                           if config.embed_norm else None)
+        self.embed_drop = nn.Dropout(config.dropout)
         self.rotary = Rotary(config.head_dim, config.rope_theta) if config.position == "rope" else None
         self.layers = nn.ModuleList(
-            Block(config.d_model, config.n_heads, config.d_ff, config.norm_eps, config.dropout)
+            Block(config.d_model, config.n_heads, config.d_ff, config.norm_eps, config.dropout,
+                  config.norm, config.activation)
             for _ in range(config.n_layers))
-        self.final_norm = nn.LayerNorm(config.d_model, eps=config.norm_eps)
+        # post-norm blocks end in a LayerNorm already
+        self.final_norm = (nn.LayerNorm(config.d_model, eps=config.norm_eps)
+                           if config.norm == "pre" else nn.Identity())
         self.gradient_checkpointing = config.gradient_checkpointing
         self.apply(_init_weights)
 
@@ -80,6 +92,10 @@ class Transformer(nn.Module):
             x = self._esm_token_dropout(x, input_ids, attention_mask, segments)
         if self.embed_positions is not None:
             x = x + self.embed_positions(positions)
+        if self.embed_token_types is not None:  # every token is of type 0 (one segment)
+            x = x + self.embed_token_types.weight[0]
+        if self.embed_norm is not None:
+            x = self.embed_drop(self.embed_norm(x))
         x = x * attention_mask[..., None].to(x.dtype)
 
         mask = build_attention_mask(attention_mask, self.causal) if segments is None else None

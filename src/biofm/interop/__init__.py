@@ -1,4 +1,4 @@
-"""Interop with Hugging Face layouts, and `load_pretrained` for either kind of directory."""
+"""Interop with Hugging Face layouts (ESM, BERT), and `load_pretrained` for any model directory."""
 
 from __future__ import annotations
 
@@ -6,20 +6,27 @@ import json
 from pathlib import Path
 
 from biofm.errors import BiofmError
+from biofm.interop.bert import (bert_config_to_backbone, bert_to_biofm, bert_tokenizer,
+                                biofm_to_bert, is_hf_bert_dir, load_bert_model, save_hf_bert)
 from biofm.interop.esm import (biofm_to_esm, esm_config_to_backbone, esm_to_biofm, is_hf_esm_dir,
                                load_hf_esm, save_hf_esm)
 from biofm.model import FoundationModel
 
-__all__ = ["biofm_to_esm", "esm_config_to_backbone", "esm_to_biofm", "is_hf_esm_dir",
-           "load_hf_esm", "load_pretrained", "save_hf_esm"]
+__all__ = ["bert_config_to_backbone", "bert_to_biofm", "bert_tokenizer", "biofm_to_bert",
+           "biofm_to_esm", "esm_config_to_backbone", "esm_to_biofm", "is_hf_bert_dir",
+           "is_hf_esm_dir", "load_bert_model", "load_hf_esm", "load_pretrained", "save_hf_bert",
+           "save_hf_esm"]
 
 
 def load_pretrained(path: str | Path) -> FoundationModel:
-    """A biofm checkpoint directory (biofm.json) or an HF ESM-2 directory → FoundationModel."""
+    """A biofm checkpoint directory (biofm.json), an HF ESM directory (ESM-2, Nucleotide
+    Transformer) or an HF BERT directory (BERT, MiniLM, DNABERT, Geneformer) →
+    FoundationModel."""
     directory = Path(path)
     if not directory.exists():
         raise BiofmError("model directory does not exist", path=directory,
-                         fix="pass a biofm checkpoint directory or a local HF ESM-2 directory")
+                         fix="pass a biofm checkpoint directory or a local HF ESM / BERT "
+                             "directory")
     if not directory.is_dir():
         raise BiofmError("expected a model directory, got a file", path=directory,
                          fix="pass the directory that holds the weights")
@@ -27,11 +34,17 @@ def load_pretrained(path: str | Path) -> FoundationModel:
         return FoundationModel.load(directory)
     if is_hf_esm_dir(directory):
         return load_hf_esm(directory)
+    if is_hf_bert_dir(directory):
+        from biofm.interop.geneformer import is_geneformer_dir, load_geneformer
+
+        # a Geneformer directory is BERT layout plus its gene dictionaries
+        return load_geneformer(directory) if is_geneformer_dir(directory) \
+            else load_bert_model(directory)
     raise BiofmError(f"not a model directory biofm can read ({_describe(directory)})",
                      path=directory,
                      fix="expected a biofm checkpoint (biofm.json, config.yaml, model.safetensors, "
-                         "tokenizer.json) or an HF ESM-2 directory (config.json with model_type "
-                         "'esm', model.safetensors, vocab.txt)")
+                         "tokenizer.json) or an HF ESM or BERT directory (config.json with "
+                         "model_type 'esm' or 'bert', model.safetensors, vocab.txt)")
 
 
 def _describe(directory: Path) -> str:
@@ -41,6 +54,6 @@ def _describe(directory: Path) -> str:
             model_type = json.loads(config.read_text()).get("model_type")
         except (OSError, json.JSONDecodeError, AttributeError):
             return "config.json is unreadable"
-        return f"config.json has model_type {model_type!r}; only 'esm' is supported"
+        return f"config.json has model_type {model_type!r}; only 'esm' and 'bert' are supported"
     names = sorted(p.name for p in directory.iterdir())[:6]
     return f"found {', '.join(names)}" if names else "the directory is empty"

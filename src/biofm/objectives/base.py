@@ -26,6 +26,7 @@ class Objective(nn.Module):
     """Base class: a head over hidden states plus a loss."""
 
     backbone_kind: ClassVar[str]  # which backbone kind the objective needs
+    values: ClassVar[str] = "none"  # the second input it needs (BackboneConfig.values)
 
     def __init__(self, config: ObjectiveConfig, backbone: BackboneConfig,
                  special_ids: list[int]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from biofm.backbones.layers import gelu
+from biofm.backbones.layers import ACTIVATIONS
 from biofm.config import BackboneConfig, ObjectiveConfig
 from biofm.objectives.base import IGNORE_INDEX, Objective
 from biofm.outputs import Batch
@@ -19,15 +19,17 @@ from biofm.registry import OBJECTIVES
 
 
 class LMHead(nn.Module):
-    def __init__(self, d_model: int, vocab_size: int, eps: float) -> None:
+    def __init__(self, d_model: int, vocab_size: int, eps: float,
+                 activation: str = "gelu") -> None:
         super().__init__()
+        self.act = ACTIVATIONS[activation]  # BERT's head uses the backbone's hidden_act
         self.dense = nn.Linear(d_model, d_model)
         self.norm = nn.LayerNorm(d_model, eps=eps)
         self.decoder = nn.Linear(d_model, vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(gelu(self.dense(x)))) + self.bias
+        return self.decoder(self.norm(self.act(self.dense(x)))) + self.bias
 
 
 @OBJECTIVES.register("mlm")
@@ -38,7 +40,8 @@ class MaskedLM(Objective):
                  special_ids: list[int]) -> None:
         super().__init__(config, backbone, special_ids)
         self.mask_id = backbone.mask_id
-        self.head = LMHead(backbone.d_model, backbone.vocab_size, backbone.norm_eps)
+        self.head = LMHead(backbone.d_model, backbone.vocab_size, backbone.norm_eps,
+                           backbone.activation)
         regular = torch.ones(backbone.vocab_size, dtype=torch.bool)
         regular[self.special_ids] = False
         self.register_buffer("regular_ids", regular.nonzero().squeeze(1), persistent=False)

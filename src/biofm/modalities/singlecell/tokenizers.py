@@ -1,0 +1,239 @@
+"""Expression encodings of a cell's counts (its `gene=count` text, see `reader`).
+
+- "geneformer" (rank-value encoding, Theodoris et al. 2023): counts / the
+  cell's total × `target_sum`, divided by each gene's non-zero median over the
+  pretraining corpus (fitted here, stored in tokenizer.json), genes ranked by
+  that value (ties: vocabulary order), `[<cls>] + ranked genes + [<eos>]`
+  truncated to the context. Ids only: masked-gene pretraining is plain "mlm".
+- "scgpt" (Cui et al. 2024): the cell's expressed genes as tokens, each with an
+  expression bin: per-cell quantile bins of the non-zero counts, 1..n_bins
+  (ties go to the lowest bin); bin 0 for special tokens; bin n_bins + 1 is the
+  mask bin of the "masked-value" objective. When a cell has more expressed
+  genes than the context, the most expressed are kept; genes are then given in
+  vocabulary order, so positions carry no expression information (the bins do).
+  `encode` returns a `ValuedSequence` (ids, bins) for a `values: bins` backbone.
+
+Genes outside the vocabulary are dropped from each cell; `gene_overlap` reports
+how many genes and what share of the counts that loses for a file, and
+`check_gene_overlap` refuses below a minimum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from biofm.data.collate import ValuedSequence
+from biofm.errors import BiofmError
+from biofm.modalities.singlecell.reader import parse_cell
+from biofm.registry import TOKENIZERS
+from biofm.tokenizer import Tokenizer
+
+SPECIAL_TOKENS = ("<pad>", "<mask>", "<cls>", "<eos>", "<unk>")  # Geneformer: <pad> 0, <mask> 1
+SPECIALS = {"pad": "<pad>", "mask": "<mask>", "bos": "<cls>", "eos": "<eos>", "unk": "<unk>"}
+TARGET_SUM = 10_000.0
+
+
+class GeneTokenizer(Tokenizer):
+    """A vocabulary of genes; a cell text → (gene ids, counts) of its known genes."""
+
+    def __init__(self, vocab: Sequence[str], specials: dict[str, str] | None = None,
+                 **config: Any) -> None:
+        super().__init__(vocab, specials or SPECIALS, **config)
+        self._special = set(self.special_ids)
+        self._resolved: dict[str, int] = {}
+
+    def gene_id(self, key: str) -> int:
+        """Vocabulary id of a gene key ("ENSG…|SYMBOL" aliases tried in order); -1 if unknown."""
+        found = self._resolved.get(key)
+        if found is None:
+            found = next((self.token_to_id[a] for a in key.split("|")
+                          if self.token_to_id.get(a, self.pad_id) not in self._special), -1)
+            self._resolved[key] = found
+        return found
+
+    def known_genes(self, text: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """(ids (n,), counts (n,)) of the cell's expressed genes in the vocabulary,
+        and the cell's total count over all its genes (known or not)."""
+        genes, counts = parse_cell(text)
+        ids = np.fromiter((self.gene_id(g) for g in genes), dtype=np.int64, count=len(genes))
+        keep = (ids >= 0) & (counts > 0)
+        return ids[keep], counts[keep], float(counts.sum())
+
+    def split(self, text: str) -> list[str]:
+        ids = self.encode(text, add_special_tokens=False)
+        ids = ids.ids if isinstance(ids, ValuedSequence) else ids
+        return [self.vocab[i] for i in ids]
+
+    def join(self, tokens: list[str]) -> str:
+        return " ".join(tokens)
+
+    @staticmethod
+    def corpus_genes(texts: Iterable[str], min_cells: int = 1) -> dict[str, list[float]]:
+        """Gene (first alias) → its counts / cell total × TARGET_SUM in the cells expressing it,
+        for genes expressed in at least `min_cells` cells."""
+        values: dict[str, list[float]] = {}
+        for text in texts:
+            genes, counts = parse_cell(text)
+            scaled = counts / max(counts.sum(), 1.0) * TARGET_SUM
+            for gene, value in zip(genes, scaled):
+                if value > 0:
+                    values.setdefault(gene.split("|")[0], []).append(float(value))
+        return {g: v for g, v in sorted(values.items()) if len(v) >= min_cells}
+
+
+@TOKENIZERS.register("geneformer")
+class GeneformerTokenizer(GeneTokenizer):
+    """Rank-value encoding with per-gene non-zero medians (see module docstring).
+
+    medians: (vocab_size,) aligned with `vocab` (1.0 on special tokens).
+    """
+
+    name = "geneformer"
+
+    def __init__(self, vocab: Sequence[str], specials: dict[str, str] | None = None, *,
+                 medians: Sequence[float], target_sum: float = TARGET_SUM) -> None:
+        super().__init__(vocab, specials, medians=[float(m) for m in medians],
+                         target_sum=float(target_sum))
+        self.medians = np.asarray(medians, dtype=np.float64)
+        if self.medians.shape != (len(self.vocab),) or (self.medians <= 0).any():
+            raise ValueError("geneformer medians must be positive, one per vocabulary entry")
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], min_cells: int = 1) -> "GeneformerTokenizer":
+        """Vocabulary = genes expressed in >= `min_cells` cells; medians over those cells."""
+        values = cls.corpus_genes(texts, min_cells)
+        if not values:
+            raise BiofmError("no expressed genes in the pretraining cells",
+                             fix="pass cells with counts")
+        medians = [1.0] * len(SPECIAL_TOKENS) + [float(np.median(v)) for v in values.values()]
+        return cls([*SPECIAL_TOKENS, *values], SPECIALS, medians=medians)
+
+    @classmethod
+    def from_medians(cls, medians: dict[str, float]) -> "GeneformerTokenizer":
+        """From a gene → non-zero median table (e.g. Geneformer's gene_median_dictionary)."""
+        genes = [g for g in medians if g not in SPECIAL_TOKENS]
+        return cls([*SPECIAL_TOKENS, *genes], SPECIALS,
+                   medians=[1.0] * len(SPECIAL_TOKENS) + [float(medians[g]) for g in genes])
+
+    def rank(self, text: str) -> np.ndarray:
+        """Gene ids of the cell's known genes, highest normalised expression first."""
+        ids, counts, total = self.known_genes(text)
+        value = counts / max(total, 1.0) * self.config["target_sum"] / self.medians[ids]
+        return ids[np.lexsort((ids, -value))]
+
+    def encode(self, text: str, *, add_special_tokens: bool = True,
+               max_length: int | None = None) -> list[int]:
+        """[<cls>] + ranked gene ids + [<eos>]; a vocabulary without <cls> / <eos>
+        (Geneformer V1's token dictionary) gives the ranked genes alone."""
+        ranked = self.rank(text).tolist()
+        if not (add_special_tokens and "bos" in self.specials and "eos" in self.specials):
+            return ranked if max_length is None else ranked[:max_length]
+        if max_length is not None:
+            ranked = ranked[: max(max_length - 2, 0)]
+        return [self.bos_id, *ranked, self.eos_id]
+
+
+@TOKENIZERS.register("scgpt")
+class ScGPTTokenizer(GeneTokenizer):
+    """Gene tokens + per-cell quantile expression bins (see module docstring)."""
+
+    name = "scgpt"
+
+    def __init__(self, vocab: Sequence[str], specials: dict[str, str] | None = None, *,
+                 n_bins: int = 51) -> None:
+        super().__init__(vocab, specials, n_bins=int(n_bins))
+        if n_bins < 2:
+            raise ValueError("scgpt needs n_bins >= 2")
+        self.n_bins = int(n_bins)
+
+    @property
+    def value_bins(self) -> int:
+        """Bins the backbone embeds: 0 (special), 1..n_bins, and the mask bin."""
+        return self.n_bins + 2
+
+    @property
+    def mask_bin(self) -> int:
+        return self.n_bins + 1
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], min_cells: int = 1, n_bins: int = 51) -> "ScGPTTokenizer":
+        genes = list(cls.corpus_genes(texts, min_cells))
+        if not genes:
+            raise BiofmError("no expressed genes in the pretraining cells",
+                             fix="pass cells with counts")
+        return cls([*SPECIAL_TOKENS, *genes], SPECIALS, n_bins=n_bins)
+
+    def bins(self, counts: np.ndarray) -> np.ndarray:
+        """Per-cell quantile bins 1..n_bins of non-zero `counts` (n,); ties → lowest bin."""
+        if len(counts) == 0:
+            return np.zeros(0, dtype=np.int64)
+        edges = np.quantile(counts, np.linspace(0.0, 1.0, self.n_bins + 1)[1:-1])
+        return np.digitize(counts, edges, right=True).astype(np.int64) + 1
+
+    def encode(self, text: str, *, add_special_tokens: bool = True,
+               max_length: int | None = None) -> ValuedSequence:  # type: ignore[override]
+        ids, counts, _ = self.known_genes(text)
+        bins = self.bins(counts)
+        room = None if max_length is None else max(max_length - 2 * add_special_tokens, 0)
+        keep = np.lexsort((ids, -counts))[:room]  # the most expressed genes
+        keep = keep[np.argsort(ids[keep], kind="stable")]  # then in vocabulary order
+        ids, bins = ids[keep], bins[keep]
+        if add_special_tokens:
+            ids = np.concatenate([[self.bos_id], ids, [self.eos_id]])
+            bins = np.concatenate([[0], bins, [0]])
+        return ValuedSequence(ids.astype(np.int64), bins.astype(np.int64))
+
+
+# -- vocabulary overlap ------------------------------------------------------------------
+@dataclass(frozen=True)
+class GeneOverlap:
+    """How much of a file's expression a gene vocabulary covers."""
+
+    n_genes: int  # genes expressed in at least one cell
+    n_known: int
+    counts: float
+    counts_known: float
+
+    @property
+    def gene_fraction(self) -> float:
+        return self.n_known / max(self.n_genes, 1)
+
+    @property
+    def count_fraction(self) -> float:
+        return self.counts_known / max(self.counts, 1.0)
+
+    def describe(self) -> str:
+        return (f"{self.n_known:,} of {self.n_genes:,} genes ({self.count_fraction:.1%} of "
+                f"counts) are in the vocabulary")
+
+
+def gene_overlap(tokenizer: GeneTokenizer, texts: Iterable[str]) -> GeneOverlap:
+    """Expressed genes of `texts` and their counts, split into known / unknown."""
+    totals: dict[str, float] = {}
+    for text in texts:
+        genes, counts = parse_cell(text)
+        for gene, count in zip(genes, counts):
+            totals[gene] = totals.get(gene, 0.0) + count
+    known = [g for g in totals if tokenizer.gene_id(g) >= 0]
+    return GeneOverlap(len(totals), len(known), float(sum(totals.values())),
+                       float(sum(totals[g] for g in known)))
+
+
+def check_gene_overlap(tokenizer: Tokenizer, texts: Iterable[str], path: str | Path | None,
+                       min_overlap: float) -> GeneOverlap | None:
+    """Refuse when less than `min_overlap` of the file's expressed genes are known."""
+    if not isinstance(tokenizer, GeneTokenizer):
+        return None
+    overlap = gene_overlap(tokenizer, texts)
+    if overlap.gene_fraction < min_overlap:
+        raise BiofmError(
+            f"only {overlap.describe()}: {overlap.gene_fraction:.1%} is below the minimum "
+            f"gene overlap of {min_overlap:.0%}", path=path,
+            fix="use gene identifiers of the model's vocabulary (Ensembl ids or symbols; a var "
+                "column 'gene_ids' or 'gene_symbols' lets biofm map between them), or lower "
+                "data.min_gene_overlap")
+    return overlap

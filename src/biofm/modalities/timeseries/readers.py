@@ -1,0 +1,347 @@
+"""Read surveillance series from CSV, in either layout they come in:
+
+- long: one row per (series, date): `series_id,date,value` (names configurable);
+  any other numeric column is kept as a covariate of its series;
+- wide: a date column and one value column per series (region, ZIP code, ...):
+  the layout of the packaged Boston / Chicago ILI files.
+
+`layout="auto"` picks long when the id and value columns are present, wide when a
+date column is present without them, and asks otherwise.
+
+Dates are ISO dates (`2020-01-05`) or MMWR epi-weeks written `YYYYWW` (`202002`,
+dated by the Sunday that starts the week). The frequency (daily or weekly) is
+detected per file from the spacing of the dates, or given with `freq=`.
+
+What is repaired (and written into the `RepairLog`, per series) and what stops
+with a `BiofmError` naming the file, the series and the CSV line:
+
+| problem | default | alternative |
+|---|---|---|
+| dates out of order | sorted, reported | `sort=False`: error |
+| missing periods (gaps) | inserted as NaN, reported | — |
+| blank / NA value | kept as NaN, reported | — |
+| duplicate date in a series | error (which value is right is unknowable) | — |
+| negative value (counts and rates cannot be < 0) | error | `negative="nan"`: set to NaN, reported |
+| date off the weekly / daily grid | error | — |
+| unparseable date or value | error | — |
+| named column absent | error listing the columns present | — |
+| series shorter than a model's context | `check_length`: error | — |
+
+Nothing is dropped silently: a non-numeric extra column of a long file is not
+kept as a covariate, and that too is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from biofm.errors import BiofmError, require_file
+from biofm.modalities.timeseries.series import FREQ_NAMES, PERIOD_DAYS, Series, date_range
+
+Layout = Literal["auto", "long", "wide"]
+NA_TOKENS = frozenset({"", "na", "nan", "null", "none", "n/a", "-", "."})
+DATE_COLUMNS = ("date", "week", "week_start", "week_ending", "epiweek", "ds", "time", "day")
+EPIWEEK = re.compile(r"^(\d{4})(\d{2})$")
+
+
+@dataclass
+class RepairLog:
+    """What a reader changed or noticed, per series: `notes[series_id] -> [message, ...]`."""
+
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, series_id: str, message: str) -> None:
+        self.notes.setdefault(series_id, []).append(message)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.notes.values())
+
+    def summary(self, limit: int = 20) -> str:
+        if not self.notes:
+            return "no repairs"
+        lines = [f"{len(self.notes)} series repaired or with missing values:"]
+        items = [(sid, msg) for sid, msgs in self.notes.items() for msg in msgs]
+        lines += [f"  {sid}: {msg}" for sid, msg in items[:limit]]
+        if len(items) > limit:
+            lines.append(f"  ... and {len(items) - limit} more")
+        return "\n".join(lines)
+
+
+def read_series(path: str | Path, *, layout: Layout = "auto", id_column: str = "series_id",
+                date_column: str | None = None, value_column: str = "value",
+                freq: str | None = None, sort: bool = True,
+                negative: Literal["error", "nan"] = "error",
+                repairs: RepairLog | None = None) -> list[Series]:
+    """All series of a long or wide CSV, regular at their frequency (gaps as NaN).
+
+    `date_column=None` means "date" for long files and the first of `DATE_COLUMNS`
+    present (else the first column) for wide ones. Returns series in file order.
+    """
+    path = require_file(path, "time-series CSV")
+    repairs = repairs if repairs is not None else RepairLog()
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise BiofmError(f"not a readable CSV ({exc})", path=path,
+                         fix="save the table as comma-separated text with a header row") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    chosen = _layout(table, path, layout, id_column, value_column, date_column)
+    options = dict(freq=freq, sort=sort, negative=negative, repairs=repairs)
+    if chosen == "long":
+        return _read_long(table, path, id_column, date_column or "date", value_column, **options)
+    return _read_wide(table, path, date_column or _wide_date_column(table), **options)
+
+
+def check_length(series: list[Series], needed: int, *, what: str = "context",
+                 source: str | Path | None = None) -> None:
+    """Raise a BiofmError naming every series with fewer than `needed` observed values."""
+    short = [s for s in series if s.n_observed < needed]
+    if short:
+        names = ", ".join(f"{s.id!r} ({s.n_observed})" for s in short[:10])
+        more = f" and {len(short) - 10} more" if len(short) > 10 else ""
+        raise BiofmError(f"{len(short)} series have fewer observed values than the {needed} the "
+                         f"{what} needs: {names}{more}", path=source or short[0].source or None,
+                         fix=f"give at least {needed} observed periods per series, or lower "
+                             f"the {what}")
+
+
+# -- layout --------------------------------------------------------------------------------
+def _layout(table: pd.DataFrame, path: Path, layout: str, id_column: str, value_column: str,
+            date_column: str | None) -> str:
+    columns = list(table.columns)
+    if layout == "long":
+        _require_columns(path, columns, [id_column, date_column or "date", value_column], "long")
+        return "long"
+    if layout == "wide":
+        if date_column:
+            _require_columns(path, columns, [date_column], "wide")
+        if len(columns) < 2:
+            raise BiofmError("a wide CSV needs a date column and at least one series column",
+                             path=path, fix="add one column per series beside the dates")
+        return "wide"
+    if layout != "auto":
+        raise BiofmError(f"unknown layout {layout!r}", fix="use auto, long or wide")
+    if id_column in columns and value_column in columns:
+        _require_columns(path, columns, [id_column, date_column or "date", value_column], "long")
+        return "long"
+    if (date_column and date_column in columns) or any(c.lower() in DATE_COLUMNS for c in columns):
+        return "wide"
+    raise BiofmError(f"cannot tell the layout: no {id_column!r}/{value_column!r} columns (long) "
+                     f"and no date column (wide); columns are {columns[:12]}", path=path,
+                     fix="name the columns with --id-column/--date-column/--value-column, "
+                         "or rename them to series_id,date,value (long) or date,<series>... (wide)")
+
+
+def _require_columns(path: Path, columns: list[str], needed: list[str], layout: str) -> None:
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise BiofmError(f"the {layout} layout needs column(s) {missing}, but the header has "
+                         f"{columns[:12]}", path=path, record="line 1",
+                         fix="rename the columns or name them with --id-column / --date-column "
+                             "/ --value-column")
+
+
+def _wide_date_column(table: pd.DataFrame) -> str:
+    for column in table.columns:
+        if column.lower() in DATE_COLUMNS:
+            return column
+    return table.columns[0]
+
+
+# -- parsing -------------------------------------------------------------------------------
+def parse_dates(texts: list[str], path: Path, lines: np.ndarray, column: str) -> np.ndarray:
+    """(n,) datetime64[D] from ISO dates or MMWR epi-weeks `YYYYWW`; error names the line."""
+    out = np.empty(len(texts), dtype="datetime64[D]")
+    for i, text in enumerate(texts):
+        text = text.strip()
+        try:
+            match = EPIWEEK.match(text)
+            out[i] = mmwr_week_start(int(match[1]), int(match[2])) if match \
+                else np.datetime64(pd.Timestamp(text).date(), "D")
+        except (ValueError, TypeError):
+            raise BiofmError(f"column {column!r} holds {text!r}, which is not a date", path=path,
+                             record=int(lines[i]),
+                             fix="write dates as YYYY-MM-DD, or epi-weeks as YYYYWW") from None
+    return out
+
+
+def mmwr_week_start(year: int, week: int) -> np.datetime64:
+    """The Sunday that starts MMWR epi-week `week` of `year` (week 1 holds 4 January)."""
+    if not 1 <= week <= 53:
+        raise ValueError(f"epi-week {week} out of range")
+    jan4 = np.datetime64(f"{year:04d}-01-04", "D")
+    weekday = (jan4.astype(np.int64) + 4) % 7  # 1970-01-01 was a Thursday; 0 = Sunday
+    start = jan4 - np.timedelta64(int(weekday), "D") + np.timedelta64(7 * (week - 1), "D")
+    if week == 53 and mmwr_week_start(year + 1, 1) <= start:
+        raise ValueError(f"{year} has no epi-week 53")
+    return start
+
+
+def parse_values(texts: list[str], path: Path, lines: np.ndarray, column: str,
+                 series_id: str) -> np.ndarray:
+    """(n,) float64; NA tokens → NaN; anything else unparseable is an error naming the line."""
+    out = np.empty(len(texts), dtype=np.float64)
+    for i, text in enumerate(texts):
+        text = text.strip()
+        if text.lower() in NA_TOKENS:
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(text)
+        except ValueError:
+            raise BiofmError(f"series {series_id!r}: {text!r} in column {column!r} is not a "
+                             "number", path=path, record=int(lines[i]),
+                             fix="write numbers, or leave the cell blank / NA for a missing "
+                                 "value") from None
+        if not np.isfinite(out[i]):
+            raise BiofmError(f"series {series_id!r}: value {text!r} is not finite", path=path,
+                             record=int(lines[i]), fix="leave the cell blank for a missing value")
+    return out
+
+
+# -- one series: order, duplicates, negatives, grid, gaps -------------------------------
+def _build(series_id: str, dates: np.ndarray, values: np.ndarray, lines: np.ndarray,
+           covariates: dict[str, np.ndarray], path: Path, freq: str | None, sort: bool,
+           negative: str, repairs: RepairLog) -> Series:
+    if len(dates) == 0:
+        raise BiofmError(f"series {series_id!r} has no rows", path=path,
+                         fix="remove its column or give it values")
+    order = np.argsort(dates, kind="stable")
+    if np.any(order != np.arange(len(order))):
+        if not sort:
+            bad = int(np.flatnonzero(np.diff(dates).astype(np.int64) < 0)[0]) + 1
+            raise BiofmError(f"series {series_id!r}: dates are not in increasing order "
+                             f"({dates[bad - 1]} then {dates[bad]})", path=path,
+                             record=int(lines[bad]), fix="sort the rows by date (or allow the "
+                                                         "reader to sort them)")
+        repairs.add(series_id, "rows were not in date order: sorted")
+        dates, values, lines = dates[order], values[order], lines[order]
+        covariates = {k: v[order] for k, v in covariates.items()}
+    same = np.flatnonzero(np.diff(dates).astype(np.int64) == 0)
+    if same.size:
+        i = int(same[0])
+        raise BiofmError(f"series {series_id!r}: date {dates[i]} appears twice (lines "
+                         f"{lines[i]} and {lines[i + 1]})", path=path, record=int(lines[i + 1]),
+                         fix="keep one row per series and date (sum or average duplicates "
+                             "before reading)")
+    values = _negatives(series_id, values, lines, path, negative, repairs)
+    freq = freq or detect_freq(dates, path, series_id, lines)
+    return _regular(series_id, dates, values, lines, covariates, path, freq, repairs)
+
+
+def _negatives(series_id: str, values: np.ndarray, lines: np.ndarray, path: Path,
+               negative: str, repairs: RepairLog) -> np.ndarray:
+    below = np.flatnonzero(values < 0)
+    if not below.size:
+        return values
+    if negative != "nan":
+        i = int(below[0])
+        raise BiofmError(f"series {series_id!r}: negative value {values[i]:g} "
+                         f"({below.size} in this series)", path=path, record=int(lines[i]),
+                         fix="correct the counts/rates, or pass negative='nan' "
+                             "(--negative nan) to treat them as missing")
+    repairs.add(series_id, f"{below.size} negative value(s) set to missing (lines "
+                           f"{', '.join(str(int(x)) for x in lines[below][:5])}"
+                           f"{' ...' if below.size > 5 else ''})")
+    values = values.copy()
+    values[below] = np.nan
+    return values
+
+
+def detect_freq(dates: np.ndarray, path: Path, series_id: str, lines: np.ndarray) -> str:
+    """"D" or "W" from the smallest spacing of sorted unique dates (1 or 7 days)."""
+    if len(dates) < 2:
+        raise BiofmError(f"series {series_id!r} has one date: its frequency cannot be detected",
+                         path=path, record=int(lines[0]), fix="pass freq (--freq W or D)")
+    step = int(np.diff(dates).astype(np.int64).min())
+    if step == 1:
+        return "D"
+    if step == 7:
+        return "W"
+    raise BiofmError(f"series {series_id!r}: dates are {step} days apart at the closest; only "
+                     "daily and weekly series are supported", path=path,
+                     fix="aggregate to days or weeks, or pass freq (--freq W or D)")
+
+
+def _regular(series_id: str, dates: np.ndarray, values: np.ndarray, lines: np.ndarray,
+             covariates: dict[str, np.ndarray], path: Path, freq: str,
+             repairs: RepairLog) -> Series:
+    if freq not in PERIOD_DAYS:
+        raise BiofmError(f"unknown frequency {freq!r}", path=path, fix="use freq D or W")
+    offsets = (dates - dates[0]).astype(np.int64)
+    off_grid = np.flatnonzero(offsets % PERIOD_DAYS[freq])
+    if off_grid.size:
+        i = int(off_grid[0])
+        raise BiofmError(f"series {series_id!r}: date {dates[i]} is not a whole number of "
+                         f"{FREQ_NAMES[freq]}s after {dates[0]}", path=path, record=int(lines[i]),
+                         fix="put every date on the same weekday (e.g. the Sunday that starts "
+                             "each epi-week)")
+    index = offsets // PERIOD_DAYS[freq]
+    n = int(index[-1]) + 1
+    full = np.full(n, np.nan)
+    full[index] = values
+    if n > len(dates):
+        missing = np.setdiff1d(np.arange(n), index)
+        grid = date_range(dates[0], n, freq)
+        repairs.add(series_id, f"{missing.size} missing {FREQ_NAMES[freq]}(s) inserted as NaN "
+                               f"(first {grid[missing[0]]})")
+    blank = int(np.isnan(values).sum())
+    if blank:
+        repairs.add(series_id, f"{blank} blank/NA value(s) kept as missing")
+    covs = {}
+    for name, column in covariates.items():
+        covs[name] = np.full(n, np.nan)
+        covs[name][index] = column
+    return Series(series_id, date_range(dates[0], n, freq), full, freq, str(path), covs)
+
+
+# -- the two layouts -----------------------------------------------------------------------
+def _read_long(table: pd.DataFrame, path: Path, id_column: str, date_column: str,
+               value_column: str, **options) -> list[Series]:
+    repairs: RepairLog = options["repairs"]
+    lines = np.arange(len(table)) + 2  # header is line 1
+    extra = [c for c in table.columns if c not in (id_column, date_column, value_column)]
+    ids = table[id_column].str.strip().to_numpy()
+    blank = np.flatnonzero(ids == "")
+    if blank.size:
+        raise BiofmError(f"empty {id_column!r}", path=path, record=int(lines[blank[0]]),
+                         fix="give every row a series id")
+    out = []
+    for series_id in dict.fromkeys(ids):  # first-appearance order
+        rows = np.flatnonzero(ids == series_id)
+        sub, sub_lines = table.iloc[rows], lines[rows]
+        dates = parse_dates(sub[date_column].tolist(), path, sub_lines, date_column)
+        values = parse_values(sub[value_column].tolist(), path, sub_lines, value_column, series_id)
+        covariates = {}
+        for name in extra:
+            try:
+                covariates[name] = parse_values(sub[name].tolist(), path, sub_lines, name,
+                                                series_id)
+            except BiofmError:
+                repairs.add(series_id, f"column {name!r} is not numeric: not kept as a covariate")
+        out.append(_build(str(series_id), dates, values, sub_lines, covariates, path, **options))
+    return out
+
+
+def _read_wide(table: pd.DataFrame, path: Path, date_column: str, **options) -> list[Series]:
+    lines = np.arange(len(table)) + 2
+    if date_column not in table.columns:
+        _require_columns(path, list(table.columns), [date_column], "wide")
+    dates = parse_dates(table[date_column].tolist(), path, lines, date_column)
+    out = []
+    for column in table.columns:
+        if column == date_column:
+            continue
+        values = parse_values(table[column].tolist(), path, lines, column, column)
+        out.append(_build(column, dates, values, lines, {}, path, **options))
+    return out
+
+
+__all__ = ["RepairLog", "check_length", "detect_freq", "mmwr_week_start", "parse_dates",
+           "parse_values", "read_series"]
