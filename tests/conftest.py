@@ -20,6 +20,14 @@ TINY_PRETRAIN = ("--steps", "5", "--batch-size", "8", "--set", "data.max_records
 Pretrain = Callable[..., Path]
 
 
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """`cli("embed", "--model", ...)` → Run(exit code, stdout, stderr), in-process."""
+    from tests.helpers import run_cli
+
+    return lambda *argv: run_cli(capsys, *argv)
+
+
 @pytest.fixture(scope="session")
 def pretrain_tiny() -> Pretrain:
     """`pretrain_tiny(run_dir, modality, objective, *more_flags)` → run_dir (model in final/)."""

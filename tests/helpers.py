@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pytest
 
 from biofm.config import PretrainConfig
 from biofm.model import FoundationModel
@@ -20,3 +23,31 @@ def tiny_model(kind: str = "encoder", objective: str = "mlm", **backbone) -> Fou
     config = PretrainConfig.from_dict({"backbone": {"kind": kind, "max_len": 64, **backbone},
                                        "objective": {"name": objective}})
     return FoundationModel(config, EsmTokenizer())
+
+
+@dataclass
+class Run:
+    """One in-process CLI run: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> Run:
+    """`biofm ARGV...` in this process (as `main` runs it), output captured."""
+    from biofm.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err)
+
+
+def squeeze(text: str) -> str:
+    """Text without whitespace: rich wraps long lines wherever it likes."""
+    return "".join(text.split())

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,9 @@ import pytest
 import yaml
 
 import biofm.commands
-from biofm.cli import main
 from biofm.config import PretrainConfig
 from biofm.interop import load_pretrained
+from tests.helpers import Run, squeeze
 
 SUBCOMMANDS = ("pretrain", "embed", "finetune", "evaluate", "generate", "score-variants",
                "forecast", "demo", "list", "export", "prepare")
@@ -31,33 +30,6 @@ FASTA = ">a first protein\nMKTAYIAKQR\nQISFVKSHFSRQ\n>b\nGSHMLEK\n>c\nMKVLAAGIVG
 SMILES = "CCO ethanol\nc1ccccc1\nCC(=O)Oc1ccccc1C(=O)O aspirin\n"
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):
-    """`cli("embed", "--model", ...)` → Run(exit code, stdout, stderr), in-process."""
-
-    def run(*argv: object) -> Run:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-def squeeze(text: str) -> str:
-    """Text without whitespace: rich wraps long lines wherever it likes."""
-    return "".join(text.split())
 
 
 def assert_user_error(run: Run, path: Path | None, *phrases: str) -> None:

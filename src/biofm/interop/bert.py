@@ -39,15 +39,15 @@ from safetensors.torch import save_file
 from biofm.backbones.layers import ACTIVATIONS, gelu
 from biofm.config import DataConfig, ObjectiveConfig, PretrainConfig
 from biofm.errors import BiofmError
-from biofm.interop.esm import HF_WEIGHT_FILES, _compile, _read_json, _rename, read_hf_weights
+from biofm.interop.hf import (VOCAB_FILE, Tensors, check_supported, compile_rules, fit_tied_head,
+                              has_model_type, map_keys, normalise_key, read_config,
+                              read_hf_weights, read_json, require_fields, to_hf_names)
+from biofm.interop.hf import read_vocab as _read_vocab_lines
 from biofm.interop.wordpiece import BERT_SPECIALS, WordPieceTokenizer
 from biofm.io import atomic_path, atomic_write_text
 from biofm.model import FoundationModel, load_weights
 from biofm.registry import TOKENIZERS
 from biofm.tokenizer import Tokenizer
-
-Tensors = dict[str, torch.Tensor]
-VOCAB_FILE = "vocab.txt"
 
 # (biofm prefix, HF prefix); "{i}" is a layer index, as in `biofm.interop.esm`
 NAME_MAP: tuple[tuple[str, str], ...] = (
@@ -73,28 +73,15 @@ NAME_MAP: tuple[tuple[str, str], ...] = (
 _DROPPED = re.compile(r"(position_ids|token_type_ids)$|^bert\.pooler\.|^cls\.seq_relationship\.")
 # transformers ties the decoder's bias to cls.predictions.bias; checkpoints hold either or both
 _DECODER_BIAS = "cls.predictions.decoder.bias"
-_TO_HF = _compile(NAME_MAP, to_hf=True)
-_FROM_HF = _compile(NAME_MAP, to_hf=False)
+_TO_HF = compile_rules(NAME_MAP, to_hf=True)
+_FROM_HF = compile_rules(NAME_MAP, to_hf=False)
 KMER_SIZES = (3, 4, 5, 6)  # DNABERT's published k
-
-
-def _normalise_hf_key(key: str) -> str:
-    """BertModel keys lack the `bert.` prefix; old checkpoints name LayerNorms gamma/beta."""
-    if not key.startswith(("bert.", "cls.")):
-        key = "bert." + key
-    for legacy, name in (("LayerNorm.gamma", "LayerNorm.weight"),
-                         ("LayerNorm.beta", "LayerNorm.bias")):
-        if key.endswith(legacy):
-            return key[: -len(legacy)] + name
-    return key
 
 
 def bert_to_biofm(state: Tensors, *, source: Path | None = None) -> Tensors:
     """HF BERT state dict (BertForMaskedLM, BertForPreTraining or BertModel) →
     FoundationModel state dict. Unknown keys are an error naming them."""
-    out: Tensors = {}
-    unknown = []
-    state = {_normalise_hf_key(k): v for k, v in state.items()}
+    state = {normalise_key(k, "bert.", ("cls.",)): v for k, v in state.items()}
     decoder_bias = state.pop(_DECODER_BIAS, None)
     if decoder_bias is not None:
         bias = state.setdefault("cls.predictions.bias", decoder_bias)
@@ -102,33 +89,16 @@ def bert_to_biofm(state: Tensors, *, source: Path | None = None) -> Tensors:
             raise BiofmError("cls.predictions.decoder.bias differs from cls.predictions.bias",
                              path=source, fix="re-save the checkpoint with transformers (it "
                                               "ties the two)")
-    for key, tensor in state.items():
-        if _DROPPED.search(key):
-            continue
-        name = _rename(key, _FROM_HF)
-        if name is None:
-            unknown.append(key)
-        else:
-            out[name] = tensor
-    if unknown:
-        names = ", ".join(sorted(unknown)[:5])
-        raise BiofmError(f"BERT weights have keys biofm cannot map: {names}", path=source,
-                         fix="only BERT encoders with absolute positions (BertModel, "
-                             "BertForMaskedLM, BertForPreTraining) can be converted")
-    return out
+    return map_keys(state, _FROM_HF, _DROPPED, family="BERT", source=source,
+                    fix="only BERT encoders with absolute positions (BertModel, "
+                        "BertForMaskedLM, BertForPreTraining) can be converted")
 
 
 def biofm_to_bert(state: Tensors) -> Tensors:
     """FoundationModel state dict → HF BertForMaskedLM names (tensors shared, not copied)."""
-    out: Tensors = {}
-    for key, tensor in state.items():
-        name = _rename(key, _TO_HF)
-        if name is None:
-            raise BiofmError(f"weight {key!r} has no BERT counterpart",
-                             fix="only post-norm encoders with learned positions, an embedding "
-                                 "LayerNorm and an MLM head can be exported to BERT layout")
-        out[name] = tensor
-    return out
+    return to_hf_names(state, _TO_HF, family="BERT",
+                       fix="only post-norm encoders with learned positions, an embedding "
+                           "LayerNorm and an MLM head can be exported to BERT layout")
 
 
 # -- configs -------------------------------------------------------------------
@@ -151,16 +121,12 @@ def bert_config_to_backbone(hf_config: dict[str, Any], *,
         (act not in ("gelu", "relu"),
          f"hidden_act is {act!r}; only 'gelu' (exact) and 'relu' are supported"),
     ]
-    for bad, why in reasons:
-        if bad:
-            raise BiofmError(f"unsupported BERT config: {why}", path=source,
-                             fix="use a BERT encoder checkpoint with absolute positions "
-                                 "(BERT, MiniLM, DNABERT, Geneformer)")
-    missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                           "intermediate_size") if hf_config.get(k) is None]
-    if missing:
-        raise BiofmError(f"BERT config lacks {', '.join(missing)}", path=source,
-                         fix="use the config.json saved with the checkpoint")
+    check_supported(reasons, family="BERT", source=source,
+                    fix="use a BERT encoder checkpoint with absolute positions "
+                        "(BERT, MiniLM, DNABERT, Geneformer)")
+    require_fields(hf_config, ("vocab_size", "hidden_size", "num_hidden_layers",
+                               "num_attention_heads", "intermediate_size"),
+                   family="BERT", source=source)
     return {
         "kind": "encoder", "size": None,
         "vocab_size": hf_config["vocab_size"],
@@ -198,14 +164,10 @@ def backbone_to_bert_config(model: FoundationModel) -> dict[str, Any]:
 
 def read_vocab(directory: Path) -> list[str]:
     """vocab.txt → tokens in id order (one per line; trailing blank lines ignored)."""
-    path = directory / VOCAB_FILE
-    if not path.is_file():
+    if not (directory / VOCAB_FILE).is_file():
         raise BiofmError("vocab.txt is missing", path=directory,
                          fix="copy the checkpoint's vocab.txt, or pass a tokenizer")
-    vocab = [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").split("\n")]
-    while vocab and not vocab[-1]:
-        vocab.pop()
-    return vocab
+    return _read_vocab_lines(directory)
 
 
 def dnabert_k(vocab: list[str]) -> int | None:
@@ -243,18 +205,14 @@ def bert_tokenizer(directory: str | Path) -> Tokenizer:
 
 def _tokenizer_options(directory: Path) -> dict[str, Any]:
     path = directory / "tokenizer_config.json"
-    return _read_json(path) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 # -- directories -----------------------------------------------------------------
 
 def is_hf_bert_dir(path: str | Path) -> bool:
     """A directory with a config.json whose model_type is "bert"."""
-    config = Path(path) / "config.json"
-    try:
-        return config.is_file() and json.loads(config.read_text()).get("model_type") == "bert"
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return False
+    return has_model_type(path, "bert")
 
 
 def load_bert_model(directory: str | Path, tokenizer: Tokenizer | None = None, *,
@@ -269,15 +227,9 @@ def load_bert_model(directory: str | Path, tokenizer: Tokenizer | None = None, *
     (BertModel, sentence encoders) it stays randomly initialised, with a warning.
     """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise BiofmError("HF BERT directory does not exist", path=directory,
-                         fix="pass a local copy of a BERT checkpoint directory")
-    if not (directory / "config.json").is_file():
-        raise BiofmError("config.json is missing", path=directory,
-                         fix="an HF BERT directory holds config.json, model.safetensors "
-                             "(or pytorch_model.bin) and vocab.txt")
-    config_path = directory / "config.json"
-    fields = bert_config_to_backbone(_read_json(config_path), source=config_path)
+    hf_config, config_path = read_config(
+        directory, "BERT", "config.json, model.safetensors (or pytorch_model.bin) and vocab.txt")
+    fields = bert_config_to_backbone(hf_config, source=config_path)
     if tokenizer is None:
         tokenizer = bert_tokenizer(directory)
     _check_vocab(fields, tokenizer, config_path)
@@ -288,7 +240,7 @@ def load_bert_model(directory: str | Path, tokenizer: Tokenizer | None = None, *
         {"data": data.model_dump(mode="json"), "backbone": fields,
          "objective": ObjectiveConfig(name="mlm").model_dump(mode="json")}, source=config_path)
     model = FoundationModel(config, tokenizer)
-    raw, source = _read_weights(directory)
+    raw, source = read_hf_weights(directory)
     state = bert_to_biofm(raw, source=source)
     _fit_head(model, state, source)
     load_weights(model, state, source)
@@ -305,36 +257,17 @@ def _check_vocab(fields: dict[str, Any], tokenizer: Tokenizer, config_path: Path
                                  "come from the same checkpoint")
 
 
-def _read_weights(directory: Path) -> tuple[Tensors, Path]:
-    if not any((directory / name).is_file() for name in HF_WEIGHT_FILES):
-        raise BiofmError("no weights file in this directory", path=directory,
-                         fix=f"an HF BERT directory needs one of: {', '.join(HF_WEIGHT_FILES)}")
-    return read_hf_weights(directory)
-
-
 def _fit_head(model: FoundationModel, state: Tensors, source: Path) -> None:
-    """Tie the decoder as BERT does; keep a fresh head (with a warning) when the
-    weights have none."""
-    decoder = state.pop("objective.head.decoder.weight", None)
-    embedding = state.get("backbone.embed_tokens.weight")
-    if decoder is not None and embedding is not None and not torch.equal(decoder, embedding):
-        raise BiofmError("cls.predictions.decoder.weight differs from the word embeddings",
-                         path=source, fix="biofm ties the output projection to the embeddings "
-                                          "as BERT does; untied heads are not supported")
+    """Tie the decoder as BERT does (a fresh head, with a warning, when the weights
+    have none); warn when biofm's head activation differs from the checkpoint's."""
+    if not fit_tied_head(model, state, source, decoder_name="cls.predictions.decoder.weight",
+                         head_names="cls.predictions"):
+        return
     activation = model.config.backbone.activation
-    head_act = getattr(model.objective.head, "act", gelu)
-    if any(k.startswith("objective.") for k in state) and head_act is not ACTIVATIONS[activation]:
+    if getattr(model.objective.head, "act", gelu) is not ACTIVATIONS[activation]:
         warnings.warn(f"{source}: the checkpoint's MLM head uses {activation}, biofm's uses GELU: "
                       "hidden states and embeddings match the checkpoint, MLM logits do not",
                       stacklevel=3)
-    if not any(k.startswith("objective.") for k in state):
-        warnings.warn(f"{source}: no cls.predictions weights (a BertModel or sentence-encoder "
-                      "checkpoint); the MLM head is randomly initialised, so hidden states and "
-                      "embeddings are the checkpoint's but MLM logits are meaningless",
-                      stacklevel=3)
-        for key, value in model.state_dict().items():
-            if key.startswith("objective.") and key != "objective.head.decoder.weight":
-                state[key] = value
 
 
 def save_hf_bert(model: FoundationModel, path: str | Path) -> Path:

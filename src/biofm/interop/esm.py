@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,13 @@ from safetensors.torch import save_file
 
 from biofm.config import DataConfig, ObjectiveConfig, PretrainConfig
 from biofm.errors import BiofmError
+from biofm.interop.hf import (HF_WEIGHT_FILES, Tensors, check_supported, compile_rules,
+                              fit_tied_head, has_model_type, map_keys, normalise_key, read_config,
+                              read_hf_weights, read_json, read_vocab, require_fields, to_hf_names)
 from biofm.io import atomic_path, atomic_write_text
 from biofm.modalities.proteins.tokenizer import ESM2_VOCAB, HF_VOCAB_FILE, EsmTokenizer
-from biofm.model import FoundationModel, load_weights, read_safetensors
+from biofm.model import FoundationModel, load_weights
 from biofm.tokenizer import Tokenizer
-
-Tensors = dict[str, torch.Tensor]
 
 # (biofm prefix, HF prefix); "{i}" is a layer index. Each prefix is followed by
 # "weight"/"bias" (modules) or nothing (the LM head's bare bias parameter).
@@ -64,39 +64,10 @@ NAME_MAP: tuple[tuple[str, str], ...] = (
 _DROPPED = re.compile(r"(inv_freq|position_ids)$|^esm\.(contact_head|pooler)\.")
 HF_POSITIONS = "esm.embeddings.position_embeddings.weight"
 BIOFM_POSITIONS = "backbone.embed_positions.weight"
-HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-
-
-def _compile(pairs: tuple[tuple[str, str], ...], to_hf: bool) -> list[tuple[re.Pattern, str]]:
-    rules = []
-    for ours, theirs in pairs:
-        src, dst = (ours, theirs) if to_hf else (theirs, ours)
-        pattern = re.escape(src).replace(re.escape("{i}"), r"(?P<i>\d+)")
-        rules.append((re.compile(f"^{pattern}(?P<rest>weight|bias|)$"), dst))
-    return rules
-
-
-_TO_HF = _compile(NAME_MAP, to_hf=True)
-_FROM_HF = _compile(NAME_MAP, to_hf=False)
-
-
-def _rename(key: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
-    for pattern, dst in rules:
-        m = pattern.match(key)
-        if m:
-            return dst.replace("{i}", m.groupdict().get("i", "")) + m["rest"]
-    return None
-
-
-def _normalise_hf_key(key: str) -> str:
-    """EsmModel keys lack the `esm.` prefix; transformers v5 saves LayerNorms as gamma/beta."""
-    if not key.startswith(("esm.", "lm_head.")):
-        key = "esm." + key
-    for legacy, name in (("LayerNorm.gamma", "LayerNorm.weight"),
-                         ("LayerNorm.beta", "LayerNorm.bias")):
-        if key.endswith(legacy):
-            return key[: -len(legacy)] + name
-    return key
+_TO_HF = compile_rules(NAME_MAP, to_hf=True)
+_FROM_HF = compile_rules(NAME_MAP, to_hf=False)
+_UNMAPPABLE_FIX = ("only ESM-2 style models (rotary or absolute positions, no embedding "
+                   "LayerNorm) can be converted")
 
 
 def esm_to_biofm(state: Tensors, *, source: Path | None = None,
@@ -108,43 +79,26 @@ def esm_to_biofm(state: Tensors, *, source: Path | None = None,
     feature biofm lacks, e.g. an embedding LayerNorm). Learned absolute
     positions (NT v1) need `pad_id`: HF ESM numbers them from pad_id + 1.
     """
-    out: Tensors = {}
-    unknown = []
-    for key, tensor in state.items():
-        key = _normalise_hf_key(key)
-        if _DROPPED.search(key):
-            continue
-        if key == HF_POSITIONS and pad_id is not None:
-            out[BIOFM_POSITIONS] = tensor[pad_id + 1:]
-            continue
-        name = _rename(key, _FROM_HF)
-        if name is None:
-            unknown.append(key)
-        else:
-            out[name] = tensor
-    if unknown:
-        names = ", ".join(sorted(unknown)[:5])
-        raise BiofmError(f"ESM weights have keys biofm cannot map: {names}", path=source,
-                         fix="only ESM-2 style models (rotary positions, no embedding "
-                             "LayerNorm) can be converted")
-    return out
+    state = {normalise_key(k, "esm.", ("lm_head.",)): v for k, v in state.items()}
+    if pad_id is not None and HF_POSITIONS in state:
+        state = {**state, BIOFM_POSITIONS: state.pop(HF_POSITIONS)[pad_id + 1:]}
+    positions = state.pop(BIOFM_POSITIONS, None)
+    out = map_keys(state, _FROM_HF, _DROPPED, family="ESM", source=source, fix=_UNMAPPABLE_FIX)
+    return out if positions is None else {**out, BIOFM_POSITIONS: positions}
 
 
 def biofm_to_esm(state: Tensors, pad_id: int | None = None) -> Tensors:
     """FoundationModel state dict → HF EsmForMaskedLM names (tensors shared, not copied).
 
     Learned positions (with `pad_id`) get pad_id + 1 leading rows, as HF ESM expects."""
-    out: Tensors = {}
-    for key, tensor in state.items():
-        if key == BIOFM_POSITIONS and pad_id is not None:
-            out[HF_POSITIONS] = torch.cat([tensor.new_zeros(pad_id + 1, tensor.shape[1]), tensor])
-            continue
-        name = _rename(key, _TO_HF)
-        if name is None:
-            raise BiofmError(f"weight {key!r} has no ESM counterpart",
-                             fix="only encoders with rotary positions and an MLM head "
-                                 "can be exported to ESM layout")
-        out[name] = tensor
+    positions = state.get(BIOFM_POSITIONS) if pad_id is not None else None
+    state = {k: v for k, v in state.items() if positions is None or k != BIOFM_POSITIONS}
+    out = to_hf_names(state, _TO_HF, family="ESM",
+                      fix="only encoders with rotary positions and an MLM head can be exported "
+                          "to ESM layout")
+    if positions is not None:
+        out[HF_POSITIONS] = torch.cat([positions.new_zeros(pad_id + 1, positions.shape[1]),
+                                       positions])
     return out
 
 
@@ -168,16 +122,12 @@ def esm_config_to_backbone(hf_config: dict[str, Any], *,
          f"position_embedding_type is {hf_config.get('position_embedding_type')!r}; "
          "rotary (ESM-2, NT v2) or absolute (NT v1) is required"),
     ]
-    for bad, why in reasons:
-        if bad:
-            raise BiofmError(f"unsupported ESM config: {why}", path=source,
-                             fix="use an ESM-2 checkpoint (e.g. facebook/esm2_t6_8M_UR50D)")
-    missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                           "intermediate_size", "pad_token_id", "mask_token_id")
-               if hf_config.get(k) is None]
-    if missing:
-        raise BiofmError(f"ESM config lacks {', '.join(missing)}", path=source,
-                         fix="use the config.json saved with the checkpoint")
+    check_supported(reasons, family="ESM", source=source,
+                    fix="use an ESM-2 or Nucleotide Transformer checkpoint "
+                        "(e.g. facebook/esm2_t6_8M_UR50D)")
+    require_fields(hf_config, ("vocab_size", "hidden_size", "num_hidden_layers",
+                               "num_attention_heads", "intermediate_size", "pad_token_id",
+                               "mask_token_id"), family="ESM", source=source)
     theta = hf_config.get("rope_theta") or (hf_config.get("rope_parameters") or {}).get(
         "rope_theta", 10000.0)
     absolute = hf_config.get("position_embedding_type", "absolute") == "absolute"
@@ -223,70 +173,15 @@ def backbone_to_esm_config(model: FoundationModel) -> dict[str, Any]:
 
 # -- directories -----------------------------------------------------------------
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BiofmError(f"cannot read JSON ({exc})", path=path,
-                         fix="re-copy the checkpoint directory") from None
-    if not isinstance(data, dict):
-        raise BiofmError("expected a JSON object", path=path,
-                         fix="re-copy the checkpoint directory")
-    return data
-
-
 def is_hf_esm_dir(path: str | Path) -> bool:
     """A directory with a config.json whose model_type is "esm"."""
-    config = Path(path) / "config.json"
-    try:
-        return config.is_file() and json.loads(config.read_text()).get("model_type") == "esm"
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return False
-
-
-def _read_torch_bin(path: Path) -> Tensors:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe pickles
-        raise BiofmError(f"weights file is unreadable or truncated ({exc})", path=path,
-                         fix="re-copy the checkpoint, or convert it to model.safetensors") from None
-    if not isinstance(state, dict):
-        raise BiofmError("weights file does not hold a state dict", path=path,
-                         fix="re-copy the checkpoint")
-    return state
-
-
-def read_hf_weights(directory: Path) -> tuple[Tensors, Path]:
-    """Weights of an HF directory: model.safetensors, sharded safetensors, or pytorch_model.bin."""
-    single, index, legacy = (directory / name for name in HF_WEIGHT_FILES)
-    if single.is_file():
-        return read_safetensors(single), single
-    if index.is_file():
-        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
-        state: Tensors = {}
-        for shard in shards:
-            if not (directory / shard).is_file():
-                raise BiofmError(f"shard {shard} named in {index.name} is missing", path=directory,
-                                 fix="copy every model-*.safetensors shard")
-            state.update(read_safetensors(directory / shard))
-        return state, index
-    if legacy.is_file():
-        return _read_torch_bin(legacy), legacy
-    raise BiofmError("no weights file in this directory", path=directory,
-                     fix=f"an HF ESM-2 directory needs one of: {', '.join(HF_WEIGHT_FILES)}")
+    return has_model_type(path, "esm")
 
 
 def load_hf_esm(path: str | Path) -> FoundationModel:
     """A FoundationModel (encoder + MLM, `esm2` tokenizer) from an HF ESM-2 directory."""
     directory = Path(path)
-    if not directory.is_dir():
-        raise BiofmError("HF ESM directory does not exist", path=directory,
-                         fix="pass a local copy of an ESM-2 checkpoint directory")
-    if not (directory / "config.json").is_file():
-        raise BiofmError("config.json is missing", path=directory,
-                         fix="an HF ESM-2 directory holds config.json, model.safetensors "
-                             "and vocab.txt")
-    hf_config = _read_json(directory / "config.json")
+    hf_config, _ = read_config(directory, "ESM", "config.json, model.safetensors and vocab.txt")
     fields = esm_config_to_backbone(hf_config, source=directory / "config.json")
     tokenizer, modality = _hf_esm_tokenizer(directory)
     for field, ours in (("vocab_size", tokenizer.vocab_size), ("pad_id", tokenizer.pad_id),
@@ -305,7 +200,8 @@ def load_hf_esm(path: str | Path) -> FoundationModel:
     raw, source = read_hf_weights(directory)
     absolute = fields["position"] == "learned"
     state = esm_to_biofm(raw, source=source, pad_id=fields["pad_id"] if absolute else None)
-    _fit_head(model, state, source)
+    fit_tied_head(model, state, source, decoder_name="lm_head.decoder.weight",
+                  head_names="lm_head")
     load_weights(model, state, source)
     return model
 
@@ -317,10 +213,7 @@ def _hf_esm_tokenizer(directory: Path) -> tuple[Tokenizer, str]:
     """ESM-2's protein tokenizer, or for a vocab.txt of 6-mers (the Nucleotide
     Transformer) biofm's `dna-nt6` with the file's ids; and the modality."""
     path = directory / HF_VOCAB_FILE
-    vocab = ([line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-             if path.is_file() else [])
-    while vocab and not vocab[-1]:
-        vocab.pop()
+    vocab = read_vocab(directory)
     kmers = [t for t in vocab if len(t) == 6 and set(t) <= set("ACGT")]
     if len(kmers) < 4096:
         return EsmTokenizer.from_hf_dir(directory), "protein"
@@ -337,26 +230,9 @@ def _hf_esm_tokenizer(directory: Path) -> tuple[Tokenizer, str]:
 
 def _declares_eos(directory: Path) -> bool:
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        if (directory / name).is_file() and _read_json(directory / name).get("eos_token"):
+        if (directory / name).is_file() and read_json(directory / name).get("eos_token"):
             return True
     return False
-
-
-def _fit_head(model: FoundationModel, state: Tensors, source: Path) -> None:
-    """Tie the decoder as ESM does; keep a fresh head (with a warning) for EsmModel weights."""
-    decoder = state.pop("objective.head.decoder.weight", None)
-    embedding = state.get("backbone.embed_tokens.weight")
-    if decoder is not None and embedding is not None and not torch.equal(decoder, embedding):
-        raise BiofmError("lm_head.decoder.weight differs from the word embeddings", path=source,
-                         fix="biofm ties the output projection to the embeddings as ESM-2 does; "
-                             "untied heads are not supported")
-    if not any(k.startswith("objective.") for k in state):
-        warnings.warn(f"{source}: no lm_head weights (an EsmModel checkpoint); the MLM head is "
-                      "randomly initialised, so embeddings work but logits and zero-shot "
-                      "scores are meaningless", stacklevel=3)
-        for key, value in model.state_dict().items():
-            if key.startswith("objective.") and key != "objective.head.decoder.weight":
-                state[key] = value
 
 
 def save_hf_esm(model: FoundationModel, path: str | Path) -> Path:

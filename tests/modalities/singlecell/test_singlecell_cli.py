@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from biofm.cli import main
+from tests.helpers import run_cli, squeeze
 from tests.modalities.singlecell.cells import write_h5ad
 
 TINY = ("--steps", "3", "--batch-size", "8", "--set", "backbone.max_len=48",
@@ -19,18 +20,8 @@ TINY = ("--steps", "3", "--batch-size", "8", "--set", "backbone.max_len=48",
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def squeeze(text: str) -> str:
-    return "".join(text.split())
+    result = run_cli(capsys, *argv)
+    return result.code, result.out, result.err
 
 
 @pytest.fixture(scope="module")

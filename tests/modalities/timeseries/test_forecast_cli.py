@@ -3,43 +3,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from biofm.cli import main
 from biofm.modalities.timeseries.report import FLUSIGHT_COLUMNS
 from biofm.modalities.timeseries.series import date_range
+from tests.helpers import Run, squeeze
 from tests.modalities.timeseries.forecaster_helpers import tiny_forecaster_model
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):
-    def run(*argv: object) -> Run:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-def squeeze(text: str) -> str:
-    return "".join(text.split())
 
 
 def assert_user_error(run: Run, *phrases: str) -> None:
