@@ -80,9 +80,9 @@ def esm_to_biofm(state: Tensors, *, source: Path | None = None,
     positions (NT v1) need `pad_id`: HF ESM numbers them from pad_id + 1.
     """
     state = {normalise_key(k, "esm.", ("lm_head.",)): v for k, v in state.items()}
+    positions = None
     if pad_id is not None and HF_POSITIONS in state:
-        state = {**state, BIOFM_POSITIONS: state.pop(HF_POSITIONS)[pad_id + 1:]}
-    positions = state.pop(BIOFM_POSITIONS, None)
+        positions = state.pop(HF_POSITIONS)[pad_id + 1:]
     out = map_keys(state, _FROM_HF, _DROPPED, family="ESM", source=source, fix=_UNMAPPABLE_FIX)
     return out if positions is None else {**out, BIOFM_POSITIONS: positions}
 
