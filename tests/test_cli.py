@@ -30,8 +30,6 @@ FASTA = ">a first protein\nMKTAYIAKQR\nQISFVKSHFSRQ\n>b\nGSHMLEK\n>c\nMKVLAAGIVG
 SMILES = "CCO ethanol\nc1ccccc1\nCC(=O)Oc1ccccc1C(=O)O aspirin\n"
 
 
-
-
 def assert_user_error(run: Run, path: Path | None, *phrases: str) -> None:
     """Exit 2; one paragraph starting with 'error:' that names `path` and each phrase."""
     assert run.code == 2, f"exit {run.code}\n{run.out}\n{run.err}"
@@ -133,6 +131,21 @@ def test_pretrain_resume_of_a_finished_run(pretrain_tiny, molecule_clm_run, tmp_
     assert (final(run_dir) / "model.safetensors").is_file()
 
 
+def test_verbose_logs_the_device(cli, tmp_path):
+    import logging
+
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers)
+    try:
+        run = cli("-v", "pretrain", "--modality", "protein", "--steps", "1", "--batch-size", "4",
+                  "--set", "data.max_records=20", "--no-progress", "--output", tmp_path / "run")
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+    assert run.code == 0, run.err
+    assert squeeze("biofm: training on cpu (rank 0 of 1") in squeeze(run.err)
+
+
 @pytest.mark.parametrize("override, phrase", [
     ("train.bogus=1", "train.bogus"),
     ("train.lr=fast", "train.lr"),
@@ -141,10 +154,26 @@ def test_pretrain_resume_of_a_finished_run(pretrain_tiny, molecule_clm_run, tmp_
 def test_pretrain_bad_override_exits_2(cli, tmp_path, override, phrase):
     run = cli("pretrain", "--set", override, "--output", tmp_path / "run")
     assert_user_error(run, None, phrase)
+    if "=" in override:  # the options are blamed, not the preset file they override
+        assert squeeze("the command-line options") in squeeze(run.err)
     assert not (tmp_path / "run").exists()
 
 
 # -- embed -----------------------------------------------------------------------------
+
+def test_embed_rejects_an_unknown_output_format_before_computing(cli, protein_mlm_run, tmp_path,
+                                                                monkeypatch):
+    from biofm.model import FoundationModel
+
+    def never(*args, **kwargs):
+        raise AssertionError("embeddings were computed for an output that cannot be written")
+
+    monkeypatch.setattr(FoundationModel, "embed", never)
+    fasta = write(tmp_path / "proteins.fasta", FASTA)
+    run = cli("embed", "--model", final(protein_mlm_run), "--input", fasta,
+              "--output", tmp_path / "e.csv")
+    assert_user_error(run, tmp_path / "e.csv", "unknown embedding output format", ".parquet")
+
 
 def test_embed_fasta_to_parquet_and_npy(cli, protein_mlm_run, tmp_path):
     model = final(protein_mlm_run)
@@ -384,6 +413,7 @@ def bad_input_cases(tmp: Path, protein: Path, molecule: Path) -> dict[str, tuple
     no_column = write(tmp / "assay.csv", "smiles,pIC50\nCCO,1.0\n")
     text_labels = write(tmp / "text_labels.csv", "smiles,dG\nCCO,low\nCCC,high\n")
     few_rows = write(tmp / "few.csv", "smiles,dG\nCCO,1.0\nCCC,2.0\nc1ccccc1,3.0\n")
+    bad_label_smiles = write(tmp / "assay_bad.csv", "smiles,dG\nCCO,1.0\nC1CC,2.0\nCCC,3.0\n")
     other_arch = corrupt_copy(protein, tmp / "other_arch", other_size)
     truncated = corrupt_copy(protein, tmp / "truncated", truncate_weights)
     not_model = tmp / "not_a_model"
@@ -404,6 +434,9 @@ def bad_input_cases(tmp: Path, protein: Path, molecule: Path) -> dict[str, tuple
                                  text_labels, "'dG'", "regression"),
         "CSV too small to split": (csv_finetune + ("--input", few_rows, "--label", "dG",
                                                    "--split", "scaffold"), few_rows, "too few"),
+        "labeled CSV with an invalid SMILES": (csv_finetune + ("--input", bad_label_smiles,
+                                                               "--label", "dG"),
+                                               bad_label_smiles, "line 3", "'C1CC'"),
         "protein file, molecule model": (embed(molecule, fasta), fasta, "protein"),
         "other architecture": (embed(other_arch, fasta), other_arch / "model.safetensors",
                                "do not match", "missing"),
@@ -419,7 +452,8 @@ def bad_input_cases(tmp: Path, protein: Path, molecule: Path) -> dict[str, tuple
 
 BAD_INPUTS = ("missing file", "empty file", "malformed FASTA record", "invalid SMILES",
               "CSV without the label column", "CSV without the SMILES column",
-              "CSV with text labels", "CSV too small to split", "protein file, molecule model",
+              "CSV with text labels", "CSV too small to split",
+              "labeled CSV with an invalid SMILES", "protein file, molecule model",
               "other architecture", "truncated weights", "not a model directory",
               "missing model directory", "unknown output format")
 

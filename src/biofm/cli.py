@@ -20,19 +20,40 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
-ModelOpt = typer.Option(..., "--model", help="biofm checkpoint dir or HF ESM-2 dir")
+ModelOpt = typer.Option(..., "--model", help="biofm checkpoint dir, or an HF ESM (ESM-2, "
+                                              "Nucleotide Transformer) or BERT (BERT, DNABERT, "
+                                              "Geneformer) dir")
+
+
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", "-v",
+                                          help="log what biofm decides (the attention kernel, "
+                                               "the device) to stderr")) -> None:
+    """Pretrain biomedical foundation models, transfer them, measure the gain."""
+    if verbose:
+        import logging
+
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=err, show_path=False, show_time=False)
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s",
+                            handlers=[handler], force=True)
 
 
 @app.command()
 def pretrain(
     config: Optional[str] = typer.Option(None, help="YAML file or preset name (see `biofm list`)"),
-    modality: Optional[str] = typer.Option(None, help="protein | molecule"),
-    input: Optional[str] = typer.Option(None, "--input", help="FASTA / SMILES file, packaged corpus "
-                                                              "or `biofm prepare` directory"),
+    modality: Optional[str] = typer.Option(None, help="protein | molecule | dna | singlecell | "
+                                                      "timeseries"),
+    input: Optional[str] = typer.Option(None, "--input", help="FASTA / FASTQ / SMILES / .h5ad / "
+                                                              "CSV file, packaged corpus or "
+                                                              "`biofm prepare` directory"),
     column: Optional[str] = typer.Option(None, help="SMILES column of a CSV"),
-    objective: Optional[str] = typer.Option(None, help="mlm | clm"),
+    objective: Optional[str] = typer.Option(None, help="mlm | clm | masked-value | masked-patch "
+                                                       "| next-patch"),
     size: Optional[str] = typer.Option(None, help="tiny | mini | small | esm2-8m | ... | esm2-650m"),
-    tokenizer: Optional[str] = typer.Option(None, help="esm2 | smiles-regex | selfies"),
+    tokenizer: Optional[str] = typer.Option(None, help="a tokenizer name (`biofm list`), or a "
+                                                       "checkpoint dir whose vocabulary to reuse"),
     steps: Optional[int] = typer.Option(None, help="optimizer steps"),
     batch_size: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
@@ -65,7 +86,9 @@ def pretrain(
     if size:  # a new size replaces the preset's explicit shape
         flags["backbone"].update(d_model=0, n_layers=0, n_heads=0, d_ff=0)
     merged = deep_merge(deep_merge(base, flags), parse_overrides(set_))
-    result = commands.pretrain(PretrainConfig.from_dict(merged, source=path), output,
+    # the preset itself was validated when loaded: what fails now comes from the options
+    options = f"the command-line options (flags, --set) over {path.name}"
+    result = commands.pretrain(PretrainConfig.from_dict(merged, source=options), output,
                                resume=resume, init=init)
     if is_main():  # under torchrun: one line, not one per rank
         out.print(f"done: {result.steps} steps, train loss {result.final_loss:.4f}"

@@ -262,6 +262,8 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
                                  "column": column, "on_error": on_error, "valid_fraction": 0.0})
     if modality == "singlecell":
         return _embed_cells(model, input, output, pooling, batch_size, on_error, layer)
+    if output is not None:  # before any work: a wrong name should not cost the computation
+        _check_output_suffix(output, EMBEDDING_SUFFIXES)
     records = load_records(data, skipped)
     with _progress() as progress:
         task = progress.add_task("embed", total=len(records))
@@ -286,10 +288,9 @@ def _embed_cells(model: FoundationModel, input: str | Path, output: str | Path |
     from biofm.modalities.singlecell.embed import embed_h5ad, write_obsm_copy
 
     skipped, data = SkipLog(), model.config.data
-    if output is not None and Path(output).suffix.lower() not in (".h5ad", ".parquet", ".npy"):
-        raise BiofmError(f"unknown embedding output format {Path(output).suffix!r}", path=output,
-                         fix="use .h5ad (a copy of the input with obsm['X_biofm']), .parquet "
-                             "or .npy")
+    if output is not None:
+        _check_output_suffix(output, {".h5ad": "a copy of the input with obsm['X_biofm']",
+                                      **EMBEDDING_SUFFIXES})
     with _progress() as progress:
         task = progress.add_task("embed", total=None)
         ids, vectors = embed_h5ad(model, input, pooling=pooling, batch_size=batch_size,
@@ -307,21 +308,30 @@ def _embed_cells(model: FoundationModel, input: str | Path, output: str | Path |
     return vectors
 
 
+EMBEDDING_SUFFIXES = {".parquet": "id + vector per row", ".npy": "an (N, d) array + .ids.txt"}
+
+
+def _check_output_suffix(output: str | Path, known: dict[str, str]) -> None:
+    suffix = Path(output).suffix.lower()
+    if suffix not in known:
+        choices = ", ".join(f"{s} ({what})" for s, what in known.items())
+        raise BiofmError(f"unknown embedding output format {suffix!r}", path=output,
+                         fix=f"use {choices}")
+
+
 def write_embeddings(ids: list[str], vectors: np.ndarray, output: str | Path) -> Path:
     output = Path(output)
+    _check_output_suffix(output, EMBEDDING_SUFFIXES)
     suffix = output.suffix.lower()
     if suffix == ".npy":
         with atomic_path(output) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, vectors)
         atomic_write_text(output.with_suffix(".ids.txt"), "\n".join(ids) + "\n")
-    elif suffix == ".parquet":
+    else:  # .parquet
         frame = pd.DataFrame({"id": ids, "embedding": list(vectors)})
         with atomic_path(output) as tmp:
             frame.to_parquet(tmp, index=False)
-    else:
-        raise BiofmError(f"unknown embedding output format {suffix!r}", path=output,
-                         fix="use a .parquet or .npy file name")
     return output
 
 
@@ -351,8 +361,10 @@ def task_from_file(input: str | Path, label: str, kind: str, modality: str,
         raise BiofmError(f"column {label!r} does not hold {kind} labels ({exc})", path=path,
                          fix="use numbers (regression) or integer class ids 0, 1, ... "
                              "(classification)") from None
-    whole = Split([f"{path.name}:{i + 2}" for i in frame.index], frame[text_col].astype(str).tolist(),
-                  labels)
+    texts = frame[text_col].astype(str).tolist()
+    if modality == "molecule":  # RDKit-valid and canonical, as every molecule reader yields
+        texts = _canonical_molecules(texts, [int(i) + 2 for i in frame.index], path, text_col)
+    whole = Split([f"{path.name}:{i + 2}" for i in frame.index], texts, labels)
 
     def load(seed: int) -> Splits:
         if split == "scaffold":
@@ -368,6 +380,20 @@ def task_from_file(input: str | Path, label: str, kind: str, modality: str,
         return Splits(whole.subset(idx.train), whole.subset(idx.valid), whole.subset(idx.test))
 
     return Task(path.stem, modality, kind, load, split, source=str(path))  # type: ignore[arg-type]
+
+
+def _canonical_molecules(smiles: list[str], lines: list[int], path: Path,
+                         column: str) -> list[str]:
+    from biofm.modalities.molecules.reader import canonical_smiles
+
+    out = []
+    for text, line in zip(smiles, lines):
+        canonical = canonical_smiles(text)
+        if canonical is None:
+            raise BiofmError(f"invalid SMILES {text!r} in column {column!r}", path=path,
+                             record=line, fix="correct or remove that row (RDKit cannot parse it)")
+        out.append(canonical)
+    return out
 
 
 def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from biofm.train.schedule import build_optimizer, warmup_cosine
 __all__ = ["BatchPlan", "TokenBudgetPlan", "TrainResult", "autocast_context", "evaluate_loss",
            "resolve_device", "train"]
 
+logger = logging.getLogger("biofm")
 Augment = Callable[[list, int, Sequence[int]], list]
 VALID_MASK_SEED = 1_000_003  # validation masking is fixed so losses compare across evals
 
@@ -117,6 +119,9 @@ class _Run:
         device = resolve_device(config.device, info.local_rank if info.world_size > 1 else None)
         self.model = ParallelModel.build(model, config.strategy, info, device,
                                          compile=config.compile)
+        logger.info("training on %s (rank %d of %d, strategy %s, precision %s, compile %s)",
+                    device, info.rank, info.world_size, self.model.strategy, config.precision,
+                    config.compile)
         self.optimizer = build_optimizer(model, config.lr, config.weight_decay, config.betas)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(config.warmup_steps, config.max_steps, config.min_lr_ratio))

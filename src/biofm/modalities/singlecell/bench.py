@@ -12,7 +12,7 @@ fine-tuning on "pbmc-celltype"; `biofm.demo` can call it as its single-cell row.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from biofm.modalities.singlecell.tokenizers import TARGET_SUM
 PCA_COMPONENTS = 50
 METRICS = ("macro_f1", "accuracy", "roc_auc")
 BASELINE = "LogReg on PCA (log-norm)"
+FINETUNE_LR = {"scratch": 2e-3, "full": 1e-3, "lora": 3e-3, "probe": 0.0}  # as biofm.demo
 
 
 def log_normalised(texts: Sequence[str], genes: Sequence[str]) -> np.ndarray:
@@ -69,12 +70,15 @@ def baseline_metrics(splits: Splits, seed: int = 0) -> dict[str, float]:
     return task_metrics("classification", splits.test.labels, probabilities)
 
 
-def celltype_comparison(output: str | Path, *, preset: str = "cell-geneformer-tiny",
+def celltype_comparison(output: str | Path, *, preset: str = "cell-scgpt-tiny",
                         seeds: int = 1, quick: bool = False, corpus: str | None = None,
-                        modes: Sequence[str] = ("scratch", "probe", "full")):
-    """Pretrain `preset` (on `corpus`, default the preset's blood cells), transfer to
-    "pbmc-celltype": a `ResultTable` with rows "LogReg on PCA (log-norm)", "scratch",
-    "pretrained: probe", "pretrained: fine-tune" per seed (quick: seconds, for tests)."""
+                        modes: Sequence[str] = ("scratch", "probe", "full", "lora"),
+                        overrides: dict[str, Any] | None = None):
+    """Pretrain `preset` (on `corpus`, default the preset's; `overrides` merged into its
+    config, e.g. {"train": {"max_steps": 800}}), transfer to "pbmc-celltype" with the
+    demo's fine-tuning settings (`FINETUNE_LR`, batch 64, 15 epochs, patience 4): a
+    `ResultTable` with rows "LogReg on PCA (log-norm)", "scratch", "pretrained: probe",
+    "pretrained: fine-tune", "pretrained: LoRA" per seed (quick: seconds, for tests)."""
     from biofm.adapt import FinetuneConfig, finetune
     from biofm.bench.report import ResultTable
     from biofm.commands import pretrain
@@ -85,6 +89,8 @@ def celltype_comparison(output: str | Path, *, preset: str = "cell-geneformer-ti
     config = PretrainConfig.load(preset_path("pretrain", preset))
     if corpus is not None:
         config = config.replace(data={"input": corpus})
+    if overrides:
+        config = config.replace(**overrides)
     if quick:
         config = config.replace(backbone={"max_len": 48},
                                 train={"max_steps": 5, "eval_every": 5, "save_every": 5,
@@ -97,8 +103,7 @@ def celltype_comparison(output: str | Path, *, preset: str = "cell-geneformer-ti
         splits = task.load(seed)
         table.add(task.name, BASELINE, seed, _keep(baseline_metrics(splits, seed)))
         for mode in modes:
-            cfg = FinetuneConfig(mode=mode, seed=seed, batch_size=32,
-                                 lr={"scratch": 2e-3, "full": 1e-3}.get(mode, 3e-3),
+            cfg = FinetuneConfig(mode=mode, seed=seed, batch_size=64, lr=FINETUNE_LR[mode],
                                  epochs=2 if quick else 15, patience=1 if quick else 4)
             result = finetune(model, splits, task.kind, cfg)
             table.add(task.name, labels[mode], seed, _keep(result.test_metrics))
