@@ -141,3 +141,16 @@ def test_embedding_errors_name_the_sequence():
         embed_dna(model, ["ACGT"], window=20, stride=40)
     with pytest.raises(BiofmError, match="not a DNA tokenizer"):
         embed_dna(tiny_model(), ["ACGT"])
+
+
+def test_progress_counts_sequences_not_windows():
+    class Counter:
+        total = 0.0
+
+        def advance(self, n: float) -> None:
+            self.total += n
+
+    counter = Counter()
+    seqs = [random_dna(200, seed=1), random_dna(45, seed=2), random_dna(90, seed=3)]
+    embed_dna(dna_model(), seqs, progress=counter)  # windows of 30 bases, both strands
+    assert counter.total == pytest.approx(len(seqs))

@@ -80,10 +80,22 @@ def embed_dna(model, seqs: Sequence[str], *, strand_average: bool = True,
                 texts.append(text[start:end])
                 owner.append(row)
                 weight.append(w / len(text) / strands)
+    if progress is not None:  # the caller counts sequences; the model counts windows
+        progress = _PerSequence(progress, len(seqs) / max(len(texts), 1))
     vectors = model.embed(texts, pooling=pooling, batch_size=batch_size, progress=progress)
     out = np.zeros((len(seqs), vectors.shape[1]), dtype=np.float64)
     np.add.at(out, np.asarray(owner, dtype=np.int64), vectors * np.asarray(weight)[:, None])
     return out.astype(np.float32)
+
+
+class _PerSequence:
+    """Forwards `advance(windows)` as the matching fraction of sequences."""
+
+    def __init__(self, inner, sequences_per_window: float) -> None:
+        self.inner, self.scale = inner, sequences_per_window
+
+    def advance(self, n: int) -> None:
+        self.inner.advance(n * self.scale)
 
 
 def _window_and_stride(tokenizer: DnaTokenizer, max_len: int, window: int | None,
