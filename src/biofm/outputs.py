@@ -51,5 +51,5 @@ class BackboneOutput:
 @dataclass
 class ObjectiveOutput:
     loss: torch.Tensor  # () mean over predicted tokens
-    logits: torch.Tensor  # (B, T, V)
+    logits: torch.Tensor  # (B, T, V); mlm: (N, V) at the N predicted positions
     num_predicted: int  # tokens that entered the loss

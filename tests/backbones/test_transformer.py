@@ -30,7 +30,8 @@ def test_shapes_backward_and_dtype(kind, objective):
     batch = model.objective.prepare(batch, torch.Generator().manual_seed(0))
     out = model(batch)
     B, T = batch.input_ids.shape
-    assert out.logits.shape == (B, T, model.tokenizer.vocab_size)
+    V = model.tokenizer.vocab_size
+    assert out.logits.shape == ((out.num_predicted, V) if objective == "mlm" else (B, T, V))
     assert out.loss.dtype == torch.float32 and out.loss.ndim == 0
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]

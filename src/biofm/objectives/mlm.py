@@ -9,12 +9,13 @@ tokens only. The head is ESM-2's: dense → GELU → LayerNorm → tied decoder 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from biofm.backbones.layers import ACTIVATIONS
 from biofm.config import BackboneConfig, ObjectiveConfig
 from biofm.objectives.base import IGNORE_INDEX, Objective
-from biofm.outputs import Batch
+from biofm.outputs import BackboneOutput, Batch, ObjectiveOutput
 from biofm.registry import OBJECTIVES
 
 
@@ -51,6 +52,17 @@ class MaskedLM(Objective):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden)
+
+    def forward(self, hidden: BackboneOutput, batch: Batch) -> ObjectiveOutput:
+        """The head runs on the selected positions only: logits (N, V) for the N
+        predicted tokens (a 10k-gene vocabulary at every position would cost ~7x more)."""
+        if batch.labels is None:
+            raise ValueError("batch has no labels: call objective.prepare(batch) first")
+        selected = batch.labels != IGNORE_INDEX  # (B, T)
+        logits = self.logits(hidden.last_hidden_state[selected])  # (N, V)
+        targets = batch.labels[selected]
+        loss = F.cross_entropy(logits.float(), targets) if len(targets) else logits.sum() * 0.0
+        return ObjectiveOutput(loss=loss, logits=logits, num_predicted=len(targets))
 
     def prepare(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
         ids = batch.input_ids
