@@ -23,7 +23,7 @@ from torch import nn
 from biofm.backbones import build_backbone, count_parameters
 from biofm.backbones.layers import Segments, pool, pool_documents
 from biofm.config import PretrainConfig
-from biofm.data.collate import pack_collate, pack_rows, pad_collate
+from biofm.data.collate import length_batches, pack_collate, pack_rows, pad_collate
 from biofm.errors import BiofmError
 from biofm.io import atomic_path, atomic_write_text
 from biofm.objectives import build_objective
@@ -87,10 +87,8 @@ class FoundationModel(nn.Module):
         was_training = self.training
         self.eval()
         ids = self.encode(texts)
-        order = np.argsort([len(s) for s in ids], kind="stable")
         out = np.zeros((len(texts), self.config.backbone.d_model), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            index = order[start: start + batch_size]
+        for index in length_batches([len(s) for s in ids], batch_size):
             embed_batch = self._embed_packed if packing else self._embed_padded
             out[index] = embed_batch([ids[i] for i in index], pooling).float().cpu().numpy()
             if progress is not None:

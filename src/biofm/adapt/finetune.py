@@ -26,7 +26,7 @@ from biofm.backbones.layers import pool
 from biofm.adapt.probe import LinearProbe
 from biofm.bench.metrics import classification_metrics, primary_metric, regression_metrics
 from biofm.config import Config
-from biofm.data.collate import pad_collate
+from biofm.data.collate import length_batches, pad_collate
 from biofm.data.tasks import Split, Splits, TaskKind
 from biofm.model import FoundationModel
 from biofm.registry import HEADS
@@ -104,10 +104,8 @@ class TaskModel(nn.Module):
         """Probabilities (binary: (N,), multiclass: (N, C)) or regression values (N,)."""
         self.eval()
         device = next(self.parameters()).device
-        order = np.argsort([len(t) for t in texts], kind="stable")  # batches of similar length
         raw = torch.zeros(len(texts), self.head_outputs)
-        for start in range(0, len(texts), batch_size):
-            index = order[start: start + batch_size]
+        for index in length_batches([len(t) for t in texts], batch_size):
             batch = pad_collate(self.base.encode([texts[i] for i in index]),
                                 self.base.tokenizer.pad_id).to(device)
             raw[torch.as_tensor(index)] = self(batch.input_ids, batch.attention_mask,

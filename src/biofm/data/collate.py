@@ -8,7 +8,7 @@ values are collated into `Batch.values` in the same layout as the ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -104,3 +104,11 @@ def pack_collate(sequences: Sequence[Sequence[int] | ValuedSequence], pad_id: in
             docs[r, start: start + n] = d
             start += n
     return Batch(input_ids=ids, attention_mask=docs >= 0, document_ids=docs, values=values)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+    """Inference batches: indices sorted by length (stable), `batch_size` at a time,
+    so each batch pads little; callers scatter results back by these indices."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start: start + batch_size]
