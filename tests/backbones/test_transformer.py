@@ -89,14 +89,9 @@ def _document_starts(document_ids: torch.Tensor) -> list[tuple[int, int]]:
     return starts
 
 
-@pytest.mark.parametrize("kind", ["encoder", "decoder"])
-@pytest.mark.parametrize("position", ["rope", "learned"])
-@pytest.mark.parametrize("row_tokens", [64, 1000])  # several padded rows; one long row
-def test_packed_documents_match_separate_runs(kind, position, row_tokens):
-    model = tiny_model(kind, "mlm" if kind == "encoder" else "clm", position=position,
-                       token_dropout=kind == "encoder").eval()
-    seqs = model.encode(random_proteins(7, seed=3))
-    seqs[1][3:6] = [model.tokenizer.mask_id] * 3  # token dropout scales per document
+def assert_packed_matches_alone(model: FoundationModel, seqs: list[list[int]],
+                                row_tokens: int) -> None:
+    """Each document of a packed batch gets the hidden states it gets run alone."""
     batch, where = _packed(model, seqs, row_tokens)
     with torch.no_grad():
         out = model.backbone(batch.input_ids, batch.attention_mask,
@@ -105,6 +100,17 @@ def test_packed_documents_match_separate_runs(kind, position, row_tokens):
             alone = model.backbone(torch.tensor([s])).last_hidden_state[0]
             r, start = where[i]
             torch.testing.assert_close(out[r, start: start + len(s)], alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+@pytest.mark.parametrize("position", ["rope", "learned"])
+@pytest.mark.parametrize("row_tokens", [64, 1000])  # several padded rows; one long row
+def test_packed_documents_match_separate_runs(kind, position, row_tokens):
+    model = tiny_model(kind, "mlm" if kind == "encoder" else "clm", position=position,
+                       token_dropout=kind == "encoder").eval()
+    seqs = model.encode(random_proteins(7, seed=3))
+    seqs[1][3:6] = [model.tokenizer.mask_id] * 3  # token dropout scales per document
+    assert_packed_matches_alone(model, seqs, row_tokens)
 
 
 @pytest.mark.parametrize("kind,checkpointing", [("encoder", False), ("decoder", False),
@@ -322,14 +328,7 @@ def test_post_norm_padding_does_not_change_outputs(activation):
 def test_post_norm_packed_documents_match_separate_runs(row_tokens):
     model = _bert_like()
     seqs = model.encode(random_proteins(7, seed=3))
-    batch, where = _packed(model, seqs, row_tokens)
-    with torch.no_grad():
-        out = model.backbone(batch.input_ids, batch.attention_mask,
-                             batch.document_ids).last_hidden_state
-        for i, s in enumerate(seqs):
-            alone = model.backbone(torch.tensor([s])).last_hidden_state[0]
-            r, start = where[i]
-            torch.testing.assert_close(out[r, start: start + len(s)], alone, atol=1e-5, rtol=1e-5)
+    assert_packed_matches_alone(model, seqs, row_tokens)
     padded = model.embed(random_proteins(5, seed=4), packing=False)
     packed = model.embed(random_proteins(5, seed=4), packing=True)
     torch.testing.assert_close(torch.from_numpy(packed), torch.from_numpy(padded),
