@@ -24,7 +24,7 @@ from biofm.interop import load_pretrained
 from tests.helpers import Run, squeeze
 
 SUBCOMMANDS = ("pretrain", "embed", "finetune", "evaluate", "generate", "score-variants",
-               "forecast", "demo", "list", "export", "prepare")
+               "forecast", "compare", "demo", "list", "export", "prepare")
 WILD_TYPE = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 FASTA = ">a first protein\nMKTAYIAKQR\nQISFVKSHFSRQ\n>b\nGSHMLEK\n>c\nMKVLAAGIVG\n"
 SMILES = "CCO ethanol\nc1ccccc1\nCC(=O)Oc1ccccc1C(=O)O aspirin\n"
@@ -518,6 +518,24 @@ def test_real_process_exits_2_without_traceback(protein_mlm_run, tmp_path):
         assert proc.returncode == 2, f"{path}: exit {proc.returncode}\n{stderr}"
         assert "Traceback" not in stderr, stderr
         assert squeeze(needle) in squeeze(stderr), stderr
+
+
+# -- compare ---------------------------------------------------------------------------------
+
+def test_compare_prints_and_writes_the_table(cli, molecule_mlm_run, tmp_path):
+    run = cli("compare", "--model", final(molecule_mlm_run), "--task", "freesolv", "--seeds", 1,
+              "--mode", "scratch", "--mode", "probe", "--max-train", 80,
+              "--output", tmp_path / "cmp")
+    assert run.code == 0, run.err
+    table = pd.read_csv(tmp_path / "cmp" / "results.csv")
+    assert list(table["method"]) == ["RF on fingerprints/k-mers", "scratch", "pretrained: probe"]
+    assert np.isfinite(table["rmse"]).all() and (table["rmse"] > 0).all()
+    assert "pretrained: probe" in run.out and (tmp_path / "cmp" / "results.md").is_file()
+
+
+def test_compare_refuses_a_task_of_another_modality(cli, molecule_mlm_run):
+    run = cli("compare", "--model", final(molecule_mlm_run), "--task", "amp", "--seeds", 1)
+    assert_user_error(run, None, "protein", "molecule")
 
 
 # -- demo ------------------------------------------------------------------------------------

@@ -227,6 +227,40 @@ def evaluate(
     out.print_json(json.dumps(metrics))
 
 
+@app.command()
+def compare(
+    model: str = ModelOpt,
+    task: Optional[str] = typer.Option(None, help="packaged task (see `biofm list`)"),
+    input: Optional[Path] = typer.Option(None, "--input", help="CSV (or .h5ad) of your own "
+                                                               "labeled data"),
+    label: Optional[str] = typer.Option(None, help="label column of --input"),
+    column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
+    kind: str = typer.Option("classification", help="classification | regression (with --input)"),
+    split: str = typer.Option("random", help="random | scaffold (with --input)"),
+    seeds: int = typer.Option(3, help="splits / fine-tuning seeds (mean ± sd)"),
+    mode: List[str] = typer.Option(["scratch", "probe", "full", "lora"],
+                                   help="transfer modes to run (repeat)"),
+    max_train: int = typer.Option(0, help="cap on training examples (0: all)"),
+    output: Optional[Path] = typer.Option(None, help="directory for results.md / .csv"),
+) -> None:
+    """What pretraining buys on one task: classical baselines, scratch, probe, fine-tune
+    and LoRA on the same splits, as a table."""
+    from biofm.bench.compare import compare as run_compare
+    from biofm.interop import load_pretrained
+
+    pretrained = load_pretrained(model)
+    the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column)
+    table = run_compare(pretrained, the_task, seeds=seeds, modes=list(mode),
+                        max_train=max_train, say=err.print)
+    table.render(out, title=f"{the_task.name}: test metrics, mean ± sd over {seeds} seed(s)")
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        table.to_markdown(output / "results.md")
+        table.to_csv(output / "results.csv")
+        table.to_csv(output / "results_per_seed.csv", per_seed=True)
+        out.print(f"results in {output}/")
+
+
 def _modality(finetuned: Path) -> str:
     from biofm.config import PretrainConfig
     return PretrainConfig.load(finetuned / "base" / "config.yaml").data.modality

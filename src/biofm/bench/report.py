@@ -43,6 +43,11 @@ class ResultTable:
         self.rows.append({"task": task, "method": method, "seed": seed,
                           **{k: float(v) for k, v in metrics.items()}})
 
+    def extend(self, other: "ResultTable") -> None:
+        """Append another table's rows (its new metrics become new columns)."""
+        self.rows += other.rows
+        self.metric_names += [m for m in other.metric_names if m not in self.metric_names]
+
     def __len__(self) -> int:
         return len(self.rows)
 

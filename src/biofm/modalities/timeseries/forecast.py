@@ -175,6 +175,9 @@ def _checked(series: list[Series], source: str, horizon: int) -> list[Series]:
     """At least one observed value per series, one frequency, a positive horizon."""
     if horizon < 1:
         raise BiofmError(f"--horizon must be at least 1, got {horizon}", fix="pass --horizon 4")
+    if not series:
+        raise BiofmError("no series to forecast", path=source,
+                         fix="pass a CSV with at least one series, or a corpus name")
     check_length(series, 1, what="forecast", source=source)
     freqs = sorted({s.freq for s in series})
     if len(freqs) > 1:

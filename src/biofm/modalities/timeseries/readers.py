@@ -91,6 +91,10 @@ def read_series(path: str | Path, *, layout: Layout = "auto", id_column: str = "
         raise BiofmError(f"not a readable CSV ({exc})", path=path,
                          fix="save the table as comma-separated text with a header row") from None
     table.columns = [str(c).strip() for c in table.columns]
+    if table.empty:
+        raise BiofmError(f"the CSV has a header ({', '.join(list(table.columns)[:12])}) but no "
+                         "data rows", path=path, record="line 2",
+                         fix="add one row per date (wide) or per series and date (long)")
     chosen = _layout(table, path, layout, id_column, value_column, date_column)
     options = dict(freq=freq, sort=sort, negative=negative, repairs=repairs)
     if chosen == "long":
@@ -333,6 +337,11 @@ def _read_wide(table: pd.DataFrame, path: Path, date_column: str, **options) -> 
     lines = np.arange(len(table)) + 2
     if date_column not in table.columns:
         _require_columns(path, list(table.columns), [date_column], "wide")
+    if len(table.columns) < 2:
+        raise BiofmError(f"the wide CSV has only its date column {date_column!r}: no series",
+                         path=path, record="line 1",
+                         fix="add one column per series beside the dates, or pass the long "
+                             "layout's columns (series_id,date,value)")
     dates = parse_dates(table[date_column].tolist(), path, lines, date_column)
     out = []
     for column in table.columns:
