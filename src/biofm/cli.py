@@ -320,7 +320,8 @@ def forecast(
     context: int = typer.Option(52, help="periods of history before the first origin"),
     steps: int = typer.Option(100, help="fine-tuning steps (--mode full | lora | scratch)"),
     seed: int = typer.Option(0),
-    target: str = typer.Option("wk inc ili", help="FluSight `target` column"),
+    target: Optional[str] = typer.Option(None, help="FluSight `target` column (default: 'wk inc "
+                                                    "ili' weekly, 'day inc' daily)"),
     series: List[str] = typer.Option([], "--series", help="only these series ids (repeat)"),
     layout: str = typer.Option("auto", help="auto | long | wide"),
     id_column: str = typer.Option("series_id", help="series id column (long layout)"),

@@ -202,12 +202,16 @@ class ObjectiveConfig(Config):
         mask_token_fraction / random_token_fraction: of the selected tokens,
             the share replaced by <mask> and by a random token; the rest is kept
             (the 80/10/10 rule by default).
+        norm_window: masked-patch: per-series loc / scale from the last
+            `norm_window` visible values (0: every visible value). Saved with the
+            checkpoint, so forecasting normalises as pretraining did.
     """
 
     name: str = "mlm"
     mask_rate: float = 0.15
     mask_token_fraction: float = 0.8
     random_token_fraction: float = 0.1
+    norm_window: int = 0
 
     @model_validator(mode="after")
     def _check(self) -> "ObjectiveConfig":
@@ -215,6 +219,8 @@ class ObjectiveConfig(Config):
             raise ValueError("mask_rate must be in (0, 1)")
         if self.mask_token_fraction + self.random_token_fraction > 1.0:
             raise ValueError("mask_token_fraction + random_token_fraction must be <= 1")
+        if self.norm_window < 0:
+            raise ValueError("norm_window must be >= 0 (0: every visible value)")
         return self
 
 

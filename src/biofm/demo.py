@@ -110,6 +110,9 @@ class _Named:
     def forecast(self, history, horizon, quantiles):
         return self.inner.forecast(history, horizon, quantiles)  # type: ignore[attr-defined]
 
+    def forecast_many(self, histories, horizon, quantiles):  # one batched pass per series
+        return self.inner.forecast_many(histories, horizon, quantiles)  # type: ignore
+
 
 def _forecasting(model_dir: Path, seeds: int, quick: bool) -> ResultTable:
     """Zero-shot, fine-tuned and from-scratch forecasters against the four baselines,

@@ -21,7 +21,8 @@ def tiny_forecaster_model(objective: str = "masked-patch", seed: int = 0) -> Fou
         "data": {"modality": "timeseries", "input": "flu-chicago"},
         "backbone": {"kind": kind, "size": "tiny", "max_len": CONTEXT_PATCHES,
                      "values": "patches", "value_size": 2 * PATCH},
-        "objective": {"name": objective, "mask_rate": 0.3},
+        "objective": {"name": objective, "mask_rate": 0.3,
+                      "norm_window": 16 if objective == "masked-patch" else 0},
         "train": {"device": "cpu"},
     })
     torch.manual_seed(seed)

@@ -112,6 +112,10 @@ def test_bad_inputs_exit_2_naming_file_series_and_fix(cli, tmp_path):
     assert run.code == 0 and "set to missing" in (tmp_path / "ok" / "repairs.txt").read_text()
     assert_user_error(cli("forecast", "arima", neg, "--output", tmp_path / "o", "--evaluate",
                           "--negative", "nan"), str(neg), "series 'x' has 3 periods", "context 52")
+    header_only = tmp_path / "header.csv"  # was an IndexError traceback in the baselines
+    header_only.write_text("series_id,date,value\n")
+    assert_user_error(cli("forecast", "arima", header_only, "--output", tmp_path / "o"),
+                      str(header_only), "line 2", "but no data rows")
     assert_user_error(cli("forecast", "nowhere", "flu-boston", "--output", tmp_path / "o"),
                       "'nowhere' is not a checkpoint directory or a baseline")
     assert_user_error(cli("forecast", "arima", "flu-paris", "--output", tmp_path / "o"),

@@ -65,10 +65,11 @@ def test_masked_patch_hides_patches_and_targets_only_them():
     targets = torch.isfinite(after.value_labels)
     assert not targets[~masked].any()
     assert after.values.shape == (*before.values.shape[:2], 2 * PATCH)
-    # the targets are the hidden raw values in the units of the visible ones
+    # the targets are the hidden raw values in the units of the last visible ones
     visible = torch.isfinite(before.values) & (after.values[..., PATCH:] > 0)
-    loc, scale, _ = instance_stats(before.values, visible)
-    expected = ((before.values - loc) / scale)[targets]
+    loc, scale, _ = instance_stats(before.values, visible,
+                                   recent=model.config.objective.norm_window)
+    expected = ((before.values - loc) / scale).clamp(-TARGET_CLIP, TARGET_CLIP)[targets]
     torch.testing.assert_close(after.value_labels[targets], expected)
 
 

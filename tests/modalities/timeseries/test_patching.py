@@ -52,6 +52,18 @@ def test_instance_stats_use_visible_values_only():
     assert count[:, 0, 0].tolist() == [3.0, 3.0]
 
 
+def test_recent_stats_use_the_last_visible_values_only():
+    """A winter peak early in the context must not set the scale of a calm spring."""
+    values = torch.tensor([[[100.0, 90.0], [4.0, np.nan], [6.0, 5.0]]])  # (1, 3, 2)
+    visible = torch.isfinite(values)
+    visible[0, 2, 1] = False  # masked (e.g. the future): not counted either
+    loc, scale, count = instance_stats(values, visible, recent=2)
+    assert count.item() == 2.0 and loc.item() == 5.0  # 4 and 6: the NaN and the mask skipped
+    torch.testing.assert_close(scale[0, 0, 0], torch.tensor(1.0))
+    full_loc, _, full_count = instance_stats(values, visible, recent=10)  # more than visible
+    assert full_count.item() == 4.0 and full_loc.item() == 50.0
+
+
 def test_cumulative_stats_equal_the_stats_of_each_prefix():
     rng = np.random.default_rng(0)
     values = torch.tensor(rng.normal(10, 3, (2, 5, 4)), dtype=torch.float32)

@@ -97,10 +97,15 @@ def test_negative_values_error_or_become_missing(tmp_path):
                                                   "--date-column"]),
     ("foo,bar\n1,2\n", ["cannot tell the layout", "series_id,date,value"]),
     ("date,x\n2020-01-05,1\nsoon,2\n", ["line 3", "'soon'", "not a date"]),
+    ("epiweek,x\n202152,1\n202153,2\n", ["line 3", "2021 has no epi-week 53"]),
     ("date,x\n2020-01-05,1\n2020-01-12,many\n", ["line 3", "'many'", "not a number"]),
     ("date,x\n2020-01-05,1\n2020-01-13,2\n", ["8 days apart", "--freq W or D"]),
     ("date,x\n2020-01-05,1\n2020-01-12,2\n2020-01-20,3\n",
      ["line 4", "not a whole number of weeks"]),
+    ("series_id,date,value\n", ["line 2", "header (series_id, date, value) but no data rows"]),
+    ("date\n2020-01-05\n2020-01-12\n", ["line 1", "only its date column 'date': no series"]),
+    # an id column means long: a misnamed value column is named, not read as a wide series
+    ("series_id,date,cases\na,2020-01-05,1\n", ["needs column(s) ['value']", "--value-column"]),
 ])
 def test_bad_files_raise_errors_naming_file_row_and_fix(tmp_path, text, phrases):
     path = write(tmp_path, text)
@@ -109,6 +114,19 @@ def test_bad_files_raise_errors_naming_file_row_and_fix(tmp_path, text, phrases)
     assert str(path) in str(err.value)
     for phrase in phrases:
         assert phrase in str(err.value)
+
+
+def test_long_files_find_an_epiweek_date_column(tmp_path):
+    """...and take one frequency per file: `b` (one row) and `c` (two weeks apart) are weekly."""
+    path = write(tmp_path, "series_id,epiweek,value\na,202201,3\na,202202,4\na,202204,5\n"
+                           "b,202202,1\nc,202201,2\nc,202203,6\n")
+    a, b, c = read_series(path)
+    assert a.dates.astype(str).tolist() == ["2022-01-02", "2022-01-09", "2022-01-16",
+                                            "2022-01-23"]
+    np.testing.assert_array_equal(a.values, [3, 4, np.nan, 5])
+    assert (a.freq, b.freq, c.freq) == ("W", "W", "W")
+    assert b.dates.astype(str).tolist() == ["2022-01-09"] and b.values.tolist() == [1.0]
+    np.testing.assert_array_equal(c.values, [2, np.nan, 6])
 
 
 def test_missing_and_empty_files(tmp_path):
@@ -136,3 +154,10 @@ def test_the_packaged_boston_file_reads_as_14_weekly_series():
     assert len(series) == 14 and {s.freq for s in series} == {"W"}
     assert {len(s) for s in series} == {436} and str(series[0].dates[0]) == "2017-12-31"
     assert "Charlestown" in repairs.notes  # suppressed weeks are reported, not dropped
+
+
+def test_daily_and_weekly_series_of_one_long_file_keep_their_own_frequency(tmp_path):
+    path = write(tmp_path, "series_id,date,value\nd,2020-01-01,1\nd,2020-01-02,2\n"
+                           "w,2020-01-05,3\nw,2020-01-12,4\n")
+    d, w = read_series(path)
+    assert (d.freq, w.freq, len(w)) == ("D", "W", 2)

@@ -50,6 +50,8 @@ from biofm.modalities.timeseries.series import Series
 
 Mode = Literal["zero-shot", "full", "lora", "scratch"]
 BASELINE_NAMES = ("seasonal-naive", "last-value", "arima", "ets", "baselines")
+# the FluSight `target` column when none is given: FluSight's own for weekly ILI
+DEFAULT_TARGETS = {"W": "wk inc ili", "D": "day inc", "Y": "yr inc"}
 
 
 @dataclass
@@ -124,7 +126,7 @@ def build_forecaster(model: str, series: list[Series], *, mode: Mode, steps: int
 def run_forecast(model: str, input: str, output: str | Path, *, horizon: int = 4,
                  mode: Mode | Sequence[Mode] = "zero-shot", evaluate: bool = False,
                  origins: int = 10, context: int = 52, steps: int = 100, seed: int = 0,
-                 target: str = "wk inc ili", plots: bool = True,
+                 target: str | None = None, plots: bool = True,
                  quantiles: Sequence[float] = FLUSIGHT_QUANTILES, series_ids: Sequence[str] = (),
                  progress: bool = False, **read_options) -> ForecastResult:
     """Forecast every series of `input` with `model`; see the module docstring.
@@ -152,7 +154,8 @@ def run_forecast(model: str, input: str, output: str | Path, *, horizon: int = 4
     plotted: list[Path] = []
     for i, forecaster in enumerate(forecasters):
         final = [forecasts_at(forecaster, s, [len(s) - 1], horizon, quantiles)[0] for s in series]
-        frame = [flusight_frame(s, q, quantiles, target=target) for s, q in zip(series, final)]
+        frame = [flusight_frame(s, q, quantiles, target=target or DEFAULT_TARGETS[s.freq])
+                 for s, q in zip(series, final)]
         key = "forecasts" if i == 0 else f"forecasts-{forecaster.name}"
         paths[key] = write_flusight(frame, output / f"{key}.csv")
         if i == 0:

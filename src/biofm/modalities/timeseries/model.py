@@ -7,8 +7,9 @@ It implements the `evaluation.Forecaster` protocol:
 
 Only the last `context` values of `history` are used (the checkpoint's window:
 `context_patches * patch_len` steps, the last patch ending at the forecast
-origin); the instance normalisation is computed from those visible values
-alone and undone on the output, so nothing after the origin can enter a forecast.
+origin); the instance normalisation is computed from the last
+`objective.norm_window` (16 in the presets) visible values alone and undone on the output, so
+nothing after the origin can enter a forecast.
 
 - masked-patch checkpoints (encoder): `ceil(horizon / patch_len)` masked patches
   are appended after the history (which then keeps `context_patches - k`
@@ -137,8 +138,11 @@ class PatchForecaster:
         masked = torch.zeros(raw.shape[:2], dtype=torch.bool)
         masked[:, n_hist:] = True
         observed = torch.isfinite(raw)
-        batch = masked_batch(self._batch(raw), raw, observed, masked, self.model.tokenizer.mask_id)
-        loc, scale, _ = instance_stats(raw, observed & ~masked[..., None])  # (N, 1, 1)
+        recent = self.model.config.objective.norm_window or None  # as in pretraining
+        batch = masked_batch(self._batch(raw), raw, observed, masked, self.model.tokenizer.mask_id,
+                             recent)
+        loc, scale, _ = instance_stats(raw, observed & ~masked[..., None],
+                                       recent=recent)  # (N, 1, 1)
         pred = self._run(batch)[:, n_hist:]  # (N, k, P, 23) normalised
         pred = denormalise(pred, loc[..., None], scale[..., None])
         return _sorted(pred.reshape(len(contexts), k * self.patch_len, -1)[:, :horizon])

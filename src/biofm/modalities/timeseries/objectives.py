@@ -10,7 +10,8 @@ pretrained model gives calibrated intervals for WIS. Targets are clipped to
 - "masked-patch" (encoder, PatchTST-style): half of the rows hide their last
   1..n/4 patches (forecasting), the others hide a random `mask_rate` of their
   patches (reconstruction); hidden patches get the `<mask>` id and no values.
-  Normalisation uses the visible values only, so nothing hidden leaks into it.
+  Normalisation uses the last `objective.norm_window` visible values only, so nothing
+  hidden leaks into it and the scale is the recent one (see `patching`).
   A fifth of the rows also lose a random prefix of their history, so that the
   model learns to forecast from short series. Forecast: append masked patches.
 - "next-patch" (decoder, TimesFM-style): position t predicts patch t + 1. The
@@ -128,14 +129,16 @@ class MaskedPatch(QuantileObjective):
         attention = batch.attention_mask.bool()
         observed = observed & ~_short_history(attention, generator)[..., None]
         masked = _choose_masked(attention, self.config.mask_rate, generator)  # (B, T)
-        return masked_batch(batch, raw, observed, masked, self.mask_id)
+        return masked_batch(batch, raw, observed, masked, self.mask_id,
+                            self.config.norm_window or None)
 
 
 def masked_batch(batch: Batch, raw: torch.Tensor, observed: torch.Tensor,
-                 masked: torch.Tensor, mask_id: int) -> Batch:
-    """Hide the `masked` patches (B, T), normalise on what stays visible, set targets."""
+                 masked: torch.Tensor, mask_id: int, recent: int | None) -> Batch:
+    """Hide the `masked` patches (B, T), normalise on what stays visible (its last
+    `recent` values; None: all of them), set targets."""
     visible = observed & ~masked[..., None]  # (B, T, P)
-    loc, scale, count = instance_stats(raw, visible)  # (B, 1, 1)
+    loc, scale, count = instance_stats(raw, visible, recent=recent)  # (B, 1, 1)
     targets = masked[..., None] & observed & (count >= MIN_VISIBLE)
     labels = torch.where(targets, normalise(raw, loc, scale), torch.full_like(raw, float("nan")))
     labels = labels.clamp(-TARGET_CLIP, TARGET_CLIP)  # NaN stays NaN

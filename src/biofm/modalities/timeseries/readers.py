@@ -10,7 +10,8 @@ date column is present without them, and asks otherwise.
 
 Dates are ISO dates (`2020-01-05`) or MMWR epi-weeks written `YYYYWW` (`202002`,
 dated by the Sunday that starts the week). The frequency (daily or weekly) is
-detected per file from the spacing of the dates, or given with `freq=`.
+detected per series from the closest spacing of its dates (a series with one row,
+or only gaps, takes its long file's frequency), or given with `freq=`.
 
 What is repaired (and written into the `RepairLog`, per series) and what stops
 with a `BiofmError` naming the file, the series and the CSV line:
@@ -80,8 +81,8 @@ def read_series(path: str | Path, *, layout: Layout = "auto", id_column: str = "
                 repairs: RepairLog | None = None) -> list[Series]:
     """All series of a long or wide CSV, regular at their frequency (gaps as NaN).
 
-    `date_column=None` means "date" for long files and the first of `DATE_COLUMNS`
-    present (else the first column) for wide ones. Returns series in file order.
+    `date_column=None` means the first of `DATE_COLUMNS` present ("date", "week",
+    "epiweek", ...; for wide files else the first column). Returns series in file order.
     """
     path = require_file(path, "time-series CSV")
     repairs = repairs if repairs is not None else RepairLog()
@@ -95,6 +96,8 @@ def read_series(path: str | Path, *, layout: Layout = "auto", id_column: str = "
         raise BiofmError(f"the CSV has a header ({', '.join(list(table.columns)[:12])}) but no "
                          "data rows", path=path, record="line 2",
                          fix="add one row per date (wide) or per series and date (long)")
+    if date_column is None and layout != "wide" and id_column in table.columns:
+        date_column = _long_date_column(table)
     chosen = _layout(table, path, layout, id_column, value_column, date_column)
     options = dict(freq=freq, sort=sort, negative=negative, repairs=repairs)
     if chosen == "long":
@@ -131,7 +134,7 @@ def _layout(table: pd.DataFrame, path: Path, layout: str, id_column: str, value_
         return "wide"
     if layout != "auto":
         raise BiofmError(f"unknown layout {layout!r}", fix="use auto, long or wide")
-    if id_column in columns and value_column in columns:
+    if id_column in columns:  # an id column means long, even when another column is misnamed
         _require_columns(path, columns, [id_column, date_column or "date", value_column], "long")
         return "long"
     if (date_column and date_column in columns) or any(c.lower() in DATE_COLUMNS for c in columns):
@@ -151,6 +154,11 @@ def _require_columns(path: Path, columns: list[str], needed: list[str], layout: 
                              "/ --value-column")
 
 
+def _long_date_column(table: pd.DataFrame) -> str | None:
+    """The first of `DATE_COLUMNS` in a long file's header ("date", "week", ...), or None."""
+    return next((c for c in table.columns if c.lower() in DATE_COLUMNS), None)
+
+
 def _wide_date_column(table: pd.DataFrame) -> str:
     for column in table.columns:
         if column.lower() in DATE_COLUMNS:
@@ -168,8 +176,10 @@ def parse_dates(texts: list[str], path: Path, lines: np.ndarray, column: str) ->
             match = EPIWEEK.match(text)
             out[i] = mmwr_week_start(int(match[1]), int(match[2])) if match \
                 else np.datetime64(pd.Timestamp(text).date(), "D")
-        except (ValueError, TypeError):
-            raise BiofmError(f"column {column!r} holds {text!r}, which is not a date", path=path,
+        except (ValueError, TypeError) as exc:
+            reason = f" ({exc})" if match else ""  # e.g. "2021 has no epi-week 53"
+            raise BiofmError(f"column {column!r} holds {text!r}, which is not a date{reason}",
+                             path=path,
                              record=int(lines[i]),
                              fix="write dates as YYYY-MM-DD, or epi-weeks as YYYYWW") from None
     return out
@@ -316,7 +326,7 @@ def _read_long(table: pd.DataFrame, path: Path, id_column: str, date_column: str
     if blank.size:
         raise BiofmError(f"empty {id_column!r}", path=path, record=int(lines[blank[0]]),
                          fix="give every row a series id")
-    out = []
+    parsed = []
     for series_id in dict.fromkeys(ids):  # first-appearance order
         rows = np.flatnonzero(ids == series_id)
         sub, sub_lines = table.iloc[rows], lines[rows]
@@ -329,8 +339,36 @@ def _read_long(table: pd.DataFrame, path: Path, id_column: str, date_column: str
                                                 series_id)
             except BiofmError:
                 repairs.add(series_id, f"column {name!r} is not numeric: not kept as a covariate")
-        out.append(_build(str(series_id), dates, values, sub_lines, covariates, path, **options))
-    return out
+        parsed.append((str(series_id), dates, values, sub_lines, covariates))
+    if options["freq"] is not None:
+        return [_build(*one, path, **options) for one in parsed]
+    fallback = _file_freq(parsed)
+    return [_build(*one, path, **{**options, "freq": _series_freq(one[1], fallback)})
+            for one in parsed]
+
+
+def _closest_step(dates: np.ndarray) -> int | None:
+    steps = np.diff(np.unique(dates)).astype(np.int64)
+    return int(steps.min()) if steps.size else None
+
+
+def _file_freq(parsed: list[tuple]) -> str | None:
+    """"D" or "W" from the closest spacing of dates within any series of a long file
+    (None when no series shows a daily or weekly spacing)."""
+    steps = {_closest_step(dates) for _, dates, *_ in parsed}
+    return "D" if 1 in steps else "W" if 7 in steps else None
+
+
+def _series_freq(dates: np.ndarray, fallback: str | None) -> str | None:
+    """A series' own frequency when its dates show it (closest spacing 1 or 7 days);
+    else the file's (a series with one row, or only gaps, in a weekly file is weekly);
+    None lets `detect_freq` explain what is wrong."""
+    step = _closest_step(dates)
+    if step in (1, 7):
+        return "D" if step == 1 else "W"
+    if fallback is not None and (step is None or step % PERIOD_DAYS[fallback] == 0):
+        return fallback
+    return None
 
 
 def _read_wide(table: pd.DataFrame, path: Path, date_column: str, **options) -> list[Series]:
