@@ -149,15 +149,19 @@ def embed(
     out.print(f"wrote {vectors.shape[0]} embeddings of width {vectors.shape[1]} to {output}")
 
 
+LayerOpt = typer.Option(None, help=".h5ad: the counts matrix (X, raw or a layer name; "
+                                   "default: the first that holds counts)")
+
+
 def _task(task: Optional[str], input: Optional[Path], label: Optional[str], kind: str,
-          modality: str, split: str, column: Optional[str]):
+          modality: str, split: str, column: Optional[str], layer: Optional[str] = None):
     from biofm import commands
 
     if task:
         return commands.get_task(task)
     if input is None or label is None:
         raise BiofmError("say what to train on", fix="pass --task NAME, or --input CSV --label COLUMN")
-    return commands.task_from_file(input, label, kind, modality, split, column)
+    return commands.task_from_file(input, label, kind, modality, split, column, layer=layer)
 
 
 @app.command()
@@ -169,6 +173,7 @@ def finetune(
     column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
     kind: str = typer.Option("classification", help="classification | regression (with --input)"),
     split: str = typer.Option("random", help="random | scaffold (with --input)"),
+    layer: Optional[str] = LayerOpt,
     mode: str = typer.Option("full", help="probe | full | lora | scratch"),
     epochs: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
@@ -191,7 +196,8 @@ def finetune(
     cfg = FinetuneConfig.from_dict(deep_merge(deep_merge(base, flags), parse_overrides(set_)))
     from biofm.interop import load_pretrained
     pretrained = load_pretrained(model)
-    the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column)
+    the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column,
+                     layer)
     result = commands.finetune(model, the_task, cfg, output, seed=cfg.seed, base=pretrained)
     out.print_json(json.dumps({"task": the_task.name, "mode": cfg.mode, "valid": result.valid_metrics,
                                "test": result.test_metrics}))
@@ -206,6 +212,7 @@ def evaluate(
     label: Optional[str] = typer.Option(None),
     column: Optional[str] = typer.Option(None),
     kind: Optional[str] = typer.Option(None, help="default: the fine-tuned model's kind"),
+    layer: Optional[str] = LayerOpt,
     split: str = typer.Option("test", help="train | valid | test"),
     seed: Optional[int] = typer.Option(None, help="default: the fine-tuning seed"),
     output: Optional[Path] = typer.Option(None, help="metrics JSON"),
@@ -222,7 +229,7 @@ def evaluate(
     the_task = _task(task or (None if input else info.get("task")), input, label,
                      kind or info["kind"],
                      "molecule" if input and input.suffix in (".smi",) else _modality(model),
-                     strategy, column)
+                     strategy, column, layer)
     metrics = commands.evaluate(model, the_task, output, seed=seed, split=split)
     out.print_json(json.dumps(metrics))
 
@@ -237,6 +244,7 @@ def compare(
     column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
     kind: str = typer.Option("classification", help="classification | regression (with --input)"),
     split: str = typer.Option("random", help="random | scaffold (with --input)"),
+    layer: Optional[str] = LayerOpt,
     seeds: int = typer.Option(3, help="splits / fine-tuning seeds (mean ± sd)"),
     mode: List[str] = typer.Option(["scratch", "probe", "full", "lora"],
                                    help="transfer modes to run (repeat)"),
@@ -249,7 +257,8 @@ def compare(
     from biofm.interop import load_pretrained
 
     pretrained = load_pretrained(model)
-    the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column)
+    the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column,
+                     layer)
     table = run_compare(pretrained, the_task, seeds=seeds, modes=list(mode),
                         max_train=max_train, say=err.print)
     table.render(out, title=f"{the_task.name}: test metrics, mean ± sd over {seeds} seed(s)")

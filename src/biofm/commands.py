@@ -291,6 +291,9 @@ def _embed_cells(model: FoundationModel, input: str | Path, output: str | Path |
     if output is not None:
         _check_output_suffix(output, {".h5ad": "a copy of the input with obsm['X_biofm']",
                                       **EMBEDDING_SUFFIXES})
+        if Path(output).resolve() == Path(input).resolve():
+            raise BiofmError("the output would overwrite the input", path=output,
+                             fix="write the copy with the embeddings under another name")
     with _progress() as progress:
         task = progress.add_task("embed", total=None)
         ids, vectors = embed_h5ad(model, input, pooling=pooling, batch_size=batch_size,
@@ -337,13 +340,14 @@ def write_embeddings(ids: list[str], vectors: np.ndarray, output: str | Path) ->
 
 # -- finetune / evaluate ---------------------------------------------------------------
 def task_from_file(input: str | Path, label: str, kind: str, modality: str,
-                   split: str = "random", column: str | None = None, seed: int = 0) -> Task:
+                   split: str = "random", column: str | None = None, seed: int = 0,
+                   layer: str | None = None) -> Task:
     """A task from the user's CSV: one input column, one label column (or, for single
-    cell, an .h5ad with the label in an `obs` column)."""
+    cell, an .h5ad with the label in an `obs` column and counts in `layer`)."""
     path = require_file(input)
     if modality == "singlecell":
         from biofm.modalities.singlecell.tasks import task_from_h5ad
-        return task_from_h5ad(path, label, kind, split, seed)  # type: ignore[arg-type]
+        return task_from_h5ad(path, label, kind, split, seed, layer=layer)  # type: ignore
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

@@ -45,7 +45,7 @@ TASK_PLAN = (DemoTask("freesolv", "molecule-mlm-tiny", 0),
              DemoTask("solubility", "molecule-mlm-tiny", 0),
              DemoTask("amp", "protein-mlm-tiny", 1500),
              DemoTask("crp-sites", "dna-mlm-tiny", 0),
-             DemoTask("pbmc-celltype", "cell-scgpt-tiny", 0))
+             DemoTask("pbmc-celltype", "cell-geneformer-tiny", 0))
 @dataclass(frozen=True)
 class ForecastDemo:
     """Pretrain on other surveillance collections, forecast a held-out one."""

@@ -71,6 +71,13 @@ def test_unsafe_or_incomplete_tables_are_refused(tmp_path):
     with pytest.raises(BiofmError, match="19 genes of the token dictionary have no median"):
         geneformer_tokenizer(path)
 
+    (path / GENE_MEDIANS).write_bytes(pickle.dumps({**medians, GENES[2]: "high"}))
+    with pytest.raises(BiofmError, match="maps to 'high', not a number"):
+        geneformer_tokenizer(path)
+    (path / TOKEN_DICTIONARY).write_bytes(pickle.dumps({**tokens, "<mask>": None}))
+    with pytest.raises(BiofmError, match="'<mask>' maps to None, not a number"):
+        geneformer_tokenizer(path)
+
     class Payload:
         def __reduce__(self):
             return (os.system, ("echo unsafe",))

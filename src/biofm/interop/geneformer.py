@@ -62,6 +62,18 @@ def read_table(path: Path) -> dict[str, Any]:
     return table
 
 
+def _number(table: dict[str, Any], key: str, kind: type, path: Path) -> Any:
+    """table[key] as `kind` (int or float); a clear error for anything else."""
+    value = table[key]
+    try:
+        if isinstance(value, (str, bytes, bool)):
+            raise TypeError(type(value).__name__)
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BiofmError(f"{key!r} maps to {value!r}, not a number", path=path,
+                         fix="use the pickle shipped with the Geneformer checkpoint") from None
+
+
 def is_geneformer_dir(path: str | Path) -> bool:
     directory = Path(path)
     return is_hf_bert_dir(directory) and (directory / TOKEN_DICTIONARY).is_file()
@@ -72,7 +84,7 @@ def geneformer_tokenizer(directory: str | Path) -> GeneformerTokenizer:
     directory = Path(directory)
     tokens = read_table(directory / TOKEN_DICTIONARY)
     medians = read_table(directory / GENE_MEDIANS)
-    ids = sorted(int(i) for i in tokens.values())
+    ids = sorted(_number(tokens, t, int, directory / TOKEN_DICTIONARY) for t in tokens)
     if ids != list(range(len(tokens))):
         raise BiofmError("token ids are not 0 .. n-1", path=directory / TOKEN_DICTIONARY,
                          fix="use the token dictionary shipped with the checkpoint")
@@ -90,7 +102,7 @@ def geneformer_tokenizer(directory: str | Path) -> GeneformerTokenizer:
         raise BiofmError(f"{len(missing)} genes of the token dictionary have no median "
                          f"(e.g. {missing[0]})", path=directory / GENE_MEDIANS,
                          fix="use the gene median dictionary of the same checkpoint")
-    bad = [g for g in genes if not float(medians[g]) > 0]
+    bad = [g for g in genes if not _number(medians, g, float, directory / GENE_MEDIANS) > 0]
     if bad:
         raise BiofmError(f"gene {bad[0]} has a median of {medians[bad[0]]}; medians must be > 0",
                          path=directory / GENE_MEDIANS,

@@ -147,3 +147,36 @@ def test_prepare_then_pretrain_on_shards(capsys, pbmc_subset, tmp_path):
     code, _, err = run(capsys, "prepare", "--modality", "singlecell", "--input", pbmc_subset,
                        "--tokenizer", "scgpt", "--output", tmp_path / "bins")
     assert code == 2 and "Traceback" not in err and "expressionbin" in squeeze(err)
+
+
+def test_finetune_reads_counts_from_the_named_layer(capsys, runs, tmp_path):
+    from biofm.modalities.singlecell.datasets import pbmc68k_counts
+
+    cells, genes, counts, labels = pbmc68k_counts()
+    keep = np.arange(0, 700, 7)
+    lognorm = np.log1p(counts[keep] / counts[keep].sum(1, keepdims=True) * 1e4)
+    path = write_h5ad(tmp_path / "layered.h5ad", lognorm, genes, cells=[cells[i] for i in keep],
+                      layers={"umi": counts[keep]},
+                      obs={"cell_type": pd.Categorical([labels[i] for i in keep])})
+    argv = ("finetune", "--model", runs["geneformer"], "--input", path, "--label", "cell_type",
+            "--mode", "probe", "--output", tmp_path / "ft")
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "layered.h5ad" in squeeze(err)  # X is log-normalised: no counts found
+    code, out, err = run(capsys, *argv, "--layer", "umi")
+    assert code == 0, err
+    code, out, err = run(capsys, "evaluate", "--model", tmp_path / "ft", "--input", path,
+                         "--label", "cell_type", "--layer", "umi")
+    assert code == 0, err
+
+
+def test_embed_refuses_to_overwrite_its_input_before_computing(capsys, runs, pbmc_subset,
+                                                               monkeypatch):
+    import biofm.modalities.singlecell.embed as embed
+
+    def never(*args, **kwargs):
+        raise AssertionError("cells were embedded for an output that cannot be written")
+
+    monkeypatch.setattr(embed, "embed_h5ad", never)
+    code, _, err = run(capsys, "embed", "--model", runs["geneformer"], "--input", pbmc_subset,
+                       "--output", pbmc_subset)
+    assert code == 2 and "overwrite" in err and "Traceback" not in err

@@ -69,16 +69,18 @@ def test_scaled_data_is_refused_as_negative():
 
 def test_a_named_layer_that_is_missing(tmp_path):
     path = write_h5ad(tmp_path / "x.h5ad", COUNTS, GENES, layers={"spliced": COUNTS})
-    with pytest.raises(BiofmError, match=r"no layers\['counts'\].*X, spliced"):
+    with pytest.raises(BiofmError, match=r"no layers\['counts'\].*X, spliced") as caught:
         list(read_h5ad(path, layer="counts"))
+    assert "embed --layer NAME" in caught.value.fix  # the flag a user types, not a config key
     assert [r.text for r in read_h5ad(path, layer="spliced")] == TEXTS
 
 
 def test_empty_cells_raise_or_are_skipped(tmp_path):
     counts = np.vstack([COUNTS, np.zeros(4)])
     path = write_h5ad(tmp_path / "empty.h5ad", counts, GENES)
-    with pytest.raises(BiofmError, match="cell 'cell3'.*no counts"):
+    with pytest.raises(BiofmError, match="cell 'cell3'.*no counts") as caught:
         list(read_h5ad(path))
+    assert "filter_cells" in caught.value.fix  # a fix every command can follow
     skipped = SkipLog()
     assert len(list(read_h5ad(path, on_error="skip", skipped=skipped))) == 3
     assert len(skipped) == 1

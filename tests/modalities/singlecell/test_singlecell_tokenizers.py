@@ -104,3 +104,20 @@ def test_medians_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         GeneformerTokenizer(["<pad>", "<mask>", "<cls>", "<eos>", "<unk>", "g"],
                             medians=[1, 1, 1, 1, 1, 0])
+
+
+def test_symbols_against_an_ensembl_vocabulary_say_which_id_space_each_uses(tmp_path):
+    ensembl = GeneformerTokenizer.fit(["ENSG00000198851=2 ENSG00000105369=6",
+                                       "ENSG00000090382=1 ENSG00000105374=8"])
+    with pytest.raises(BiofmError) as caught:
+        check_gene_overlap(ensembl, ["CD3E=3 LYZ=9", "CD79A=2"], tmp_path / "sym.h5ad", 0.5)
+    message = str(caught.value)
+    assert "sym.h5ad" in message and "only 0 of 3 genes" in message
+    assert "(e.g. LYZ, CD3E, CD79A) look like gene symbols" in message  # most counted first
+    assert "(e.g. ENSG00000090382, ENSG00000105369, ENSG00000105374) like Ensembl ids" in message
+
+
+def test_cells_without_any_counts_are_not_reported_as_a_vocabulary_mismatch(tmp_path):
+    with pytest.raises(BiofmError, match="no cell has any counts") as caught:
+        check_gene_overlap(GeneformerTokenizer.fit(CORPUS), [], tmp_path / "zeros.h5ad", 0.5)
+    assert "zeros.h5ad" in str(caught.value) and "overlap" not in str(caught.value)

@@ -70,7 +70,7 @@ def baseline_metrics(splits: Splits, seed: int = 0) -> dict[str, float]:
     return task_metrics("classification", splits.test.labels, probabilities)
 
 
-def celltype_comparison(output: str | Path, *, preset: str = "cell-scgpt-tiny",
+def celltype_comparison(output: str | Path, *, preset: str = "cell-geneformer-tiny",
                         seeds: int = 1, quick: bool = False, corpus: str | None = None,
                         modes: Sequence[str] = ("scratch", "probe", "full", "lora"),
                         overrides: dict[str, Any] | None = None):
@@ -104,7 +104,7 @@ def celltype_comparison(output: str | Path, *, preset: str = "cell-scgpt-tiny",
         table.add(task.name, BASELINE, seed, _keep(baseline_metrics(splits, seed)))
         for mode in modes:
             cfg = FinetuneConfig(mode=mode, seed=seed, batch_size=64, lr=FINETUNE_LR[mode],
-                                 epochs=2 if quick else 15, patience=1 if quick else 4)
+                                 epochs=1 if quick else 15, patience=1 if quick else 4)
             result = finetune(model, splits, task.kind, cfg)
             table.add(task.name, labels[mode], seed, _keep(result.test_metrics))
     return table

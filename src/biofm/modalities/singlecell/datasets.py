@@ -11,14 +11,15 @@ of cells (text = the cell's `gene=count` profile, gene symbols):
   as `round(expm1(raw.X) * obs.n_counts / 1e4)` (the rounding moves no value by
   more than 0.09); only these 765 genes are available;
 - "blood-cells": both of the above (1,259 cells), the pretraining corpus of the
-  presets `cell-geneformer-tiny` and `cell-scgpt-tiny`.
+  preset `cell-scgpt-tiny`; `cell-geneformer-tiny` pretrains on "pbmc68k-reduced"
+  (the celltypist cells bring many genes the PBMC file lacks).
 
 Task (labeled):
 
 - "pbmc-celltype" (classification, 10 classes): the 700 PBMCs' `bulk_labels`
   (cell types from FACS-sorted reference profiles), class ids in sorted label
   order (`PBMC_CLASSES`); split 80/10/10 at random, stratified by class.
-  Pretraining on "blood-cells" sees these cells' expression (never their labels),
+  Pretraining on "blood-cells" or "pbmc68k-reduced" sees these cells' expression (never their labels),
   as unsupervised pretraining on the cells to annotate commonly does.
 """
 

@@ -36,6 +36,8 @@ INTEGER_TOLERANCE = 1e-6  # counts stored as floats may carry rounding noise (1e
 ENSEMBL_COLUMNS = ("gene_ids", "gene_id", "ensembl_id", "ensembl_ids", "gene_ensembl_id")
 SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "feature_name", "symbol", "gene_name",
                   "gene_names")
+EMPTY_CELL_FIX = ("filter empty cells first (scanpy.pp.filter_cells(adata, min_counts=1)), "
+                  "or skip them (pretrain / embed --on-error skip)")
 COUNTS_WHERE = ("integer UMI counts usually live in layers['counts'] or in .raw.X "
                 "(saved before normalisation)")
 
@@ -130,7 +132,8 @@ def find_counts(adata: Any, path: Path, layer: str | None = None) -> CountSource
             if layer:
                 known = ["X", *adata.layers.keys(), *(["raw"] if adata.raw is not None else [])]
                 raise BiofmError(f"the file has no {_describe(where)}", path=path,
-                                 fix=f"choose data.layer from: {', '.join(known)}")
+                                 fix=f"name one of {', '.join(known)} (embed --layer NAME; "
+                                     "pretrain --set data.layer=NAME)")
             continue
         var = adata.raw.var if where == "raw" else adata.var
         problem = count_problem(_matrix(adata, where), adata.n_obs)
@@ -205,7 +208,7 @@ def read_h5ad(path: str | Path, *, on_error: OnError = "raise", skipped: SkipLog
                 if not row.data.any():
                     handle_bad_record(BiofmError("cell has no counts", path=path,
                                                  record=f"cell {names[index]!r}",
-                                                 fix="filter empty cells, or use --on-error skip"),
+                                                 fix=EMPTY_CELL_FIX),
                                       on_error, skipped, str(path), index + 1)
                     continue
                 text = " ".join(f"{source.genes[j]}={int(v)}"

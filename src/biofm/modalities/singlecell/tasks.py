@@ -30,7 +30,15 @@ def task_from_h5ad(path: str | Path, label: str, kind: TaskKind = "classificatio
         raise BiofmError(f"split {split!r} does not apply to cells", path=path,
                          fix="use --split random")
     keep = column.notna().to_numpy()
+    if not keep.any():
+        raise BiofmError(f"obs[{label!r}] has no values (every cell is missing it)", path=path,
+                         fix="choose a filled obs column as --label")
     labels = _labels(column[keep], kind, path, label)
+    if kind == "classification" and len(np.unique(labels)) < 2:
+        raise BiofmError(f"obs[{label!r}] holds one class only ({column[keep].iloc[0]!r}); "
+                         "classification needs at least two", path=path,
+                         fix="choose a column with several cell types, or --kind regression "
+                             "for a numeric one")
     by_cell = dict(zip(column.index[keep].astype(str), labels))
     records = [r for r in read_h5ad(path, layer=layer) if r.id in by_cell]
     whole = Split([f"{path.name}:{r.id}" for r in records], [r.text for r in records],

@@ -28,7 +28,7 @@ import numpy as np
 
 from biofm.data.collate import ValuedSequence
 from biofm.errors import BiofmError
-from biofm.modalities.singlecell.reader import parse_cell
+from biofm.modalities.singlecell.reader import looks_ensembl, parse_cell
 from biofm.registry import TOKENIZERS
 from biofm.tokenizer import Tokenizer
 
@@ -197,6 +197,7 @@ class GeneOverlap:
     n_known: int
     counts: float
     counts_known: float
+    unknown_examples: tuple[str, ...] = ()  # the most counted genes outside the vocabulary
 
     @property
     def gene_fraction(self) -> float:
@@ -219,8 +220,18 @@ def gene_overlap(tokenizer: GeneTokenizer, texts: Iterable[str]) -> GeneOverlap:
         for gene, count in zip(genes, counts):
             totals[gene] = totals.get(gene, 0.0) + count
     known = [g for g in totals if tokenizer.gene_id(g) >= 0]
+    unknown = sorted((g for g in totals if tokenizer.gene_id(g) < 0), key=lambda g: -totals[g])
     return GeneOverlap(len(totals), len(known), float(sum(totals.values())),
-                       float(sum(totals[g] for g in known)))
+                       float(sum(totals[g] for g in known)), tuple(unknown[:3]))
+
+
+def _vocabulary_examples(tokenizer: GeneTokenizer, n: int = 3) -> list[str]:
+    """A few gene tokens of the vocabulary (not special tokens), for error messages."""
+    return [t for i, t in enumerate(tokenizer.vocab) if i not in tokenizer.special_ids][:n]
+
+
+def _id_space(names: Sequence[str]) -> str:
+    return "Ensembl ids" if looks_ensembl([n.split("|")[0] for n in names]) else "gene symbols"
 
 
 def check_gene_overlap(tokenizer: Tokenizer, texts: Iterable[str], path: str | Path | None,
@@ -229,10 +240,16 @@ def check_gene_overlap(tokenizer: Tokenizer, texts: Iterable[str], path: str | P
     if not isinstance(tokenizer, GeneTokenizer):
         return None
     overlap = gene_overlap(tokenizer, texts)
+    if overlap.n_genes == 0:
+        raise BiofmError("no cell has any counts, so there is nothing to encode", path=path,
+                         fix="pass an .h5ad whose count matrix holds expressed genes")
     if overlap.gene_fraction < min_overlap:
+        vocab = _vocabulary_examples(tokenizer)
         raise BiofmError(
             f"only {overlap.describe()}: {overlap.gene_fraction:.1%} is below the minimum "
-            f"gene overlap of {min_overlap:.0%}", path=path,
+            f"gene overlap of {min_overlap:.0%}; the file's genes (e.g. "
+            f"{', '.join(overlap.unknown_examples)}) look like {_id_space(overlap.unknown_examples)}"
+            f", the vocabulary's (e.g. {', '.join(vocab)}) like {_id_space(vocab)}", path=path,
             fix="use gene identifiers of the model's vocabulary (Ensembl ids or symbols; a var "
                 "column 'gene_ids' or 'gene_symbols' lets biofm map between them), or lower "
                 "data.min_gene_overlap")

@@ -1,0 +1,47 @@
+"""A cell-annotation task from a user's .h5ad: labels from an obs column, and clear
+errors for a missing, empty or single-class label column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from biofm.errors import BiofmError
+from biofm.modalities.singlecell.tasks import task_from_h5ad
+from tests.modalities.singlecell.cells import write_h5ad
+
+GENES = ["CD3E", "MS4A1", "LYZ", "NKG7"]
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    counts = np.random.default_rng(0).poisson(3.0, size=(40, 4)) + 1
+    kinds = ["T", "B"] * 20
+    return write_h5ad(tmp_path / "cells.h5ad", counts, GENES,
+                      obs={"kind": kinds, "empty": [np.nan] * 40, "one": ["T"] * 40,
+                           "size": counts.sum(1).astype(float)})
+
+
+def test_labels_become_sorted_class_ids_and_splits_cover_every_cell(labelled):
+    task = task_from_h5ad(labelled, "kind")
+    splits = task.load(0)
+    assert task.modality == "singlecell" and task.kind == "classification"
+    assert len(splits.train) + len(splits.valid) + len(splits.test) == 40
+    assert set(splits.train.labels) == {0, 1}  # "B" → 0, "T" → 1
+    assert splits.train.texts[0].startswith("CD3E=")
+
+
+def test_regression_on_a_numeric_column(labelled):
+    splits = task_from_h5ad(labelled, "size", kind="regression").load(0)
+    assert splits.train.labels.dtype == np.float32
+
+
+@pytest.mark.parametrize("column, message", [
+    ("cell_type", "obs has no column 'cell_type'"),
+    ("empty", "obs\\['empty'\\] has no values"),
+    ("one", "obs\\['one'\\] holds one class only"),
+])
+def test_unusable_label_columns_name_the_file_and_the_fix(labelled, column, message):
+    with pytest.raises(BiofmError, match=message) as caught:
+        task_from_h5ad(labelled, column)
+    assert "cells.h5ad" in str(caught.value) and caught.value.fix
