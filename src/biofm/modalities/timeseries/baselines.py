@@ -130,7 +130,8 @@ class _StatsmodelsBaseline:
             return self._fallback(history, horizon, quantiles, "history too short")
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                _import_statsmodels()  # its first import installs warning filters of its own
+                warnings.simplefilter("ignore")  # convergence chatter: failures are recorded
                 mean, se = self._mean_and_se(recent, horizon)
         except Exception as exc:  # noqa: BLE001  (any statsmodels failure → baseline)
             return self._fallback(history, horizon, quantiles, f"{type(exc).__name__}: {exc}")
@@ -146,6 +147,11 @@ class _StatsmodelsBaseline:
 
     def _mean_and_se(self, history: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+
+def _import_statsmodels() -> None:
+    import statsmodels.tsa.arima.model  # noqa: F401
+    import statsmodels.tsa.exponential_smoothing.ets  # noqa: F401
 
 
 @dataclass
