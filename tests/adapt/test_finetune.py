@@ -53,7 +53,7 @@ def test_lora_trains_adapters_only_and_leaves_the_base_untouched():
 def test_merged_lora_gives_the_same_predictions(tmp_path):
     splits = _splits("regression")
     result = finetune(tiny_model(), splits, "regression", FinetuneConfig(mode="lora", lr=1e-2, **FAST))
-    merged = merged_base(result.model)
+    merged = merged_base(result.model.base)
     assert not any("lora" in k for k in merged.state_dict())
     adapted = TaskModel(merged, "regression", 1, result.model.config,
                         (result.model.target_mean, result.model.target_std))

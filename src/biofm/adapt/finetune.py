@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -164,7 +164,8 @@ def _gradient_finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
              if kind == "regression" else (0.0, 1.0))
     model = TaskModel(base, kind, n_outputs_for(kind, splits.train.labels), config, stats)
     if config.mode == "lora":
-        inject_lora(model, config)
+        inject_lora(model.base, r=config.lora_r, alpha=config.lora_alpha,
+                    targets=config.lora_targets, dropout=config.lora_dropout)
     device = resolve_device(config.device)
     model.to(device)
     history = _fit(model, splits, kind, config, device)
@@ -174,16 +175,17 @@ def _gradient_finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
                           model, history)
 
 
-def inject_lora(model: TaskModel, config: FinetuneConfig) -> None:
-    """Freeze the backbone and inject LoRA adapters into its named linears (peft)."""
+def inject_lora(base: FoundationModel, *, r: int, alpha: int, targets: Sequence[str],
+                dropout: float = 0.0) -> None:
+    """Freeze `base` (backbone and objective head) and inject trainable LoRA adapters
+    into its backbone's linears named `targets` (peft)."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    for p in model.base.parameters():
+    for p in base.parameters():
         p.requires_grad_(False)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=list(config.lora_targets))
-    inject_adapter_in_model(lora, model.base.backbone)
-    for name, p in model.base.backbone.named_parameters():
+    lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
+    inject_adapter_in_model(lora, base.backbone)
+    for name, p in base.backbone.named_parameters():
         p.requires_grad_("lora_" in name)
 
 

@@ -44,11 +44,11 @@ class AdaptedModel:
         return self.predictor.predict(texts)
 
 
-def merged_base(model: TaskModel) -> FoundationModel:
-    """A plain FoundationModel with any LoRA deltas folded into the weights."""
+def merged_base(model: FoundationModel) -> FoundationModel:
+    """A plain copy of `model` with any LoRA deltas folded into the weights."""
     from peft.tuners.lora import LoraLayer
 
-    base = copy.deepcopy(model.base).cpu()
+    base = copy.deepcopy(model).cpu()
     lora_layers = [(n, m) for n, m in base.backbone.named_modules() if isinstance(m, LoraLayer)]
     if not lora_layers:
         return base
@@ -81,7 +81,7 @@ def save_finetuned(result: FinetuneResult, base: FoundationModel, directory: str
         tensors = {k: torch.as_tensor(np.ascontiguousarray(v, dtype=np.float64))
                    for k, v in result.model.arrays().items()}
     else:
-        merged_base(result.model).save(directory / "base")
+        merged_base(result.model.base).save(directory / "base")
         tensors = {k: v.detach().cpu().contiguous() for k, v in result.model.head.state_dict().items()}
         info.update(n_outputs=int(result.model.head.state_dict()[_last_weight(result.model)].shape[0]),
                     target_mean=result.model.target_mean, target_std=result.model.target_std)

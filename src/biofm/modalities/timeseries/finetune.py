@@ -29,7 +29,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from biofm.adapt.finetune import FinetuneConfig
+from biofm.adapt.finetune import FinetuneConfig, inject_lora
 from biofm.adapt.saving import merged_base
 from biofm.data.collate import ValuedSequence, pad_collate
 from biofm.errors import BiofmError
@@ -67,20 +67,14 @@ def finetune_forecaster(checkpoint_dir: str | Path | FoundationModel, series: Se
         if mode == "scratch":
             base = FoundationModel(base.config, base.tokenizer)
         if mode == "lora":
-            inject_forecaster_lora(base, lora_r, lora_alpha)
+            inject_lora(base, r=lora_r, alpha=lora_alpha,
+                        targets=FinetuneConfig().lora_targets)
         _train(base, windows, steps, lr or DEFAULT_LR[mode], batch_size, seed,
                resolve_device(device))
         if mode == "lora":  # inside fork_rng: the merge builds a model, drawing random weights
-            base = merged_base(_Adapted(base))  # type: ignore[arg-type]
+            base = merged_base(base)
     name = f"{forecaster.name}-{mode}"
     return PatchForecaster(base.eval(), name=name, device=device)
-
-
-class _Adapted:
-    """What `merged_base` reads of a task model: its `base` FoundationModel."""
-
-    def __init__(self, base: FoundationModel) -> None:
-        self.base = base
 
 
 def forecast_windows(forecaster: PatchForecaster, series: Sequence[Series],
@@ -112,19 +106,6 @@ def _short_ends(n: int, window: int, stride: int) -> list[int]:
     return list(range(n - stride, 0, -stride)) if n <= window else []
 
 
-def inject_forecaster_lora(model: FoundationModel, r: int, alpha: int) -> None:
-    """Freeze everything; add trainable LoRA adapters to the backbone's linears (peft)."""
-    from peft import LoraConfig, inject_adapter_in_model
-
-    for p in model.parameters():
-        p.requires_grad_(False)
-    targets = list(FinetuneConfig().lora_targets)
-    inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, target_modules=targets),
-                            model.backbone)
-    for name, p in model.backbone.named_parameters():
-        p.requires_grad_("lora_" in name)
-
-
 def _train(model: FoundationModel, windows: list[ValuedSequence], steps: int, lr: float,
            batch_size: int, seed: int, device: torch.device) -> list[float]:
     """`steps` AdamW steps on seeded random batches of windows; the losses per step."""
@@ -152,4 +133,4 @@ def _train(model: FoundationModel, windows: list[ValuedSequence], steps: int, lr
     return losses
 
 
-__all__ = ["finetune_forecaster", "forecast_windows", "inject_forecaster_lora"]
+__all__ = ["finetune_forecaster", "forecast_windows"]
