@@ -285,15 +285,13 @@ def _embed_cells(model: FoundationModel, input: str | Path, output: str | Path |
                  pooling: Literal["mean", "cls"], batch_size: int,
                  on_error: Literal["raise", "skip"], layer: str | None) -> np.ndarray:
     """Cells of an .h5ad: to a copy of it (`obsm['X_biofm']`) or to .parquet / .npy."""
-    from biofm.modalities.singlecell.embed import embed_h5ad, write_obsm_copy
+    from biofm.modalities.singlecell.embed import check_not_input, embed_h5ad, write_obsm_copy
 
     skipped, data = SkipLog(), model.config.data
-    if output is not None:
+    if output is not None:  # before any work, as for other inputs
         _check_output_suffix(output, {".h5ad": "a copy of the input with obsm['X_biofm']",
                                       **EMBEDDING_SUFFIXES})
-        if Path(output).resolve() == Path(input).resolve():
-            raise BiofmError("the output would overwrite the input", path=output,
-                             fix="write the copy with the embeddings under another name")
+        check_not_input(input, output)
     with _progress() as progress:
         task = progress.add_task("embed", total=None)
         ids, vectors = embed_h5ad(model, input, pooling=pooling, batch_size=batch_size,

@@ -73,5 +73,3 @@ def _import_builtin_components() -> None:
     import biofm.backbones  # noqa: F401
     import biofm.objectives  # noqa: F401
     import biofm.modalities  # noqa: F401
-    import biofm.modalities.singlecell  # noqa: F401
-    import biofm.modalities.timeseries  # noqa: F401

@@ -54,6 +54,13 @@ def embed_h5ad(model: FoundationModel, input: str | Path, *,
     return ids, np.concatenate(parts)
 
 
+def check_not_input(input: str | Path, output: str | Path) -> None:
+    """The embeddings go to a copy: refuse an output that is the input itself."""
+    if Path(output).resolve() == Path(input).resolve():
+        raise BiofmError("the output would overwrite the input", path=output,
+                         fix="write the embeddings to another .h5ad file (a copy is made)")
+
+
 def write_obsm_copy(input: str | Path, output: str | Path, ids: list[str], vectors: np.ndarray,
                     key: str = OBSM_KEY) -> Path:
     """Copy `input` to `output` (atomically) with `obsm[key]` = the embeddings.
@@ -64,9 +71,7 @@ def write_obsm_copy(input: str | Path, output: str | Path, ids: list[str], vecto
     import h5py
 
     input, output = Path(input), Path(output)
-    if output.resolve() == input.resolve():
-        raise BiofmError("the output would overwrite the input", path=output,
-                         fix="write the embeddings to another .h5ad file (a copy is made)")
+    check_not_input(input, output)
     with h5py.File(input, "r") as fh:
         names = [n.decode() if isinstance(n, bytes) else str(n)
                  for n in anndata.io.read_elem(fh["obs"]).index]
