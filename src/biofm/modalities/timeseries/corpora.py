@@ -163,5 +163,19 @@ def load_corpus(name: str, repairs: RepairLog | None = None) -> list[Series]:
     return series
 
 
-__all__ = ["TIMESERIES_CORPORA", "covid_daily", "flu_boston", "flu_chicago", "load_corpus",
+def load_input(input: str, *, layout: str = "auto", id_column: str = "series_id",
+               date_column: str | None = None, value_column: str = "value",
+               freq: str | None = None, negative: str = "error",
+               repairs: RepairLog | None = None) -> list[Series]:
+    """Series of a packaged corpus name or of a long / wide CSV."""
+    if input in TIMESERIES_CORPORA and not Path(input).exists():
+        return load_corpus(input, repairs)
+    if not Path(input).exists():
+        raise BiofmError(f"{input!r} is neither a file nor a time-series corpus", path=input,
+                         fix=f"pass a CSV, or one of: {', '.join(TIMESERIES_CORPORA)}")
+    return read_series(input, layout=layout, id_column=id_column, date_column=date_column,
+                       value_column=value_column, freq=freq, negative=negative, repairs=repairs)
+
+
+__all__ = ["TIMESERIES_CORPORA", "covid_daily", "flu_boston", "flu_chicago", "load_corpus", "load_input",
            "read_ts_file", "us_contagious"]

@@ -40,11 +40,11 @@ import pandas as pd
 from biofm.errors import BiofmError
 from biofm.io import atomic_write_text
 from biofm.modalities.timeseries.baselines import Arima, Ets, LastValue, SeasonalNaive
-from biofm.modalities.timeseries.corpora import TIMESERIES_CORPORA, load_corpus
+from biofm.modalities.timeseries.corpora import load_input
 from biofm.modalities.timeseries.evaluation import (Evaluation, Forecaster, choose_origins,
                                                     forecasts_at, rolling_origin)
 from biofm.modalities.timeseries.metrics import FLUSIGHT_QUANTILES
-from biofm.modalities.timeseries.readers import RepairLog, check_length, read_series
+from biofm.modalities.timeseries.readers import RepairLog, check_length
 from biofm.modalities.timeseries.report import flusight_frame, plot_forecast, slug, write_flusight
 from biofm.modalities.timeseries.series import Series
 
@@ -65,20 +65,6 @@ class ForecastResult:
     repairs: RepairLog
     evaluation: Evaluation | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def load_input(input: str, *, layout: str = "auto", id_column: str = "series_id",
-               date_column: str | None = None, value_column: str = "value",
-               freq: str | None = None, negative: str = "error",
-               repairs: RepairLog | None = None) -> list[Series]:
-    """Series of a packaged corpus name or of a long / wide CSV."""
-    if input in TIMESERIES_CORPORA and not Path(input).exists():
-        return load_corpus(input, repairs)
-    if not Path(input).exists():
-        raise BiofmError(f"{input!r} is neither a file nor a time-series corpus", path=input,
-                         fix=f"pass a CSV, or one of: {', '.join(TIMESERIES_CORPORA)}")
-    return read_series(input, layout=layout, id_column=id_column, date_column=date_column,
-                       value_column=value_column, freq=freq, negative=negative, repairs=repairs)
 
 
 def baselines_for(series: Sequence[Series]) -> list[Forecaster]:

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from biofm.config import BackboneConfig, DataConfig, PretrainConfig
 from biofm.data.collate import ValuedSequence
 from biofm.errors import BiofmError
 from biofm.model import FoundationModel
+from biofm.modalities.timeseries.corpora import TIMESERIES_CORPORA, load_input
 from biofm.modalities.timeseries.patching import PatchTokenizer
 from biofm.modalities.timeseries.series import Series
 from biofm.registry import CORPORA
@@ -74,19 +74,14 @@ def load_series(data: DataConfig) -> list[Series]:
 
 
 def _series_of(name: str, column: str | None) -> list[Series]:
-    from biofm.modalities.timeseries.readers import read_series
-
-    if Path(name).exists():
-        return read_series(name, value_column=column or "value")
-    if name not in CORPORA:
-        raise BiofmError(f"{name!r} is neither a file nor a packaged corpus", path=name,
-                         fix="pass a CSV path or a time-series corpus: flu-boston, flu-chicago, "
-                             "us-contagious, covid-daily")
-    series = list(CORPORA.get(name)())
-    if series and not isinstance(series[0], Series):
-        raise BiofmError(f"corpus {name!r} holds {type(series[0]).__name__} records, "
-                         "not time series", fix="name a time-series corpus (`biofm list`)")
-    return series
+    if Path(name).exists() or name in TIMESERIES_CORPORA:
+        return load_input(name, value_column=column or "value")
+    if name in CORPORA:
+        raise BiofmError(f"corpus {name!r} holds records of another modality, not time series",
+                         fix="name a time-series corpus: " + ", ".join(TIMESERIES_CORPORA))
+    raise BiofmError(f"{name!r} is neither a file nor a packaged corpus", path=name,
+                     fix="pass a CSV path or a time-series corpus: "
+                         + ", ".join(TIMESERIES_CORPORA))
 
 
 def window_ends(n: int, window: int, stride: int) -> list[int]:
@@ -114,11 +109,9 @@ def timeseries_run_data(config: PretrainConfig,
                                    list[ValuedSequence] | None]:
     """The model and the train / valid windows of a `biofm pretrain` run.
 
-    `new_model(tokenizer_factory)` builds the model (fresh, or from `--init`);
-    fresh weights are drawn after seeding with `train.seed`, so a run is
-    reproducible from scratch as well as on resume.
+    `new_model(tokenizer_factory)` builds the model (fresh, with weights drawn
+    from `train.seed`, or from `--init`).
     """
-    torch.manual_seed(config.train.seed)
     model = new_model(lambda: patch_tokenizer(config.backbone))
     if not isinstance(model.tokenizer, PatchTokenizer):
         raise BiofmError(f"--init names a {model.tokenizer.name!r} model, not a time-series one",
