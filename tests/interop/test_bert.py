@@ -211,16 +211,11 @@ def test_relu_bert_with_a_given_tokenizer(tmp_path, generic_dir):
     perturb(hf_model, seed=3)
     hf_model.save_pretrained(tmp_path)  # no vocab.txt: the tokenizer comes from the caller
     tok = WordPieceTokenizer(GENERIC_VOCAB, lowercase=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = load_bert_model(tmp_path, tok, modality="cells").eval()
+    model = load_bert_model(tmp_path, tok, modality="cells").eval()
     assert model.tokenizer is tok and model.config.data.modality == "cells"
     assert model.config.backbone.activation == "relu"
-    # the MLM head follows the backbone's activation once the objective supports it;
-    # until then the loader says that logits differ
-    head_follows = getattr(model.objective.head, "act", None) is torch.nn.functional.relu
-    assert head_follows or any("MLM logits do not" in str(w.message) for w in caught)
-    assert_parity(hf_model, model, model.encode(SENTENCES), logits=head_follows)
+    assert model.objective.head.act is torch.nn.functional.relu  # BERT's head uses hidden_act
+    assert_parity(hf_model, model, model.encode(SENTENCES), logits=True)
     with pytest.raises(BiofmError, match="vocab_size is 25, but the tokenizer .* gives 20"):
         load_bert_model(tmp_path, WordPieceTokenizer(GENERIC_VOCAB[:-5]))
 

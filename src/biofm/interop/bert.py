@@ -29,14 +29,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from biofm.backbones.layers import ACTIVATIONS, gelu
 from biofm.config import DataConfig, ObjectiveConfig, PretrainConfig
 from biofm.errors import BiofmError
 from biofm.interop.hf import (VOCAB_FILE, Tensors, check_supported, compile_rules, fit_tied_head,
@@ -242,7 +240,9 @@ def load_bert_model(directory: str | Path, tokenizer: Tokenizer | None = None, *
     model = FoundationModel(config, tokenizer)
     raw, source = read_hf_weights(directory)
     state = bert_to_biofm(raw, source=source)
-    _fit_head(model, state, source)
+    # the MLM head uses the backbone's activation (hidden_act), as BERT's does
+    fit_tied_head(model, state, source, decoder_name="cls.predictions.decoder.weight",
+                  head_names="cls.predictions")
     load_weights(model, state, source)
     return model
 
@@ -255,19 +255,6 @@ def _check_vocab(fields: dict[str, Any], tokenizer: Tokenizer, config_path: Path
                              f"({tokenizer.name}) gives {ours}", path=config_path,
                              fix="config.json and vocab.txt (or the tokenizer passed) must "
                                  "come from the same checkpoint")
-
-
-def _fit_head(model: FoundationModel, state: Tensors, source: Path) -> None:
-    """Tie the decoder as BERT does (a fresh head, with a warning, when the weights
-    have none); warn when biofm's head activation differs from the checkpoint's."""
-    if not fit_tied_head(model, state, source, decoder_name="cls.predictions.decoder.weight",
-                         head_names="cls.predictions"):
-        return
-    activation = model.config.backbone.activation
-    if getattr(model.objective.head, "act", gelu) is not ACTIVATIONS[activation]:
-        warnings.warn(f"{source}: the checkpoint's MLM head uses {activation}, biofm's uses GELU: "
-                      "hidden states and embeddings match the checkpoint, MLM logits do not",
-                      stacklevel=3)
 
 
 def save_hf_bert(model: FoundationModel, path: str | Path) -> Path:
