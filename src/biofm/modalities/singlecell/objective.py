@@ -11,27 +11,13 @@ Needs a backbone with `values: bins`, e.g. the "scgpt" tokenizer's output.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from biofm.backbones.layers import gelu
 from biofm.config import BackboneConfig, ObjectiveConfig
 from biofm.errors import BiofmError
 from biofm.objectives.base import IGNORE_INDEX, Objective
+from biofm.objectives.mlm import LMHead
 from biofm.outputs import Batch
 from biofm.registry import OBJECTIVES
-
-
-class ValueHead(nn.Module):
-    """dense → GELU → LayerNorm → linear over bins: (B, T, d) → (B, T, value_size)."""
-
-    def __init__(self, d_model: int, value_size: int, eps: float) -> None:
-        super().__init__()
-        self.dense = nn.Linear(d_model, d_model)
-        self.norm = nn.LayerNorm(d_model, eps=eps)
-        self.decoder = nn.Linear(d_model, value_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(gelu(self.dense(x))))
 
 
 @OBJECTIVES.register("masked-value")
@@ -48,7 +34,8 @@ class MaskedValue(Objective):
                              fix="use the scgpt tokenizer with backbone.values=bins "
                                  "(preset cell-scgpt-tiny)")
         self.mask_bin = backbone.value_size - 1
-        self.head = ValueHead(backbone.d_model, backbone.value_size, backbone.norm_eps)
+        # the MLM head's shape (dense → GELU → LayerNorm → decoder), over bins, untied
+        self.head = LMHead(backbone.d_model, backbone.value_size, backbone.norm_eps)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden)  # (B, T, value_size)
