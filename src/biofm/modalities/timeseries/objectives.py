@@ -27,13 +27,13 @@ from typing import ClassVar, Sequence
 import torch
 from torch import nn
 
-from biofm.backbones.layers import gelu
 from biofm.config import BackboneConfig, ObjectiveConfig
 from biofm.errors import BiofmError
 from biofm.modalities.timeseries.metrics import FLUSIGHT_QUANTILES
 from biofm.modalities.timeseries.patching import (MIN_VISIBLE, instance_stats, model_inputs,
                                                   normalise)
 from biofm.objectives.base import Objective
+from biofm.objectives.mlm import LMHead
 from biofm.outputs import BackboneOutput, Batch, ObjectiveOutput
 from biofm.registry import OBJECTIVES
 
@@ -62,17 +62,16 @@ def pinball_loss(pred: torch.Tensor, target: torch.Tensor,
 
 
 class QuantileHead(nn.Module):
-    """hidden (B, T, d) → quantiles (B, T, P, Q): dense → GELU → LayerNorm → linear."""
+    """hidden (B, T, d) → quantiles (B, T, P, Q): the MLM head's dense → GELU →
+    LayerNorm → linear, over P * Q outputs."""
 
     def __init__(self, d_model: int, patch_len: int, n_quantiles: int, eps: float) -> None:
         super().__init__()
         self.patch_len, self.n_quantiles = patch_len, n_quantiles
-        self.dense = nn.Linear(d_model, d_model)
-        self.norm = nn.LayerNorm(d_model, eps=eps)
-        self.out = nn.Linear(d_model, patch_len * n_quantiles)
+        self.mlp = LMHead(d_model, patch_len * n_quantiles, eps)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        x = self.out(self.norm(gelu(self.dense(hidden))))  # (B, T, P * Q)
+        x = self.mlp(hidden)  # (B, T, P * Q)
         return x.view(*hidden.shape[:-1], self.patch_len, self.n_quantiles)
 
 
