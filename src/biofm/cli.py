@@ -23,6 +23,8 @@ err = Console(stderr=True)
 ModelOpt = typer.Option(..., "--model", help="biofm checkpoint dir, or an HF ESM (ESM-2, "
                                               "Nucleotide Transformer) or BERT (BERT, DNABERT, "
                                               "Geneformer) dir")
+LayerOpt = typer.Option(None, help=".h5ad: the counts matrix (X, raw or a layer name; "
+                                   "default: the first that holds counts)")
 
 
 @app.callback()
@@ -138,8 +140,7 @@ def embed(
     batch_size: int = typer.Option(64),
     column: Optional[str] = typer.Option(None, help="SMILES column of a CSV"),
     on_error: str = typer.Option("raise", help="raise | skip bad records"),
-    layer: Optional[str] = typer.Option(None, help=".h5ad: matrix of raw counts (X, raw or a "
-                                                   "layer name; default: the first with counts)"),
+    layer: Optional[str] = LayerOpt,
 ) -> None:
     """Per-sequence embeddings of a FASTA / SMILES file, or per-cell of an .h5ad."""
     from biofm import commands
@@ -147,10 +148,6 @@ def embed(
     vectors = commands.embed(model, input, output, pooling=pooling, batch_size=batch_size,
                              column=column, on_error=on_error, layer=layer)
     out.print(f"wrote {vectors.shape[0]} embeddings of width {vectors.shape[1]} to {output}")
-
-
-LayerOpt = typer.Option(None, help=".h5ad: the counts matrix (X, raw or a layer name; "
-                                   "default: the first that holds counts)")
 
 
 def _task(task: Optional[str], input: Optional[Path], label: Optional[str], kind: str,
@@ -263,10 +260,7 @@ def compare(
                         max_train=max_train, say=err.print)
     table.render(out, title=f"{the_task.name}: test metrics, mean ± sd over {seeds} seed(s)")
     if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-        table.to_markdown(output / "results.md")
-        table.to_csv(output / "results.csv")
-        table.to_csv(output / "results_per_seed.csv", per_seed=True)
+        table.save(output)
         out.print(f"results in {output}/")
 
 

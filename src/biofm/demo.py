@@ -93,9 +93,7 @@ def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = F
                                     "(rel_wis < 1 beats seasonal naive)")
     console.print(f"demo finished in {elapsed:.0f} s")
     table.extend(forecasts)
-    table.to_markdown(output / "results.md")
-    table.to_csv(output / "results.csv")
-    table.to_csv(output / "results_per_seed.csv", per_seed=True)
+    table.save(output)
     console.print(f"table, per-seed results and pretrain_loss.png written to {output}/")
     return table
 

@@ -48,6 +48,14 @@ class ResultTable:
         self.rows += other.rows
         self.metric_names += [m for m in other.metric_names if m not in self.metric_names]
 
+    def save(self, directory: str | Path) -> None:
+        """results.md, results.csv (mean ± sd) and results_per_seed.csv in `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.to_markdown(directory / "results.md")
+        self.to_csv(directory / "results.csv")
+        self.to_csv(directory / "results_per_seed.csv", per_seed=True)
+
     def __len__(self) -> int:
         return len(self.rows)
 
