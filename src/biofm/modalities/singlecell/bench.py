@@ -4,9 +4,9 @@ Baseline (what a scanpy user would do first): counts normalised to 10,000 per
 cell, log1p, PCA fitted on the training cells (50 components), then logistic
 regression with its strength chosen on the validation split (`LinearProbe`).
 
-`celltype_comparison` runs the whole row: pretrain a tiny preset on the
-packaged blood cells, then per seed the baseline, scratch, probe and full
-fine-tuning on "pbmc-celltype"; `biofm.demo` can call it as its single-cell row.
+`celltype_comparison` runs the whole row: pretrain a tiny preset, then
+`biofm.bench.compare` on "pbmc-celltype" (which calls `baseline_metrics` for
+single-cell tasks) — the recipe search behind the `cell-geneformer-tiny` preset.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from biofm.modalities.singlecell.reader import parse_cell
 from biofm.modalities.singlecell.tokenizers import TARGET_SUM
 
 PCA_COMPONENTS = 50
-METRICS = ("macro_f1", "accuracy", "roc_auc")
 BASELINE = "LogReg on PCA (log-norm)"
-FINETUNE_LR = {"scratch": 2e-3, "full": 1e-3, "lora": 3e-3, "probe": 0.0}  # as biofm.demo
 
 
 def log_normalised(texts: Sequence[str], genes: Sequence[str]) -> np.ndarray:
@@ -75,12 +73,10 @@ def celltype_comparison(output: str | Path, *, preset: str = "cell-geneformer-ti
                         modes: Sequence[str] = ("scratch", "probe", "full", "lora"),
                         overrides: dict[str, Any] | None = None):
     """Pretrain `preset` (on `corpus`, default the preset's; `overrides` merged into its
-    config, e.g. {"train": {"max_steps": 800}}), transfer to "pbmc-celltype" with the
-    demo's fine-tuning settings (`FINETUNE_LR`, batch 64, 15 epochs, patience 4): a
-    `ResultTable` with rows "LogReg on PCA (log-norm)", "scratch", "pretrained: probe",
-    "pretrained: fine-tune", "pretrained: LoRA" per seed (quick: seconds, for tests)."""
-    from biofm.adapt import FinetuneConfig, finetune
-    from biofm.bench.report import ResultTable
+    config, e.g. {"train": {"max_steps": 800}}), then `biofm.bench.compare` on
+    "pbmc-celltype" (the demo's transfer settings): a `ResultTable` with rows
+    "LogReg on PCA (log-norm)" and one per mode, per seed (quick: seconds, for tests)."""
+    from biofm.bench.compare import compare
     from biofm.commands import pretrain
     from biofm.config import PretrainConfig, preset_path
     from biofm.model import FoundationModel
@@ -96,19 +92,4 @@ def celltype_comparison(output: str | Path, *, preset: str = "cell-geneformer-ti
                                 train={"max_steps": 5, "eval_every": 5, "save_every": 5,
                                        "warmup_steps": 2, "progress": False})
     model = FoundationModel.load(pretrain(config, Path(output) / "pretrain" / preset).model_dir)
-    task, table = TASKS.get("pbmc-celltype")(), ResultTable()
-    labels = {"scratch": "scratch", "probe": "pretrained: probe",
-              "full": "pretrained: fine-tune", "lora": "pretrained: LoRA"}
-    for seed in range(seeds):
-        splits = task.load(seed)
-        table.add(task.name, BASELINE, seed, _keep(baseline_metrics(splits, seed)))
-        for mode in modes:
-            cfg = FinetuneConfig(mode=mode, seed=seed, batch_size=64, lr=FINETUNE_LR[mode],
-                                 epochs=1 if quick else 15, patience=1 if quick else 4)
-            result = finetune(model, splits, task.kind, cfg)
-            table.add(task.name, labels[mode], seed, _keep(result.test_metrics))
-    return table
-
-
-def _keep(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: metrics[k] for k in METRICS}
+    return compare(model, TASKS.get("pbmc-celltype")(), seeds=seeds, modes=modes, quick=quick)
