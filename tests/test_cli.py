@@ -342,7 +342,7 @@ def labeled_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from biofm.registry import TASKS
 
     splits = TASKS.get("freesolv")().load(0)
-    texts = splits.test.texts + splits.valid.texts
+    texts = splits.test.inputs + splits.valid.inputs
     labels = np.concatenate([splits.test.labels, splits.valid.labels])
     path = tmp_path_factory.mktemp("csv") / "hydration.csv"
     pd.DataFrame({"smiles": texts[:80], "dG": labels[:80]}).to_csv(path, index=False)

@@ -158,7 +158,7 @@ def _record_data(config: PretrainConfig, output: str | Path, resume: bool,
     records = load_records(config.data, skipped)
     if skipped and is_main():
         console.print(skipped.summary(), markup=False, highlight=False)
-    texts = [r.text for r in records]
+    texts = [r.data for r in records]
     model = _model_for_run(config, init, lambda: _tokenizer_for_run(
         output, resume, lambda: build_tokenizer(config.data, texts)))
     index = random_split(len(texts), (1 - config.data.valid_fraction, config.data.valid_fraction, 0.0),
@@ -239,7 +239,7 @@ class _Texts:
         self.data = data
 
     def __iter__(self) -> Iterator[str]:
-        return (record.text for record in iter_records(self.data))
+        return (record.data for record in iter_records(self.data))
 
 
 def _counted(records: Iterable[Record], tick: Callable[[], None]) -> Iterator[Record]:
@@ -267,7 +267,7 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
     records = load_records(data, skipped)
     with _progress() as progress:
         task = progress.add_task("embed", total=len(records))
-        texts, advance = [r.text for r in records], _Advance(progress, task)
+        texts, advance = [r.data for r in records], _Advance(progress, task)
         if modality == "dna":  # sliding windows over long sequences, both strands averaged
             from biofm.modalities.dna import embed_dna
             vectors = embed_dna(model, texts, pooling=pooling, batch_size=batch_size,
@@ -370,7 +370,7 @@ def task_from_file(input: str | Path, label: str, kind: str, modality: str,
 
     def load(seed: int) -> Splits:
         if split == "scaffold":
-            idx = scaffold_split(whole.texts, seed=seed)
+            idx = scaffold_split(whole.inputs, seed=seed)
         else:
             idx = random_split(len(whole), seed=seed,
                                stratify=labels if kind == "classification" else None)
@@ -409,7 +409,7 @@ def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
                          fix=f"use a model pretrained on {task.modality} data")
     splits = task.load(seed)
     if task.modality == "singlecell":
-        _check_genes(base, splits.train.texts + splits.valid.texts + splits.test.texts,
+        _check_genes(base, splits.train.inputs + splits.valid.inputs + splits.test.inputs,
                      task.source if Path(task.source).is_file() else task.name)
     result = _finetune(base, splits, task.kind, config)
     if output is not None:
@@ -429,7 +429,7 @@ def evaluate(model_dir: str | Path, task: Task, output: str | Path | None = None
         raise BiofmError(f"unknown split {split!r}", fix="use train, valid or test")
     adapted = load_finetuned(model_dir)
     part: Split = getattr(task.load(seed), split)
-    predictions = adapted.predict(part.texts)
+    predictions = adapted.predict(part.inputs)
     metrics = task_metrics(task.kind, part.labels, predictions)
     if output is not None:
         atomic_write_text(output, json.dumps({"task": task.name, "split": split, "n": len(part),
@@ -456,7 +456,7 @@ def generate(model_dir: str | Path, num: int, output: str | Path | None = None, 
     if model.config.data.modality == "molecule":
         ref = DataConfig(modality="molecule", input=reference or model.config.data.input,
                          column=model.config.data.column, on_error="skip")
-        training = [r.text for r in load_records(ref)]
+        training = [r.data for r in load_records(ref)]
         report.update(generation_metrics(samples, training))
     if output is not None:
         atomic_write_text(output, "\n".join(samples) + "\n")

@@ -58,8 +58,8 @@ def test_merged_lora_gives_the_same_predictions(tmp_path):
     adapted = TaskModel(merged, "regression", 1, result.model.config,
                         (result.model.target_mean, result.model.target_std))
     adapted.head.load_state_dict(result.model.head.state_dict())
-    np.testing.assert_allclose(adapted.predict(splits.test.texts),
-                               result.model.predict(splits.test.texts), atol=1e-5)
+    np.testing.assert_allclose(adapted.predict(splits.test.inputs),
+                               result.model.predict(splits.test.inputs), atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["probe", "full", "lora"])
@@ -69,7 +69,7 @@ def test_save_load_round_trip(mode, tmp_path):
     result = finetune(base, splits, "classification", config)
     save_finetuned(result, base, tmp_path / "ft", config, "classification", "toy")
     loaded = load_finetuned(tmp_path / "ft")
-    np.testing.assert_allclose(loaded.predict(splits.test.texts), result.test_predictions, atol=1e-5)
+    np.testing.assert_allclose(loaded.predict(splits.test.inputs), result.test_predictions, atol=1e-5)
     assert loaded.info["task"] == "toy" and loaded.info["mode"] == mode
 
 

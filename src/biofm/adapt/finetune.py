@@ -146,7 +146,7 @@ def _probe(base: FoundationModel, splits: Splits, kind: TaskKind,
            config: FinetuneConfig) -> FinetuneResult:
     device = resolve_device(config.device)
     base.to(device)
-    x_train, x_valid, x_test = (base.embed(s.texts, pooling=config.pooling)
+    x_train, x_valid, x_test = (base.embed(s.inputs, pooling=config.pooling)
                                 for s in (splits.train, splits.valid, splits.test))
     probe = LinearProbe.fit(kind, x_train, splits.train.labels, x_valid, splits.valid.labels)
     valid_pred, test_pred = probe.predict(x_valid), probe.predict(x_test)
@@ -169,7 +169,7 @@ def _gradient_finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
     device = resolve_device(config.device)
     model.to(device)
     history = _fit(model, splits, kind, config, device)
-    valid_pred, test_pred = model.predict(splits.valid.texts), model.predict(splits.test.texts)
+    valid_pred, test_pred = model.predict(splits.valid.inputs), model.predict(splits.test.inputs)
     return FinetuneResult(config.mode, task_metrics(kind, splits.valid.labels, valid_pred),
                           task_metrics(kind, splits.test.labels, test_pred), test_pred,
                           model, history)
@@ -195,7 +195,7 @@ def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfi
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     metric, higher_is_better = primary_metric(kind)
-    train_ids = model.base.encode(splits.train.texts)
+    train_ids = model.base.encode(splits.train.inputs)
     # length-bucketed, seeded batches (as in pretraining): little padding, same order on rerun
     plan = BatchPlan([len(s) for s in train_ids], config.batch_size, config.seed)
     targets = _targets(splits.train.labels, kind, model.target_mean, model.target_std)
@@ -203,7 +203,7 @@ def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfi
     for epoch in range(config.epochs):
         batches = [plan(k) for k in range(epoch * plan.per_epoch, (epoch + 1) * plan.per_epoch)]
         loss = _train_epoch(model, optimizer, params, train_ids, targets, batches, kind, config, device)
-        score = task_metrics(kind, splits.valid.labels, model.predict(splits.valid.texts))[metric]
+        score = task_metrics(kind, splits.valid.labels, model.predict(splits.valid.inputs))[metric]
         history.append({"epoch": epoch + 1, "train_loss": loss, f"valid_{metric}": score})
         if best is None or (score > best if higher_is_better else score < best):
             best, stale = score, 0

@@ -100,7 +100,7 @@ def baselines(task: Task, splits: Splits, seed: int) -> dict[str, dict[str, floa
     featurise = {"molecule": _morgan, "protein": _composition, "dna": _kmer_frequencies}
     if task.modality not in featurise:
         return {}
-    x_train, x_valid, x_test = (featurise[task.modality](s.texts)
+    x_train, x_valid, x_test = (featurise[task.modality](s.inputs)
                                 for s in (splits.train, splits.valid, splits.test))
     out = {}
     if task.modality == "dna":

@@ -8,7 +8,7 @@ Every reader takes `on_error`: "raise" stops at the first bad record with a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from biofm.errors import BiofmError
 
@@ -17,10 +17,15 @@ OnError = Literal["raise", "skip"]
 
 @dataclass(frozen=True)
 class Record:
-    """One sequence/molecule: its id, its text, and where it came from."""
+    """One input of a modality: its id, its payload and where it came from.
+
+    `data` is what the modality's tokenizer encodes: a `str` for sequences and
+    SMILES, a typed numeric payload for cells (`CellCounts`) and series
+    (`Series`); nothing numeric is formatted to text and parsed back.
+    """
 
     id: str
-    text: str
+    data: Any
     source: str = ""
     line: int = 0
 

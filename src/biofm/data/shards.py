@@ -65,7 +65,7 @@ def prepare_corpus(records: Iterable[Record | str], tokenizer: Tokenizer, out_di
         writers = {split: _SplitWriter(staging, split, dtype, shard_tokens) for split in SPLITS}
         rng = np.random.default_rng(seed)
         for record in records:
-            text = record.text if isinstance(record, Record) else record
+            text = record.data if isinstance(record, Record) else record
             held_out = valid_fraction > 0 and rng.random() < valid_fraction
             writers["valid" if held_out else "train"].add(tokenizer.encode(text, max_length=max_len))
         splits = {split: writer.close() for split, writer in writers.items()}

@@ -16,18 +16,19 @@ TaskKind = Literal["classification", "regression"]
 
 @dataclass
 class Split:
-    """Inputs (raw text: sequence or SMILES) with labels, aligned."""
+    """Inputs (what the modality's tokenizer encodes: a sequence, a SMILES, a cell's
+    counts, a series) with labels, aligned."""
 
     ids: list[str]
-    texts: list[str]
+    inputs: list
     labels: np.ndarray  # (N,) float for regression, int for classification
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.inputs)
 
     def subset(self, index: np.ndarray | list[int]) -> "Split":
         index = np.asarray(index, dtype=int)
-        return Split([self.ids[i] for i in index], [self.texts[i] for i in index],
+        return Split([self.ids[i] for i in index], [self.inputs[i] for i in index],
                      self.labels[index])
 
 

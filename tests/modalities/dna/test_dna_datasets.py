@@ -19,8 +19,8 @@ def gc(seq: str) -> int:
 
 def assert_no_group_spans_two_splits(splits, min_identity: float) -> None:
     parts = {"train": splits.train, "valid": splits.valid, "test": splits.test}
-    texts = [t for p in parts.values() for t in p.texts]
-    side = [name for name, p in parts.items() for _ in p.texts]
+    texts = [t for p in parts.values() for t in p.inputs]
+    side = [name for name, p in parts.items() for _ in p.inputs]
     for group in near_identical_groups(texts, min_identity):
         assert len({side[i] for i in group}) == 1
 
@@ -29,7 +29,7 @@ def test_ecoli_corpus_is_the_whole_chromosome_in_windows():
     records = CORPORA.get("ecoli-k12")()
     assert len(records) == 4_646_332 // 512
     assert records[0].id == "NC_007779.1:1-512" and records[1].id == "NC_007779.1:513-1024"
-    assert all(len(r.text) == 512 and set(r.text) <= set("ACGTN") for r in records[:50])
+    assert all(len(r.data) == 512 and set(r.data) <= set("ACGTN") for r in records[:50])
 
 
 def test_crp_task_sites_vs_gc_matched_background():
@@ -63,7 +63,7 @@ def test_ars_task_is_a_fixed_sample_with_grouped_splits():
     splits = task.load(0)
     all_ids = splits.train.ids + splits.valid.ids + splits.test.ids
     assert len(all_ids) == len(set(all_ids)) == 6000
-    assert all(len(t) == 150 for t in splits.test.texts)
+    assert all(len(t) == 150 for t in splits.test.inputs)
     labels = np.concatenate([splits.train.labels, splits.valid.labels, splits.test.labels])
     assert np.isfinite(labels).all() and labels.std() > 0.5
     assert_no_group_spans_two_splits(splits, 0.98)

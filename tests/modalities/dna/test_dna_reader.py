@@ -57,16 +57,16 @@ def test_fasta_records_follow_the_text_policy(tmp_path, gz):
 
 def test_softmask_policy_can_hard_mask(tmp_path):
     path = write(tmp_path, FASTA)
-    assert next(read_dna(path, softmask="mask")).text == "ACGTNNNNNNNNNNNN"
+    assert next(read_dna(path, softmask="mask")).data == "ACGTNNNNNNNNNNNN"
 
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_fastq_reads_and_quality_masking(tmp_path, gz):
     path = write(tmp_path, FASTQ, "reads.fq", gz)
-    assert [(r.id, r.text, r.line) for r in read_dna(path)] == [("r1", "ACGTN", 1),
+    assert [(r.id, r.data, r.line) for r in read_dna(path)] == [("r1", "ACGTN", 1),
                                                                  ("r2", "ACGT", 5)]
     # '#' is Phred 2, '!' is 0, 'I' is 40: bases under 20 become N
-    assert [r.text for r in read_dna(path, min_quality=20)] == ["ACNTN", "NNGT"]
+    assert [r.data for r in read_dna(path, min_quality=20)] == ["ACNTN", "NNGT"]
 
 
 def test_format_is_sniffed_from_content_not_name(tmp_path):
@@ -95,7 +95,7 @@ def test_windows_equal_slices_of_the_whole_sequence(tmp_path, length, stride, wi
         for s in starts:
             window = seq[s:s + length]
             expected.append((f"{name}:{s + 1}-{s + len(window)}", window))
-    got = [(r.id, r.text) for r in read_windows(path, length, stride, tail=tail)]
+    got = [(r.id, r.data) for r in read_windows(path, length, stride, tail=tail)]
     assert got == expected
 
 
@@ -127,7 +127,7 @@ def test_dna_modality_reads_windows_when_asked(tmp_path):
     path = write(tmp_path, ">g\n" + "A" * 25 + "\n")
     dna = MODALITIES.get("dna")
     assert [r.id for r in dna.read(path, window=10)] == ["g:1-10", "g:11-20"]
-    assert [len(r.text) for r in dna.read(path)] == [25]
+    assert [len(r.data) for r in dna.read(path)] == [25]
     assert dna.matches("genome.fna.gz") and dna.matches("reads.FQ") and dna.matches("x.fasta")
 
 
@@ -191,7 +191,7 @@ def test_empty_window_is_an_error_naming_the_file(tmp_path):
     with pytest.raises(BiofmError, match="no window of 10 bases: the longest record has 6") as err:
         list(read_windows(path, 10))
     assert str(path) in str(err.value)
-    assert [r.text for r in read_windows(path, 10, tail="end")] == ["ACGT", "ACGTAC"]
+    assert [r.data for r in read_windows(path, 10, tail="end")] == ["ACGT", "ACGTAC"]
     with pytest.raises(BiofmError, match="all 1 windows are more than 10% N"):
         list(read_windows(write(tmp_path, ">n\nNNNNNNNNNN\n", "n.fna"), 10))
 
@@ -230,7 +230,7 @@ def test_windows_of_a_bad_record_before_the_break_are_kept_under_skip(tmp_path):
 def test_crlf_line_ends(tmp_path):
     path = tmp_path / "win.fq"
     path.write_bytes(b"@r1\r\nACGT\r\n+\r\nIIII\r\n")
-    assert [(r.id, r.text) for r in read_dna(path)] == [("r1", "ACGT")]
+    assert [(r.id, r.data) for r in read_dna(path)] == [("r1", "ACGT")]
 
 
 def test_looks_like_dna_reads_sequence_letters_only(tmp_path):

@@ -15,13 +15,13 @@ def test_nci_corpus_skips_and_counts_invalid_rows():
     records = CORPORA.get("nci")(skipped)
     assert len(records) + len(skipped) == 4999
     assert 0 < len(skipped) < 20
-    assert records[0].text == canonical_smiles("CC1=CC(=O)C=CC1=O") and records[0].id == "1"
+    assert records[0].data == canonical_smiles("CC1=CC(=O)C=CC1=O") and records[0].id == "1"
 
 
 def test_chembl_drugs_corpus():
     records = CORPORA.get("chembl-drugs")()
     assert len(records) == 1935
-    assert all(canonical_smiles(r.text) == r.text for r in records[:50])
+    assert all(canonical_smiles(r.data) == r.data for r in records[:50])
 
 
 def scaffolds(texts):
@@ -36,7 +36,7 @@ def test_freesolv_task_scaffold_split():
     parts = (splits.train, splits.valid, splits.test)
     assert sum(len(p) for p in parts) == 642
     assert [round(len(p) / 642, 1) for p in parts] == [0.8, 0.1, 0.1]
-    train, valid, test = (scaffolds(p.texts) for p in parts)
+    train, valid, test = (scaffolds(p.inputs) for p in parts)
     assert not (train & valid or train & test or valid & test)
     assert all(p.labels.dtype == np.float32 and p.labels.shape == (len(p),) for p in parts)
     assert len({i for p in parts for i in p.ids}) == 642
@@ -53,7 +53,7 @@ def test_solubility_task_given_test_and_scaffold_valid():
     splits = task.load(0)
     assert len(splits.test) == 257 and len(splits.train) + len(splits.valid) == 1025
     assert abs(len(splits.valid) - 102.5) < 15
-    assert not scaffolds(splits.train.texts) & scaffolds(splits.valid.texts)
+    assert not scaffolds(splits.train.inputs) & scaffolds(splits.valid.inputs)
     assert splits.train.labels.dtype == np.float32
     assert -12 < splits.test.labels.min() < splits.test.labels.max() < 2  # logS range
     splits.test.labels[:] = 0  # editing a split leaves the cached data intact

@@ -21,7 +21,7 @@ def write(path: Path, text: str) -> Path:
 def test_smi_file_with_header_blank_lines_and_ids(tmp_path):
     path = write(tmp_path / "mols.smi", "smiles id\nOCC ethanol\n\nc1ccccc1\n")
     records = list(read_smiles(path))
-    assert [r.text for r in records] == ["CCO", "c1ccccc1"]
+    assert [r.data for r in records] == ["CCO", "c1ccccc1"]
     assert [r.id for r in records] == ["ethanol", "mols.smi:4"]
     assert [r.line for r in records] == [2, 4]
     assert records[0].source == str(path)
@@ -29,13 +29,13 @@ def test_smi_file_with_header_blank_lines_and_ids(tmp_path):
 
 def test_canonical_false_keeps_text_as_written(tmp_path):
     path = write(tmp_path / "mols.smiles", "OCC\n")
-    assert next(read_smiles(path, canonical=False)).text == "OCC"
+    assert next(read_smiles(path, canonical=False)).data == "OCC"
 
 
 def test_csv_default_column_names_and_id_column(tmp_path):
     path = write(tmp_path / "mols.csv", "name,SMILES,y\nethanol,OCC,1.0\nacid,CC(=O)O,2\n")
     records = list(read_smiles(path, id_column="name"))
-    assert [(r.id, r.text, r.line) for r in records] == [("ethanol", "CCO", 2),
+    assert [(r.id, r.data, r.line) for r in records] == [("ethanol", "CCO", 2),
                                                          ("acid", "CC(=O)O", 3)]
 
 
@@ -44,7 +44,7 @@ def test_csv_named_column_and_gzip(tmp_path):
     with gzip.open(path, "wt") as fh:
         fh.write("mol,other\nOCC,x\n")
     records = list(read_smiles(path, column="mol"))
-    assert [(r.id, r.text) for r in records] == [("mols.csv.gz:2", "CCO")]
+    assert [(r.id, r.data) for r in records] == [("mols.csv.gz:2", "CCO")]
 
 
 def test_invalid_smiles_names_file_line_smiles_and_fix(tmp_path):
@@ -67,7 +67,7 @@ def test_on_error_skip_collects_in_skiplog(tmp_path):
     path = write(tmp_path / "mixed.csv", "smiles\nCCO\nnot_a_smiles\nc1ccccc1\nC(C\n")
     skipped = SkipLog()
     records = list(read_smiles(path, on_error="skip", skipped=skipped))
-    assert [r.text for r in records] == ["CCO", "c1ccccc1"]
+    assert [r.data for r in records] == ["CCO", "c1ccccc1"]
     assert [(Path(src).name, line) for src, line, _ in skipped.entries] == [("mixed.csv", 3),
                                                                            ("mixed.csv", 5)]
     assert "not_a_smiles" in skipped.entries[0][2]

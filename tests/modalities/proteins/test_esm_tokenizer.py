@@ -117,4 +117,4 @@ def test_protein_modality_is_registered(tmp_path):
     assert isinstance(protein.build_tokenizer([]), EsmTokenizer)
     path = tmp_path / "p.fa"
     path.write_text(">a\nMK\n")
-    assert [r.text for r in protein.read(path)] == ["MK"]
+    assert [r.data for r in protein.read(path)] == ["MK"]

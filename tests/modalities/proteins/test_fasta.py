@@ -32,8 +32,8 @@ def test_reads_multiline_records_with_ids_and_header_lines(tmp_path):
     path = write(tmp_path, GOOD)
     records = list(read_fasta(path))
     assert [r.id for r in records] == ["sp|P69905|HBA_HUMAN", "seq2"]
-    assert records[0].text == "MVLSPADKTNVKAAWGKVGAHAGEYGAEALERMFLSFPTT"
-    assert records[1].text == "mkt-ay.IAK*"  # case, gaps and the final stop are kept
+    assert records[0].data == "MVLSPADKTNVKAAWGKVGAHAGEYGAEALERMFLSFPTT"
+    assert records[1].data == "mkt-ay.IAK*"  # case, gaps and the final stop are kept
     assert [r.line for r in records] == [2, 6]
     assert records[0].source == str(path)
 
@@ -93,7 +93,7 @@ def test_custom_alphabet(tmp_path):
     path = write(tmp_path, ">dna\nACGTN\nacgt\n")
     with pytest.raises(BiofmError, match="'a' at residue 1"):
         list(read_fasta(path, alphabet="ACGTN"))
-    assert [r.text for r in read_fasta(path, alphabet="ACGTNacgtn")] == ["ACGTNacgt"]
+    assert [r.data for r in read_fasta(path, alphabet="ACGTNacgtn")] == ["ACGTNacgt"]
 
 
 def test_skip_mode_drops_each_bad_record_and_keeps_the_rest(tmp_path):
@@ -119,7 +119,7 @@ def test_truncated_gzip_raises_or_ends_the_stream(tmp_path):
     log = SkipLog()
     records = list(read_fasta(path, on_error="skip", skipped=log))
     assert 0 < len(records) < 300 and len(log) == 1
-    assert all(len(r.text) == 300 for r in records)  # no half-read record
+    assert all(len(r.data) == 300 for r in records)  # no half-read record
 
 
 @pytest.mark.parametrize("make, what", [
@@ -146,7 +146,7 @@ def test_write_then_read_round_trip(tmp_path, name):
     path = tmp_path / "sub" / name
     assert write_fasta(iter(records), path, width=60) == 2
     back = list(read_fasta(path))
-    assert [(r.id, r.text) for r in back] == [(r.id, r.text) for r in records]
+    assert [(r.id, r.data) for r in back] == [(r.id, r.data) for r in records]
     assert (path.read_bytes()[:2] == b"\x1f\x8b") == name.endswith(".gz")
     if not name.endswith(".gz"):
         assert max(len(line) for line in path.read_text().splitlines()) == 60

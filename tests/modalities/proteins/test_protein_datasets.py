@@ -21,13 +21,13 @@ def test_corpora_load_real_unaligned_sequences(name, size):
     records = CORPORA.get(name)()
     assert len(records) == size
     assert len({r.id for r in records}) == size
-    assert all(r.text and set(r.text) <= RESIDUES for r in records)
+    assert all(r.data and set(r.data) <= RESIDUES for r in records)
 
 
 def test_proteome_drops_stop_codons_only_at_the_end():
     first = CORPORA.get("proteome")()[0]
     assert first.id == "938293.PRJEB85.HG003688_1"
-    assert first.text.startswith("MNINELLKDK") and first.text.endswith("QKKSELPA")
+    assert first.data.startswith("MNINELLKDK") and first.data.endswith("QKKSELPA")
 
 
 def test_unaligned_strips_gaps_and_case():
@@ -44,13 +44,13 @@ def test_peptide_tasks_split_deduplicated_and_stratified(name, total):
     parts = [splits.train, splits.valid, splits.test]
     assert sum(len(p) for p in parts) == total
     assert [round(len(p) / total, 2) for p in parts] == [0.8, 0.1, 0.1]
-    texts = [set(p.texts) for p in parts]
+    texts = [set(p.inputs) for p in parts]
     assert all(len(t) == len(p) for t, p in zip(texts, parts))  # no repeat inside a split
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
     rates = [p.labels.mean() for p in parts]
     assert max(rates) - min(rates) < 0.01                            # stratified
     assert set(np.unique(splits.train.labels)) == {0, 1}
-    assert all(set(t) <= RESIDUES for t in splits.train.texts)
+    assert all(set(t) <= RESIDUES for t in splits.train.inputs)
 
 
 def test_amp_split_depends_on_seed_only():
@@ -71,6 +71,6 @@ def test_amp_drops_sequences_listed_with_both_labels():
     conflicting = {s for s, labs in labels.items() if len(labs) == 2}
     assert len(rows) == 5200 and len(labels) == 4642 and len(conflicting) == 22
     splits = TASKS.get("amp")().load(0)
-    seen = dict(zip(splits.train.texts, splits.train.labels))
+    seen = dict(zip(splits.train.inputs, splits.train.labels))
     assert not conflicting & set(seen)
     assert all(labels[s] == {int(y)} for s, y in seen.items())

@@ -15,7 +15,7 @@ from biofm.registry import CORPORA, TASKS
 def test_celltypist_sample_holds_integer_counts():
     cells = read_count_csv(package_file(*CELLTYPIST), max_cells=3)  # the corpus reads all 559
     assert [c.id for c in cells] == ["Cell_1", "Cell_2", "Cell_3"] and cells[0].line == 2
-    genes, counts = parse_cell(cells[0].text)
+    genes, counts = parse_cell(cells[0].data)
     assert counts.sum() == 17348 and (counts >= 1).all() and len(genes) > 1000
 
 

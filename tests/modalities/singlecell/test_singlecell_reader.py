@@ -32,7 +32,7 @@ def test_reads_counts_from_x_dense_or_sparse_in_any_chunking(tmp_path, sparse, c
     path = write_h5ad(tmp_path / "x.h5ad", COUNTS, GENES, sparse=sparse)
     records = list(read_h5ad(path, chunk_rows=chunk_rows))
     assert [r.id for r in records] == ["cell0", "cell1", "cell2"]
-    assert [r.text for r in records] == TEXTS
+    assert [r.data for r in records] == TEXTS
     assert records[1].line == 2 and records[1].source == str(path)
 
 
@@ -40,14 +40,14 @@ def test_counts_in_a_layer_or_raw_are_found_when_x_is_log_normalised(tmp_path):
     logged = np.log1p(COUNTS / COUNTS.sum(1, keepdims=True) * 1e4)
     in_layer = write_h5ad(tmp_path / "layer.h5ad", logged, GENES, layers={"counts": COUNTS})
     in_raw = write_h5ad(tmp_path / "raw.h5ad", logged, GENES, raw=COUNTS)
-    assert [r.text for r in read_h5ad(in_layer)] == TEXTS
-    assert [r.text for r in read_h5ad(in_raw)] == TEXTS
+    assert [r.data for r in read_h5ad(in_layer)] == TEXTS
+    assert [r.data for r in read_h5ad(in_raw)] == TEXTS
 
 
 def test_float_counts_with_rounding_noise_are_counts(tmp_path):
     noisy = COUNTS + np.where(COUNTS > 0, 1e-9, 0)  # as celltypist's sample stores them
     path = write_h5ad(tmp_path / "noisy.h5ad", noisy.astype(np.float64), GENES, sparse=False)
-    assert [r.text for r in read_h5ad(path)] == TEXTS
+    assert [r.data for r in read_h5ad(path)] == TEXTS
 
 
 def test_log_normalised_data_without_counts_is_refused_with_where_counts_live(tmp_path):
@@ -72,7 +72,7 @@ def test_a_named_layer_that_is_missing(tmp_path):
     with pytest.raises(BiofmError, match=r"no layers\['counts'\].*X, spliced") as caught:
         list(read_h5ad(path, layer="counts"))
     assert "embed --layer NAME" in caught.value.fix  # the flag a user types, not a config key
-    assert [r.text for r in read_h5ad(path, layer="spliced")] == TEXTS
+    assert [r.data for r in read_h5ad(path, layer="spliced")] == TEXTS
 
 
 def test_empty_cells_raise_or_are_skipped(tmp_path):
@@ -91,8 +91,8 @@ def test_ensembl_ids_and_symbols_become_aliases(tmp_path):
     by_id = write_h5ad(tmp_path / "ids.h5ad", COUNTS, ensembl, var={"gene_symbols": GENES})
     by_symbol = write_h5ad(tmp_path / "sym.h5ad", COUNTS, GENES, var={"gene_ids": ensembl})
     expected = "ENSG00000198851|CD3E=3 ENSG00000090382|LYZ=1"
-    assert next(iter(read_h5ad(by_id))).text == expected
-    assert next(iter(read_h5ad(by_symbol))).text == expected
+    assert next(iter(read_h5ad(by_id))).data == expected
+    assert next(iter(read_h5ad(by_symbol))).data == expected
 
 
 def test_not_an_h5ad_file(tmp_path):

@@ -168,11 +168,11 @@ def _draw(genome: str, by_gc: dict[int, list], target: int, length: int, taken: 
 def _crp_table() -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
     """(ids, sequences, labels): 358 sites (1) then their matched background windows (0)."""
     sites = list(read_dna(package_file(*CRP_SITES)))
-    genome = "".join(r.text for r in read_dna(package_file(*K12)))
-    background = matched_background(genome, [r.text for r in sites], CRP_BACKGROUND_SEED)
+    genome = "".join(r.data for r in read_dna(package_file(*K12)))
+    background = matched_background(genome, [r.data for r in sites], CRP_BACKGROUND_SEED)
     ids = [f"crp_sites.fa:{r.id}" for r in sites]
     ids += [f"K-12:{start + 1}-{start + len(text)}({strand})" for start, strand, text in background]
-    texts = [r.text for r in sites] + [text for _, _, text in background]
+    texts = [r.data for r in sites] + [text for _, _, text in background]
     return tuple(ids), tuple(texts), (1,) * len(sites) + (0,) * len(background)
 
 

@@ -77,13 +77,13 @@ def solubility() -> Task:
 
 def _load_freesolv(seed: int) -> Splits:
     data = _freesolv_split()
-    parts = scaffold_split(data.texts, (0.8, 0.1, 0.1), seed=seed)
+    parts = scaffold_split(data.inputs, (0.8, 0.1, 0.1), seed=seed)
     return Splits(data.subset(parts.train), data.subset(parts.valid), data.subset(parts.test))
 
 
 def _load_solubility(seed: int) -> Splits:
     train, test = _solubility_split("train"), _solubility_split("test")
-    parts = scaffold_split(train.texts, (0.9, 0.1, 0.0), seed=seed)
+    parts = scaffold_split(train.inputs, (0.9, 0.1, 0.0), seed=seed)
     # subset() copies, so callers may edit splits without touching the cache
     return Splits(train.subset(parts.train), train.subset(parts.valid),
                   test.subset(np.arange(len(test))))

@@ -80,7 +80,7 @@ def read_smiles(path: str | Path, *, column: str | None = None, id_column: str |
             handle_bad_record(error, on_error, skipped, str(path), line)
             continue
         text = Chem.MolToSmiles(mol) if canonical else smiles
-        yield Record(id=record_id or f"{path.name}:{line}", text=text, source=str(path), line=line)
+        yield Record(id=record_id or f"{path.name}:{line}", data=text, source=str(path), line=line)
     if n_rows == 0:
         raise BiofmError("no SMILES records in this file (only a header or blank lines)", path=path,
                          fix="pass a file with one molecule per line or row")

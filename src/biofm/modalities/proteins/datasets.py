@@ -51,9 +51,9 @@ def unaligned(records: list[Record]) -> list[Record]:
     """Alignment rows → plain sequences: drop gaps and a final '*', uppercase, drop empties."""
     out = []
     for rec in records:
-        text = rec.text.translate(_GAPS).removesuffix("*").upper()
+        text = rec.data.translate(_GAPS).removesuffix("*").upper()
         if text:
-            out.append(replace(rec, text=text))
+            out.append(replace(rec, data=text))
     return out
 
 

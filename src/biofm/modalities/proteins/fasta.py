@@ -190,8 +190,8 @@ def write_fasta(records: Iterable[Record], path: str | Path, *, width: int = 60)
                                      path=path, record=f"record {count + 1}",
                                      fix="give every record a one-word id")
                 fh.write(f">{rec.id}\n")
-                step = width if width > 0 else max(len(rec.text), 1)
-                for start in range(0, len(rec.text), step):
-                    fh.write(rec.text[start:start + step] + "\n")
+                step = width if width > 0 else max(len(rec.data), 1)
+                for start in range(0, len(rec.data), step):
+                    fh.write(rec.data[start:start + step] + "\n")
                 count += 1
     return count

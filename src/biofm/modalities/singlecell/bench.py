@@ -42,7 +42,7 @@ def log_normalised(texts: Sequence[str], genes: Sequence[str]) -> np.ndarray:
 
 def training_genes(split: Split) -> list[str]:
     """Genes expressed in at least one training cell, sorted."""
-    return sorted({pair.rpartition("=")[0] for text in split.texts for pair in text.split()})
+    return sorted({pair.rpartition("=")[0] for text in split.inputs for pair in text.split()})
 
 
 def pca_logreg(splits: Splits, seed: int = 0,
@@ -51,7 +51,7 @@ def pca_logreg(splits: Splits, seed: int = 0,
     from sklearn.decomposition import PCA
 
     genes = training_genes(splits.train)
-    x_train, x_valid, x_test = (log_normalised(s.texts, genes)
+    x_train, x_valid, x_test = (log_normalised(s.inputs, genes)
                                 for s in (splits.train, splits.valid, splits.test))
     pca = PCA(n_components=min(n_components, *x_train.shape), random_state=seed).fit(x_train)
     z_train, z_valid, z_test = (pca.transform(x) for x in (x_train, x_valid, x_test))

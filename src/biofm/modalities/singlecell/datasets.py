@@ -118,7 +118,7 @@ def _pbmc_splits(seed: int) -> Splits:
         raise BiofmError(f"unexpected bulk_labels {unknown}", path=package_file(*PBMC68K),
                          fix="install scanpy 1.11.5's data file")
     y = np.asarray([PBMC_CLASSES.index(x) for x in labels], dtype=np.int64)
-    whole = Split([f"pbmc68k:{r.id}" for r in records], [r.text for r in records], y)
+    whole = Split([f"pbmc68k:{r.id}" for r in records], [r.data for r in records], y)
     parts = random_split(len(whole), FRACTIONS, seed=seed, stratify=y)
     return Splits(whole.subset(parts.train), whole.subset(parts.valid), whole.subset(parts.test))
 

@@ -37,7 +37,7 @@ def embed_h5ad(model: FoundationModel, input: str | Path, *,
     the embeddings `chunk_cells` cells at a time, so only one chunk of cell texts
     is held in memory beside the (n_cells, d) result.
     """
-    overlap = check_gene_overlap(model.tokenizer, (r.text for r in read_h5ad(input, layer=layer,
+    overlap = check_gene_overlap(model.tokenizer, (r.data for r in read_h5ad(input, layer=layer,
                                                                               on_error="skip")),
                                  input, min_gene_overlap)
     if overlap is not None and log is not None:
@@ -47,7 +47,7 @@ def embed_h5ad(model: FoundationModel, input: str | Path, *,
     cells = read_h5ad(input, on_error=on_error, skipped=skipped, layer=layer)
     while chunk := list(itertools.islice(cells, chunk_cells)):
         ids += [r.id for r in chunk]
-        parts.append(model.embed([r.text for r in chunk], pooling=pooling, batch_size=batch_size,
+        parts.append(model.embed([r.data for r in chunk], pooling=pooling, batch_size=batch_size,
                                  progress=progress))
     if not ids:
         raise BiofmError("no cells with counts", path=input, fix="pass an .h5ad with cells")

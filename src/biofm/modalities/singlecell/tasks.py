@@ -41,7 +41,7 @@ def task_from_h5ad(path: str | Path, label: str, kind: TaskKind = "classificatio
                              "for a numeric one")
     by_cell = dict(zip(column.index[keep].astype(str), labels))
     records = [r for r in read_h5ad(path, layer=layer) if r.id in by_cell]
-    whole = Split([f"{path.name}:{r.id}" for r in records], [r.text for r in records],
+    whole = Split([f"{path.name}:{r.id}" for r in records], [r.data for r in records],
                   np.asarray([by_cell[r.id] for r in records]))
 
     def load(seed: int) -> Splits:

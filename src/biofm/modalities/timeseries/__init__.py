@@ -48,7 +48,7 @@ TIMESERIES = MODALITIES.register("timeseries")(Modality(
 
 def series_values(record: Record) -> np.ndarray:
     """(n,) float64 values of a Record made by the "timeseries" modality's reader."""
-    return np.array([float(v) for v in record.text.split(",")], dtype=np.float64)
+    return np.array([float(v) for v in record.data.split(",")], dtype=np.float64)
 
 
 __all__ = ["Arima", "Ets", "Evaluation", "FLUSIGHT_QUANTILES", "Forecaster", "LastValue",
