@@ -8,16 +8,16 @@ bonds, branches and ring closures. The split is checked to be lossless, so
 
 `SelfiesTokenizer` encodes SMILES to SELFIES (Krenn et al. 2020), whose
 every token sequence decodes to a valid molecule, which is the point for
-generative models.
+generative models. `selfies` is an optional extra, imported when the SELFIES
+tokenizer is first used, so `import biofm` works without it.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from types import ModuleType
 from typing import Any, ClassVar, Iterable, Sequence, TypeVar
-
-import selfies as sf
 
 from biofm.errors import BiofmError
 from biofm.registry import TOKENIZERS
@@ -107,6 +107,7 @@ class SelfiesTokenizer(FittedVocabTokenizer):
     name: ClassVar[str] = "selfies"
 
     def split(self, text: str) -> list[str]:
+        sf = _selfies()
         try:
             encoded = sf.encoder(text, strict=True)
         except sf.EncoderError as exc:
@@ -122,10 +123,21 @@ class SelfiesTokenizer(FittedVocabTokenizer):
         Sampled sequences may contain stray symbols; "" makes them count as
         invalid molecules in `generation_metrics` instead of crashing sampling.
         """
+        sf = _selfies()
         try:
             return sf.decoder("".join(tokens)) or ""
         except sf.DecoderError:
             return ""
+
+
+def _selfies() -> ModuleType:
+    """The `selfies` module (an optional extra); a BiofmError naming the extra if absent."""
+    try:
+        import selfies
+    except ImportError as exc:
+        raise BiofmError("the selfies tokenizer needs the optional `selfies` package, which is "
+                         "not installed", fix="install the extra: pip install 'biofm[selfies]'") from exc
+    return selfies
 
 
 def _first_line(exc: Exception) -> str:
