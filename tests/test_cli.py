@@ -528,7 +528,7 @@ def test_compare_prints_and_writes_the_table(cli, molecule_mlm_run, tmp_path):
               "--output", tmp_path / "cmp")
     assert run.code == 0, run.err
     table = pd.read_csv(tmp_path / "cmp" / "results.csv")
-    assert list(table["method"]) == ["RF on fingerprints/k-mers", "scratch", "pretrained: probe"]
+    assert list(table["method"]) == ["RF on Morgan fingerprints", "scratch", "pretrained: probe"]
     assert np.isfinite(table["rmse"]).all() and (table["rmse"] > 0).all()
     assert "pretrained: probe" in run.out and (tmp_path / "cmp" / "results.md").is_file()
 
@@ -544,8 +544,11 @@ def test_demo_quick(cli, tmp_path):
     out = tmp_path / "demo"
     run = cli("demo", "--quick", "--seeds", 1, "--output", out)
     assert run.code == 0, run.err
-    for name in ("results.md", "results.csv", "pretrain_loss.png"):
+    for name in ("results.md", "results.csv", "pretrain_loss.png", "provenance.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["seeds"] == [0] and record["quick"] is True and record["date"]
+    assert record["machine"]["cpu_count"] >= 1 and "torch" in record["software"]
     table = pd.read_csv(out / "results.csv")
     assert set(table["task"]) == {"freesolv", "solubility", "amp", "crp-sites", "pbmc-celltype",
                                   "flu-boston"}
@@ -553,7 +556,8 @@ def test_demo_quick(cli, tmp_path):
     assert "LogReg on PCA (log-norm)" in set(cells["method"])
     assert cells["macro_f1"].between(0, 1).all() and cells["pr_auc"].isna().all()
     assert {"scratch", "pretrained: probe", "pretrained: fine-tune", "pretrained: LoRA",
-            "RF on fingerprints/k-mers"} <= set(table["method"])
+            "RF on Morgan fingerprints", "RF on AA + dipeptide composition",
+            "linear on 4-mer frequencies"} <= set(table["method"])
     regression = table[table["task"].isin(["freesolv", "solubility"])]
     assert np.isfinite(regression["rmse"]).all()
     classification = table[table["task"].isin(["amp", "crp-sites"])]
@@ -563,3 +567,11 @@ def test_demo_quick(cli, tmp_path):
             "last-value", "arima", "ets"} == set(forecasting.index)
     assert forecasting.loc["seasonal-naive", "rel_wis"] == 1.0  # the reference
     assert np.isfinite(forecasting["wis"]).all() and forecasting["cov95"].between(0, 1).all()
+
+
+def test_demo_only_one_domain(cli, tmp_path):
+    run = cli("demo", "--quick", "--seeds", 1, "--only", "dna", "--output", tmp_path)
+    assert run.code == 0, run.err
+    assert set(pd.read_csv(tmp_path / "results.csv")["task"]) == {"crp-sites"}
+    run = cli("demo", "--only", "imaging", "--output", tmp_path)
+    assert run.code == 2 and "no domain imaging" in run.err and "timeseries" in run.err

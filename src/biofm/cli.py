@@ -69,29 +69,16 @@ def pretrain(
 ) -> None:
     """Pretrain a model with a self-supervised objective."""
     from biofm import commands
-    from biofm.config import PretrainConfig, deep_merge, parse_overrides, preset_path
+    from biofm.config import pretrain_config
     from biofm.train.distributed import is_main
 
-    if config is None and modality == "singlecell":  # presets are named by the encoding
-        config = "cell-scgpt-tiny" if objective == "masked-value" else "cell-geneformer-tiny"
-    name = config or f"{modality or 'protein'}-{objective or 'mlm'}-tiny"
-    path = Path(name) if Path(name).suffix in (".yaml", ".yml") else preset_path("pretrain", name)
-    base = PretrainConfig.load(path).model_dump(mode="json")
-    flags = {"data": {"modality": modality, "input": input, "column": column,
-                      "tokenizer": tokenizer, "on_error": on_error},
-             "objective": {"name": objective},
-             "backbone": {"size": size, **({"kind": "decoder" if objective == "clm" else "encoder"}
-                                           if objective else {})},
-             "train": {"max_steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-                       **({"progress": False} if no_progress else {})}}
-    flags = {k: {f: v for f, v in sect.items() if v is not None} for k, sect in flags.items()}
-    if size:  # a new size replaces the preset's explicit shape
-        flags["backbone"].update(d_model=0, n_layers=0, n_heads=0, d_ff=0)
-    merged = deep_merge(deep_merge(base, flags), parse_overrides(set_))
-    # the preset itself was validated when loaded: what fails now comes from the options
-    options = f"the command-line options (flags, --set) over {path.name}"
-    result = commands.pretrain(PretrainConfig.from_dict(merged, source=options), output,
-                               resume=resume, init=init)
+    cfg = pretrain_config(config, modality=modality, objective=objective, size=size,
+                          data={"input": input, "column": column, "tokenizer": tokenizer,
+                                "on_error": on_error},
+                          train={"max_steps": steps, "batch_size": batch_size, "lr": lr,
+                                 "seed": seed, "progress": False if no_progress else None},
+                          overrides=set_)
+    result = commands.pretrain(cfg, output, resume=resume, init=init)
     if is_main():  # under torchrun: one line, not one per rank
         out.print(f"done: {result.steps} steps, train loss {result.final_loss:.4f}"
                   + (f", best valid loss {result.best_valid_loss:.4f}"
@@ -218,15 +205,17 @@ def evaluate(
     from biofm import commands
     from biofm.adapt import load_finetuned
 
+    from biofm.registry import MODALITIES
+
     info = load_finetuned(model).info
+    modality = _modality(model)
     # rebuild the split the model was fine-tuned on (same strategy and seed), else the
     # "test" rows of a user's CSV may have been training rows
-    strategy = info.get("split") if info.get("split") in ("random", "scaffold") else "random"
+    strategies = MODALITIES.get(modality).split_strategies
+    strategy = info.get("split") if info.get("split") in strategies else "random"
     seed = info["config"]["seed"] if seed is None else seed
     the_task = _task(task or (None if input else info.get("task")), input, label,
-                     kind or info["kind"],
-                     "molecule" if input and input.suffix in (".smi",) else _modality(model),
-                     strategy, column, layer)
+                     kind or info["kind"], modality, strategy, column, layer)
     metrics = commands.evaluate(model, the_task, output, seed=seed, split=split)
     out.print_json(json.dumps(metrics))
 
@@ -361,11 +350,14 @@ def demo(
     output: Path = typer.Option(Path("demo_out"), help="where the table and plots go"),
     seeds: int = typer.Option(3, help="fine-tuning seeds per cell"),
     quick: bool = typer.Option(False, help="a seconds-long run (for tests)"),
+    only: List[str] = typer.Option([], "--only", help="only this domain (a modality: "
+                                                      "molecule, protein, dna, singlecell, "
+                                                      "timeseries); repeat"),
 ) -> None:
     """Pretrain on real unlabeled data, transfer to real tasks, print the gain table."""
     from biofm.demo import run_demo
 
-    run_demo(output, seeds=seeds, quick=quick)
+    run_demo(output, seeds=seeds, quick=quick, only=list(only))
 
 
 @app.command()

@@ -26,11 +26,12 @@ from biofm.backbones import count_parameters
 from biofm.config import DataConfig, PretrainConfig
 from biofm.data.records import Record, SkipLog
 from biofm.data.shards import DEFAULT_SHARD_TOKENS, ShardedCorpus, is_prepared_corpus, prepare_corpus
-from biofm.data.splits import random_split, scaffold_split
+from biofm.data.splits import random_split
 from biofm.data.tasks import Split, Splits, Task
 from biofm.errors import BiofmError, require_file
 from biofm.interop import load_pretrained
 from biofm.io import atomic_path, atomic_write_text
+from biofm.modalities.base import Modality
 from biofm.model import FoundationModel
 from biofm.registry import CORPORA, MODALITIES, TASKS, TOKENIZERS
 from biofm.tokenizer import Tokenizer, load_tokenizer
@@ -46,13 +47,7 @@ def iter_records(data: DataConfig, skipped: SkipLog | None = None) -> Iterator[R
     if data.input in CORPORA and not Path(data.input).exists():
         records: Iterator[Record] = iter(CORPORA.get(data.input)())
     else:
-        modality = MODALITIES.get(data.modality)
-        options: dict = {"column": data.column} if data.column and data.modality == "molecule" else {}
-        if data.modality == "dna" and data.window:
-            options.update(window=data.window, stride=data.stride or None)
-        if data.modality == "singlecell" and data.layer:
-            options.update(layer=data.layer)
-        records = modality.read(data.input, on_error=data.on_error, skipped=skipped, **options)
+        records = MODALITIES.get(data.modality).records(data, skipped)
     return itertools.islice(records, data.max_records or None)
 
 
@@ -65,28 +60,28 @@ def load_records(data: DataConfig, skipped: SkipLog | None = None) -> list[Recor
     return records
 
 
-def build_tokenizer(data: DataConfig, texts: Sequence[str] | Iterable[str]) -> Tokenizer:
+def build_tokenizer(data: DataConfig, inputs: Sequence | Iterable) -> Tokenizer:
     """The modality's default tokenizer, the named one (fitted if it learns a
     vocabulary), or the tokenizer.json of a model / prepared-corpus directory."""
     if data.tokenizer is not None and (Path(data.tokenizer) / "tokenizer.json").is_file():
         return load_tokenizer(data.tokenizer)
     if data.tokenizer is None:
-        return MODALITIES.get(data.modality).build_tokenizer(texts)
+        return MODALITIES.get(data.modality).build_tokenizer(inputs)
     cls = TOKENIZERS.get(data.tokenizer)
-    return cls.fit(texts) if hasattr(cls, "fit") else cls()
+    return cls.fit(inputs) if hasattr(cls, "fit") else cls()
 
 
-def modality_of(model: FoundationModel, path: str | Path | None = None) -> str:
+def modality_of(model: FoundationModel, path: str | Path | None = None) -> Modality:
     """The model's modality (saved in its config); the input's suffix must agree."""
     name = model.config.data.modality
+    modality = MODALITIES.get(name)
     if path is not None:
         for other in MODALITIES.names():
-            if other != name and MODALITIES.get(other).matches(path) \
-                    and not MODALITIES.get(name).matches(path):
+            if other != name and MODALITIES.get(other).matches(path) and not modality.matches(path):
                 raise BiofmError(f"this file looks like {other} data but the model is a "
                                  f"{name} model", path=path,
                                  fix=f"pass a {name} file, or a model pretrained on {other} data")
-    return name
+    return modality
 
 
 # -- prepare / pretrain -------------------------------------------------------------
@@ -99,7 +94,7 @@ def prepare(data: DataConfig, output: str | Path, *, shard_tokens: int = DEFAULT
     Returns the index written to `output/index.json`.
     """
     skipped = SkipLog()
-    tokenizer = build_tokenizer(data, _Texts(data))
+    tokenizer = build_tokenizer(data, _Inputs(data))
     if hasattr(tokenizer, "value_bins"):  # shards hold ids only, not the bins beside them
         raise BiofmError(f"a prepared corpus stores token ids only; the {tokenizer.name} "
                          "encoding also carries an expression bin per gene", path=data.input,
@@ -124,10 +119,11 @@ def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False
     `config.data.input` may be a directory from `prepare`: it is then read
     lazily within `data.memory_budget_mb`. Under torchrun every rank runs this.
     """
-    if config.data.modality == "timeseries":  # windows of numeric series, not text records
-        from biofm.modalities.timeseries.pretraining import timeseries_run_data
-        model, train_ids, valid_ids = timeseries_run_data(
-            config, lambda tokenizer: _model_for_run(config, init, tokenizer))
+    modality = MODALITIES.get(config.data.modality)
+    run_data = modality.pretraining_data(
+        config, lambda tokenizer: _model_for_run(config, init, tokenizer))
+    if run_data is not None:
+        model, train_ids, valid_ids = run_data
     elif is_prepared_corpus(config.data.input):
         model, train_ids, valid_ids = _prepared_data(config, output, resume, init)
     else:
@@ -138,17 +134,7 @@ def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False
                       f"{len(train_ids):,} "
                       f"{config.data.modality} records; {len(valid_ids or []):,} held out")
     return train(model, train_ids, valid_ids, config.train, output, resume=resume, console=console,
-                 augment=_augmentation(config, model))
-
-
-def _augmentation(config: PretrainConfig, model: FoundationModel):
-    """Strand augmentation for DNA (`data.rc_prob`); None for other modalities."""
-    if config.data.modality != "dna" or not config.data.rc_prob:
-        return None
-    from biofm.modalities.dna import RandomReverseComplement
-
-    return RandomReverseComplement(config.data.rc_prob, config.train.seed, model.tokenizer,
-                                   model.config.backbone.max_len).batch
+                 augment=modality.augmentation(config, model))
 
 
 def _record_data(config: PretrainConfig, output: str | Path, resume: bool,
@@ -158,28 +144,22 @@ def _record_data(config: PretrainConfig, output: str | Path, resume: bool,
     records = load_records(config.data, skipped)
     if skipped and is_main():
         console.print(skipped.summary(), markup=False, highlight=False)
-    texts = [r.data for r in records]
+    inputs = [r.data for r in records]
     model = _model_for_run(config, init, lambda: _tokenizer_for_run(
-        output, resume, lambda: build_tokenizer(config.data, texts)))
-    index = random_split(len(texts), (1 - config.data.valid_fraction, config.data.valid_fraction, 0.0),
-                         seed=config.train.seed)
+        output, resume, lambda: build_tokenizer(config.data, inputs)))
+    index = random_split(len(inputs), (1 - config.data.valid_fraction, config.data.valid_fraction,
+                                       0.0), seed=config.train.seed)
     fitted_elsewhere = init is not None or resume or (
         config.data.tokenizer is not None and Path(config.data.tokenizer).is_dir())
-    if config.data.modality == "singlecell" and fitted_elsewhere:
-        _check_genes(model, texts, config.data.input)  # a vocabulary fitted elsewhere
-    encoded = model.encode(texts)
+    if fitted_elsewhere:  # a vocabulary fitted on other data: check these inputs against it
+        MODALITIES.get(config.data.modality).check_inputs(model, inputs, config.data.input, _log)
+    encoded = model.encode(inputs)
     return model, [encoded[i] for i in index.train], [encoded[i] for i in index.valid] or None
 
 
-def _check_genes(model: FoundationModel, texts: Sequence[str], where: str | Path) -> None:
-    """Single cell: report the gene-vocabulary overlap of `texts` (cells of `where`);
-    refuse below the model's data.min_gene_overlap."""
-    from biofm.modalities.singlecell import check_gene_overlap
-
-    overlap = check_gene_overlap(model.tokenizer, texts, where,
-                                 model.config.data.min_gene_overlap)
-    if overlap is not None and is_main():
-        console.print(f"{where}: {overlap.describe()}", markup=False, highlight=False)
+def _log(line: str) -> None:
+    if is_main():
+        console.print(line, markup=False, highlight=False)
 
 
 def _prepared_data(config: PretrainConfig, output: str | Path, resume: bool,
@@ -232,8 +212,8 @@ def _tokenizer_for_run(output: str | Path, resume: bool,
     return fresh()
 
 
-class _Texts:
-    """Re-iterable texts of a corpus (a fitted tokenizer reads them before prepare does)."""
+class _Inputs:
+    """Re-iterable inputs of a corpus (a fitted tokenizer reads them before prepare does)."""
 
     def __init__(self, data: DataConfig) -> None:
         self.data = data
@@ -253,149 +233,35 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
           pooling: Literal["mean", "cls"] = "mean", batch_size: int = 64,
           column: str | None = None, on_error: Literal["raise", "skip"] = "raise",
           layer: str | None = None) -> np.ndarray:
-    """Per-record embeddings of a FASTA or SMILES file, written to .parquet or .npy
-    (cells of an .h5ad also to a copy of it; `layer` names its counts matrix)."""
+    """Per-record embeddings of an input file, written in one of the modality's
+    `embedding_formats` (.parquet, .npy; cells also a copy of the .h5ad)."""
     model = load_pretrained(model_dir)
     modality = modality_of(model, input)
-    skipped = SkipLog()
-    data = DataConfig.from_dict({"modality": modality, "input": str(require_file(input)),
-                                 "column": column, "on_error": on_error, "valid_fraction": 0.0})
-    if modality == "singlecell":
-        return _embed_cells(model, input, output, pooling, batch_size, on_error, layer)
+    input = require_file(input)
     if output is not None:  # before any work: a wrong name should not cost the computation
-        _check_output_suffix(output, EMBEDDING_SUFFIXES)
-    records = load_records(data, skipped)
+        modality.check_embedding_output(input, Path(output))
+    skipped = SkipLog()
     with _progress() as progress:
-        task = progress.add_task("embed", total=len(records))
-        texts, advance = [r.data for r in records], _Advance(progress, task)
-        if modality == "dna":  # sliding windows over long sequences, both strands averaged
-            from biofm.modalities.dna import embed_dna
-            vectors = embed_dna(model, texts, pooling=pooling, batch_size=batch_size,
-                                ids=[r.id for r in records], progress=advance)
-        else:
-            vectors = model.embed(texts, pooling=pooling, batch_size=batch_size, progress=advance)
+        ids, vectors = modality.embed_file(
+            model, input, pooling=pooling, batch_size=batch_size, on_error=on_error,
+            skipped=skipped, progress=_Advance(progress, progress.add_task("embed", total=None)),
+            log=_log, column=column, layer=layer)
     if skipped:
         console.print(skipped.summary(), markup=False, highlight=False)
     if output is not None:
-        write_embeddings([r.id for r in records], vectors, output)
+        modality.write_embeddings(input, Path(output), ids, vectors)
     return vectors
-
-
-def _embed_cells(model: FoundationModel, input: str | Path, output: str | Path | None,
-                 pooling: Literal["mean", "cls"], batch_size: int,
-                 on_error: Literal["raise", "skip"], layer: str | None) -> np.ndarray:
-    """Cells of an .h5ad: to a copy of it (`obsm['X_biofm']`) or to .parquet / .npy."""
-    from biofm.modalities.singlecell.embed import check_not_input, embed_h5ad, write_obsm_copy
-
-    skipped, data = SkipLog(), model.config.data
-    if output is not None:  # before any work, as for other inputs
-        _check_output_suffix(output, {".h5ad": "a copy of the input with obsm['X_biofm']",
-                                      **EMBEDDING_SUFFIXES})
-        check_not_input(input, output)
-    with _progress() as progress:
-        task = progress.add_task("embed", total=None)
-        ids, vectors = embed_h5ad(model, input, pooling=pooling, batch_size=batch_size,
-                                  layer=layer, min_gene_overlap=data.min_gene_overlap,
-                                  on_error=on_error, skipped=skipped,
-                                  progress=_Advance(progress, task),
-                                  log=lambda line: console.print(line, markup=False,
-                                                                 highlight=False))
-    if skipped:
-        console.print(skipped.summary(), markup=False, highlight=False)
-    if output is not None and Path(output).suffix.lower() == ".h5ad":
-        write_obsm_copy(input, output, ids, vectors)
-    elif output is not None:
-        write_embeddings(ids, vectors, output)
-    return vectors
-
-
-EMBEDDING_SUFFIXES = {".parquet": "id + vector per row", ".npy": "an (N, d) array + .ids.txt"}
-
-
-def _check_output_suffix(output: str | Path, known: dict[str, str]) -> None:
-    suffix = Path(output).suffix.lower()
-    if suffix not in known:
-        choices = ", ".join(f"{s} ({what})" for s, what in known.items())
-        raise BiofmError(f"unknown embedding output format {suffix!r}", path=output,
-                         fix=f"use {choices}")
-
-
-def write_embeddings(ids: list[str], vectors: np.ndarray, output: str | Path) -> Path:
-    output = Path(output)
-    _check_output_suffix(output, EMBEDDING_SUFFIXES)
-    suffix = output.suffix.lower()
-    if suffix == ".npy":
-        with atomic_path(output) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, vectors)
-        atomic_write_text(output.with_suffix(".ids.txt"), "\n".join(ids) + "\n")
-    else:  # .parquet
-        frame = pd.DataFrame({"id": ids, "embedding": list(vectors)})
-        with atomic_path(output) as tmp:
-            frame.to_parquet(tmp, index=False)
-    return output
 
 
 # -- finetune / evaluate ---------------------------------------------------------------
 def task_from_file(input: str | Path, label: str, kind: str, modality: str,
                    split: str = "random", column: str | None = None, seed: int = 0,
                    layer: str | None = None) -> Task:
-    """A task from the user's CSV: one input column, one label column (or, for single
-    cell, an .h5ad with the label in an `obs` column and counts in `layer`)."""
-    path = require_file(input)
-    if modality == "singlecell":
-        from biofm.modalities.singlecell.tasks import task_from_h5ad
-        return task_from_h5ad(path, label, kind, split, seed, layer=layer)  # type: ignore
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise BiofmError(f"not a readable CSV file ({exc})", path=path,
-                         fix="pass a comma-separated file with a header row") from None
-    text_col = column or ("smiles" if modality == "molecule" else "sequence")
-    for col in (text_col, label):
-        if col not in frame.columns:
-            raise BiofmError(f"column {col!r} is missing", path=path,
-                             fix=f"available columns: {', '.join(map(str, frame.columns))}")
-    frame = frame.dropna(subset=[text_col, label])
-    try:
-        labels = frame[label].to_numpy(dtype=np.float32 if kind == "regression" else np.int64)
-    except (ValueError, TypeError) as exc:
-        raise BiofmError(f"column {label!r} does not hold {kind} labels ({exc})", path=path,
-                         fix="use numbers (regression) or integer class ids 0, 1, ... "
-                             "(classification)") from None
-    texts = frame[text_col].astype(str).tolist()
-    if modality == "molecule":  # RDKit-valid and canonical, as every molecule reader yields
-        texts = _canonical_molecules(texts, [int(i) + 2 for i in frame.index], path, text_col)
-    whole = Split([f"{path.name}:{i + 2}" for i in frame.index], texts, labels)
-
-    def load(seed: int) -> Splits:
-        if split == "scaffold":
-            idx = scaffold_split(whole.inputs, seed=seed)
-        else:
-            idx = random_split(len(whole), seed=seed,
-                               stratify=labels if kind == "classification" else None)
-        sizes = {"train": len(idx.train), "valid": len(idx.valid), "test": len(idx.test)}
-        if not all(sizes.values()):
-            raise BiofmError(f"too few records for a {split} split into train/valid/test "
-                             f"({', '.join(f'{k} {v}' for k, v in sizes.items())})", path=path,
-                             fix="use more labeled rows (dozens at least), or --split random")
-        return Splits(whole.subset(idx.train), whole.subset(idx.valid), whole.subset(idx.test))
-
-    return Task(path.stem, modality, kind, load, split, source=str(path))  # type: ignore[arg-type]
-
-
-def _canonical_molecules(smiles: list[str], lines: list[int], path: Path,
-                         column: str) -> list[str]:
-    from biofm.modalities.molecules.reader import canonical_smiles
-
-    out = []
-    for text, line in zip(smiles, lines):
-        canonical = canonical_smiles(text)
-        if canonical is None:
-            raise BiofmError(f"invalid SMILES {text!r} in column {column!r}", path=path,
-                             record=line, fix="correct or remove that row (RDKit cannot parse it)")
-        out.append(canonical)
-    return out
+    """A task from the user's labeled file, as its modality reads one (a CSV with an
+    input column; cells: an .h5ad with the label in an `obs` column)."""
+    return MODALITIES.get(modality).task_from_file(require_file(input), label=label, kind=kind,
+                                                   split=split, seed=seed, column=column,
+                                                   layer=layer)
 
 
 def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
@@ -408,9 +274,9 @@ def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
                          f"{base.config.data.modality} model", path=model_dir,
                          fix=f"use a model pretrained on {task.modality} data")
     splits = task.load(seed)
-    if task.modality == "singlecell":
-        _check_genes(base, splits.train.inputs + splits.valid.inputs + splits.test.inputs,
-                     task.source if Path(task.source).is_file() else task.name)
+    MODALITIES.get(task.modality).check_inputs(
+        base, splits.train.inputs + splits.valid.inputs + splits.test.inputs,
+        task.source if Path(task.source).is_file() else task.name, _log)
     result = _finetune(base, splits, task.kind, config)
     if output is not None:
         save_finetuned(result, base, output, config, task.kind, task.name, task.split)
@@ -447,17 +313,12 @@ def generate(model_dir: str | Path, num: int, output: str | Path | None = None, 
              max_new_tokens: int = 128, reference: str | None = None) -> tuple[list[str], dict]:
     """Sample molecules (or sequences); report validity / uniqueness / novelty for SMILES."""
     from biofm.generate import sample
-    from biofm.modalities.molecules.generation import generation_metrics
 
     model = load_pretrained(model_dir)
     samples = sample(model, num, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                      max_new_tokens=max_new_tokens)
-    report: dict = {"num": num}
-    if model.config.data.modality == "molecule":
-        ref = DataConfig(modality="molecule", input=reference or model.config.data.input,
-                         column=model.config.data.column, on_error="skip")
-        training = [r.data for r in load_records(ref)]
-        report.update(generation_metrics(samples, training))
+    report: dict = {"num": num, **MODALITIES.get(model.config.data.modality).generation_report(
+        samples, model, reference)}
     if output is not None:
         atomic_write_text(output, "\n".join(samples) + "\n")
     return samples, report
@@ -491,8 +352,13 @@ def _progress() -> Progress:
 
 
 class _Advance:
+    """What modality hooks report progress to: `set_total(n)`, `advance(n)`."""
+
     def __init__(self, progress: Progress, task) -> None:
         self.progress, self.task = progress, task
+
+    def set_total(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
 
     def advance(self, n: int) -> None:
         self.progress.advance(self.task, n)

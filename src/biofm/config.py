@@ -106,6 +106,10 @@ def preset_path(kind: str, name: str) -> Path:
     return path
 
 
+def preset_exists(kind: str, name: str) -> bool:
+    return (Path(str(resources.files("biofm") / "configs" / kind)) / f"{name}.yaml").is_file()
+
+
 def load_sizes() -> dict[str, dict[str, int]]:
     return yaml.safe_load((resources.files("biofm") / "configs" / "sizes.yaml").read_text())
 
@@ -205,6 +209,11 @@ class ObjectiveConfig(Config):
         norm_window: masked-patch: per-series loc / scale from the last
             `norm_window` visible values (0: every visible value). Saved with the
             checkpoint, so forecasting normalises as pretraining did.
+        quantiles: quantile objectives (masked-patch, next-patch): the levels
+            predicted and trained with the pinball loss, strictly increasing in
+            (0, 1). None: the 23 CDC FluSight levels (`objectives.patch.
+            DEFAULT_QUANTILES`), as in checkpoints saved before this field existed.
+            Other objectives refuse it.
     """
 
     name: str = "mlm"
@@ -212,6 +221,7 @@ class ObjectiveConfig(Config):
     mask_token_fraction: float = 0.8
     random_token_fraction: float = 0.1
     norm_window: int = 0
+    quantiles: tuple[float, ...] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "ObjectiveConfig":
@@ -221,6 +231,11 @@ class ObjectiveConfig(Config):
             raise ValueError("mask_token_fraction + random_token_fraction must be <= 1")
         if self.norm_window < 0:
             raise ValueError("norm_window must be >= 0 (0: every visible value)")
+        q = self.quantiles
+        if q is not None and (not q or any(not 0.0 < x < 1.0 for x in q)
+                              or any(a >= b for a, b in zip(q, q[1:]))):
+            raise ValueError(f"quantiles must be a non-empty, strictly increasing list of levels "
+                             f"in (0, 1), e.g. [0.1, 0.5, 0.9]; got {list(q)}")
         return self
 
 
@@ -326,3 +341,39 @@ class PretrainConfig(Config):
     backbone: BackboneConfig = BackboneConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     train: TrainConfig = TrainConfig()
+
+
+def pretrain_config(config: str | None = None, *, modality: str | None = None,
+                    objective: str | None = None, size: str | None = None,
+                    data: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
+                    overrides: list[str] = ()) -> PretrainConfig:
+    """The config of `biofm pretrain`: a YAML file or preset (`config`; default: the
+    modality's preset for `objective`, else the generic defaults), then the flags,
+    then `--set` overrides. `None` flags are unset.
+
+    A new `size` replaces the preset's explicit shape; an `objective` sets the
+    backbone kind it needs (encoder / decoder).
+    """
+    from biofm.registry import MODALITIES, OBJECTIVES
+
+    if config is None:
+        config = MODALITIES.get(modality or "protein").preset_for(objective)
+    if config is None:  # a modality without presets: the generic tiny defaults
+        base, where = PretrainConfig.from_dict({"backbone": {"size": "tiny"}}).model_dump(
+            mode="json"), "the defaults"
+    else:
+        path = Path(config) if Path(config).suffix in (".yaml", ".yml") \
+            else preset_path("pretrain", config)
+        base, where = PretrainConfig.load(path).model_dump(mode="json"), path.name
+    backbone: dict[str, Any] = {"size": size}
+    if size:
+        backbone.update(d_model=0, n_layers=0, n_heads=0, d_ff=0)
+    if objective:
+        backbone["kind"] = OBJECTIVES.get(objective).backbone_kind
+    flags = {"data": {"modality": modality, **(data or {})}, "objective": {"name": objective},
+             "backbone": backbone, "train": train or {}}
+    flags = {k: {f: v for f, v in sect.items() if v is not None} for k, sect in flags.items()}
+    merged = deep_merge(deep_merge(base, flags), parse_overrides(list(overrides)))
+    # the preset itself was validated when loaded: what fails now comes from the options
+    return PretrainConfig.from_dict(merged, source=f"the command-line options (flags, --set) "
+                                                   f"over {where}")

@@ -17,17 +17,22 @@ the table, per-seed rows and loss curves go to `output`.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from rich.console import Console
 
 from biofm.bench.compare import compare
 from biofm.bench.metrics import primary_metric
+from biofm.bench.provenance import provenance
 from biofm.bench.report import ResultTable, plot_loss_curves
 from biofm.commands import pretrain
 from biofm.config import PretrainConfig, preset_path
+from biofm.errors import BiofmError
+from biofm.io import atomic_write_text
 from biofm.model import FoundationModel
 from biofm.registry import TASKS
 
@@ -59,12 +64,30 @@ class ForecastDemo:
 FORECAST = ForecastDemo()
 
 
-def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = False) -> ResultTable:
+def domains() -> list[str]:
+    """The demo's domains: the modalities of its presets."""
+    return sorted({_modality(p) for p in {t.preset for t in TASK_PLAN} | {FORECAST.preset}})
+
+
+def _modality(preset: str) -> str:
+    return PretrainConfig.load(preset_path("pretrain", preset)).data.modality
+
+
+def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = False,
+             only: Sequence[str] = ()) -> ResultTable:
+    """Every domain's rows (or those of `only`, modality names); writes the tables,
+    per-seed rows, loss curves and `provenance.json` (commit, date, machine, seeds)."""
+    unknown = sorted(set(only) - set(domains()))
+    if unknown:
+        raise BiofmError(f"the demo has no domain {', '.join(unknown)}",
+                         fix=f"choose --only among: {', '.join(domains())}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    plan = [t for t in TASK_PLAN if not only or _modality(t.preset) in only]
+    forecast = not only or _modality(FORECAST.preset) in only
     models, model_dirs, curves = {}, {}, {}
-    for preset in sorted({t.preset for t in TASK_PLAN} | {FORECAST.preset}):
+    for preset in sorted({t.preset for t in plan} | ({FORECAST.preset} if forecast else set())):
         console.rule(f"pretraining {preset}")
         config = _demo_config(preset, quick)
         result = pretrain(config, output / "pretrain" / preset)
@@ -76,25 +99,33 @@ def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = F
     plot_loss_curves(curves, output / "pretrain_loss.png", title="Pretraining loss (real corpora)")
 
     table = ResultTable()
-    for plan in TASK_PLAN:
-        task = TASKS.get(plan.task)()
+    for row in plan:
+        task = TASKS.get(row.task)()
         console.rule(f"transfer: {task.name} ({task.kind}, {task.split} split)")
-        table.extend(compare(models[plan.preset], task, seeds=seeds, max_train=plan.max_train,
+        table.extend(compare(models[row.preset], task, seeds=seeds, max_train=row.max_train,
                              quick=quick, say=console.print))
-    console.rule(f"forecasting: {FORECAST.target} (held out of pretraining)")
-    forecasts = _forecasting(model_dirs[FORECAST.preset], seeds, quick)
+    forecasts = ResultTable()
+    if forecast:
+        console.rule(f"forecasting: {FORECAST.target} (held out of pretraining)")
+        forecasts = _forecasting(model_dirs[FORECAST.preset], seeds, quick)
     elapsed = time.perf_counter() - start
     for kind in ("regression", "classification"):
         part = ResultTable([r for r in table.rows if TASKS.get(r["task"])().kind == kind])
         part.metric_names = [m for m in table.metric_names if any(m in r for r in part.rows)]
         if part.rows:
             part.render(console, title=f"{kind}: test metrics, mean ± sd over {seeds} seed(s)")
-    forecasts.render(console, title="forecasting: rolling origin, horizons 1-4 weeks "
-                                    "(rel_wis < 1 beats seasonal naive)")
+    if forecasts.rows:
+        forecasts.render(console, title="forecasting: rolling origin, horizons 1-4 weeks "
+                                        "(rel_wis < 1 beats seasonal naive)")
     console.print(f"demo finished in {elapsed:.0f} s")
     table.extend(forecasts)
     table.save(output)
-    console.print(f"table, per-seed results and pretrain_loss.png written to {output}/")
+    record = provenance(command="biofm demo", seeds=list(range(seeds)), quick=quick,
+                        domains=list(only) or domains(), elapsed_s=round(elapsed, 1),
+                        pretrain_seeds={p: _demo_config(p, quick).train.seed for p in models})
+    atomic_write_text(output / "provenance.json", json.dumps(record, indent=1))
+    console.print(f"tables, per-seed results, pretrain_loss.png and provenance.json written "
+                  f"to {output}/")
     return table
 
 
@@ -154,4 +185,4 @@ def _demo_config(preset: str, quick: bool) -> PretrainConfig:
     return config
 
 
-__all__ = ["run_demo", "primary_metric"]
+__all__ = ["domains", "primary_metric", "run_demo"]

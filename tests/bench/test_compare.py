@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from biofm.bench.compare import LINEAR_KMER, RANDOM_FOREST, baselines, cap_train, keep_metrics
+from biofm.bench.compare import baselines, cap_train, keep_metrics
 from biofm.registry import TASKS
 
 
 def test_kmer_baselines_find_the_crp_motif_signal():
     task = TASKS.get("crp-sites")()
     scores = baselines(task, task.load(0), seed=0)
-    assert set(scores) == {LINEAR_KMER, RANDOM_FOREST}
+    assert set(scores) == {"linear on 4-mer frequencies", "RF on 4-mer frequencies"}
     # CRP sites carry a real sequence signal that 4-mer frequencies partly capture
     assert all(0.6 < s["roc_auc"] <= 1.0 for s in scores.values()), scores
 
@@ -27,3 +27,20 @@ def test_keep_metrics_per_kind():
                "pr_auc": 0.8, "accuracy": 0.7}
     assert list(keep_metrics(regression, metrics)) == ["rmse", "mae", "spearman"]
     assert list(keep_metrics(binary, metrics)) == ["roc_auc", "pr_auc", "accuracy"]
+
+
+def test_each_modality_declares_its_baselines():
+    from biofm.registry import MODALITIES
+
+    labels = {name: [b.label for b in MODALITIES.get(name).baselines]
+              for name in ("molecule", "protein", "singlecell")}
+    assert labels == {"molecule": ["RF on Morgan fingerprints"],
+                      "protein": ["RF on AA + dipeptide composition"],
+                      "singlecell": ["LogReg on PCA (log-norm)"]}
+
+
+def test_molecule_baseline_runs_on_a_real_task():
+    task = TASKS.get("freesolv")()
+    scores = baselines(task, cap_train(task.load(0), 200, 0), seed=0)
+    assert set(scores) == {"RF on Morgan fingerprints"}
+    assert scores["RF on Morgan fingerprints"]["spearman"] > 0.3

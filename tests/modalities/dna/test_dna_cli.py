@@ -44,6 +44,6 @@ def test_ars_enrichment_comparison_table(capsys, dna_model, tmp_path):
                   "--output", tmp_path / "ars")
     assert run.code == 0, run.err
     table = pd.read_csv(tmp_path / "ars" / "results.csv")
-    assert list(table["method"]) == ["linear on 4-mer frequencies", "RF on fingerprints/k-mers",
+    assert list(table["method"]) == ["linear on 4-mer frequencies", "RF on 4-mer frequencies",
                                      "pretrained: probe"]
     assert (table["rmse"] > 0).all() and table["spearman"].between(-1, 1).all()

@@ -5,11 +5,12 @@ and `selfies` tokenizers, the `nci` and `chembl-drugs` corpora and the
 `freesolv` and `solubility` tasks.
 """
 
-from . import datasets, fingerprints, generation, reader, tokenizer  # noqa: F401
+from . import datasets, fingerprints, generation, modality, reader, tokenizer  # noqa: F401
 from .fingerprints import morgan_fingerprints
 from .generation import generation_metrics
-from .reader import MOLECULE, canonical_smiles, parse_smiles, read_smiles
+from .modality import MOLECULE, MoleculeModality
+from .reader import canonical_smiles, parse_smiles, read_smiles
 from .tokenizer import SelfiesTokenizer, SmilesTokenizer
 
-__all__ = ["MOLECULE", "SelfiesTokenizer", "SmilesTokenizer", "canonical_smiles",
+__all__ = ["MOLECULE", "MoleculeModality", "SelfiesTokenizer", "SmilesTokenizer", "canonical_smiles",
            "generation_metrics", "morgan_fingerprints", "parse_smiles", "read_smiles"]

@@ -18,10 +18,6 @@ from rdkit import Chem, rdBase
 
 from biofm.data.records import OnError, Record, SkipLog, handle_bad_record
 from biofm.errors import BiofmError, require_file
-from biofm.modalities.base import Modality
-from biofm.registry import MODALITIES
-
-from .tokenizer import SmilesTokenizer
 
 SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
 SKIP_FIX = "fix or remove it, or pass `--on-error skip` (on_error='skip') to skip bad records"
@@ -140,7 +136,3 @@ def _column_index(path: Path, header: list[str], column: str | None, role: str =
                          fix=f"pass one of the available columns with {flag}")
     return header.index(column)
 
-
-MOLECULE = MODALITIES.register("molecule")(
-    Modality(name="molecule", read=read_smiles, build_tokenizer=SmilesTokenizer.fit,
-             suffixes=(".smi", ".smiles", ".csv")))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from biofm.bench.baselines import Baseline, per_input
 from biofm.modalities.base import Modality
 from biofm.modalities.proteins import datasets  # noqa: F401  (registers corpora and tasks)
 from biofm.modalities.proteins.fasta import read_fasta, write_fasta
+from biofm.modalities.proteins.features import composition
 from biofm.modalities.proteins.tokenizer import ESM2_VOCAB, EsmTokenizer
 from biofm.registry import MODALITIES
 
@@ -24,7 +26,9 @@ def _esm_tokenizer(texts: Sequence[str]) -> EsmTokenizer:
 
 PROTEIN = MODALITIES.register("protein")(Modality(
     name="protein", read=read_fasta, build_tokenizer=_esm_tokenizer,
-    suffixes=(".fasta", ".fa", ".faa", ".fas"),
+    suffixes=(".fasta", ".fa", ".faa", ".fas"), csv_column="sequence",
+    baselines=(Baseline("RF on AA + dipeptide composition", per_input(composition),
+                        "random-forest"),),
 ))
 
-__all__ = ["ESM2_VOCAB", "EsmTokenizer", "PROTEIN", "read_fasta", "write_fasta"]
+__all__ = ["ESM2_VOCAB", "EsmTokenizer", "PROTEIN", "composition", "read_fasta", "write_fasta"]

@@ -1,0 +1,69 @@
+"""Classical baselines: a featurizer and a classical model, declared per modality.
+
+    Baseline("RF on Morgan fingerprints", per_input(morgan_fingerprints), "random-forest")
+
+A modality lists its baselines in `Modality.baselines`; `biofm compare` runs
+each on the same split as the transfer methods. Featurizers see the whole
+`Splits`, so one that fits something (PCA) fits it on the training split only.
+Models: "linear" (logistic / ridge regression, strength chosen on the
+validation split) and "random-forest" (200 trees, seeded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+
+from biofm.data.tasks import Splits
+
+Features = tuple[np.ndarray, np.ndarray, np.ndarray]  # train, valid, test: (N, F) each
+Featurizer = Callable[[Splits, int], Features]
+Model = Literal["linear", "random-forest"]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """`label` (as in result tables), `featurize(splits, seed)`, `model`, and the task
+    kinds it applies to."""
+
+    label: str
+    featurize: Featurizer
+    model: Model
+    kinds: tuple[str, ...] = ("classification", "regression")
+
+    def predict(self, kind: str, splits: Splits, seed: int) -> np.ndarray:
+        """Test-split predictions: probabilities (binary (N,), multiclass (N, C)) or values."""
+        x_train, x_valid, x_test = self.featurize(splits, seed)
+        if self.model == "linear":
+            from biofm.adapt.probe import LinearProbe
+
+            probe = LinearProbe.fit(kind, x_train, splits.train.labels, x_valid,
+                                    splits.valid.labels)
+            return probe.predict(x_test)
+        return _forest(kind, x_train, splits.train.labels, x_test, seed)
+
+
+def per_input(featurize: Callable[[Sequence], np.ndarray]) -> Featurizer:
+    """A featurizer of one input list → (N, F), applied to each split alone."""
+    def apply(splits: Splits, seed: int) -> Features:
+        return (featurize(splits.train.inputs), featurize(splits.valid.inputs),
+                featurize(splits.test.inputs))
+    apply.__name__ = getattr(featurize, "__name__", "per_input")
+    return apply
+
+
+def _forest(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+            seed: int) -> np.ndarray:
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    if kind == "regression":
+        model = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=-1)
+        return model.fit(x_train, y_train).predict(x_test)
+    forest = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=-1)
+    proba = forest.fit(x_train, y_train).predict_proba(x_test)
+    return proba[:, 1] if proba.shape[1] == 2 else proba
+
+
+__all__ = ["Baseline", "Features", "Featurizer", "per_input"]
