@@ -5,18 +5,20 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= demo_out
+# exact versions (torch) for every install; pyproject.toml only gives ranges
+PIN    := -c requirements/constraints.txt
 
 .PHONY: demo test install data venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	# the CPU wheel of torch, pinned exactly (other specs pull a multi-GB CUDA build)
-	$(BIN)/pip install --quiet torch==2.13.0
+	# torch first, at the pinned CPU wheel (a bare `torch` pulls a multi-GB CUDA build)
+	$(BIN)/pip install --quiet $(PIN) torch
 
 venv: $(BIN)/python
 
 install: venv
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet $(PIN) -e '.[test]'
 
 data: venv
 	$(BIN)/pip install --quiet --no-deps -r requirements/data.txt

