@@ -10,6 +10,10 @@ weights and optimizer state with collectives) and rank 0 alone writes; on
 resume every rank reads the same files. The optimizer state is keyed by
 parameter name, so a checkpoint written by one process, DDP or FSDP2 resumes
 under any of them.
+
+`train_state.pt` holds tensors and plain Python values only, so resume reads it
+with `torch.load(weights_only=True)`, which runs no code from the file; numpy
+values are turned into those at save time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from biofm.errors import BiofmError
@@ -56,7 +61,7 @@ def save_training_checkpoint(run_dir: Path, model: ParallelModel, optimizer, sch
         if target.exists():
             shutil.rmtree(target)
         model.core.save(target, weights)
-        state = {
+        state = _plain({
             "optimizer": optimizer_state,
             "scheduler": scheduler.state_dict(),
             "mask_generator": mask_generator.get_state(),
@@ -64,7 +69,7 @@ def save_training_checkpoint(run_dir: Path, model: ParallelModel, optimizer, sch
             "cuda_rng": rng[0]["cuda"],
             "rank_rng": rng,  # per rank: dropout draws differ by rank
             "loop": asdict(loop),
-        }
+        })
         with atomic_path(target / STATE_FILE) as tmp:
             torch.save(state, tmp)
         atomic_write_text(run_dir / LATEST, target.name + "\n")
@@ -119,7 +124,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_training_state(checkpoint_dir: Path) -> dict[str, Any]:
     try:
-        return torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=False)
+        return torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which and what to do
         raise BiofmError(f"training state is unreadable ({type(exc).__name__}: {exc})",
                          path=checkpoint_dir / STATE_FILE,
@@ -135,6 +140,22 @@ def restore_rng(state: dict[str, Any], mask_generator: torch.Generator, rank: in
     torch.set_rng_state(own["torch"])
     if own.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(own["cuda"])
+
+
+def _plain(value: Any) -> Any:
+    """`value` with numpy scalars as Python numbers and arrays as tensors (both exact),
+    so that `torch.load(weights_only=True)` reads it back."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    return value
 
 
 def _cuda_rng() -> list[torch.Tensor] | None:
