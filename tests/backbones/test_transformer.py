@@ -1,38 +1,80 @@
 """The shared suite every registered backbone × objective pair runs."""
 
 import logging
+import typing
 
+import numpy as np
 import pytest
 import torch
 
 from biofm.backbones import count_parameters, layers
 from biofm.backbones.layers import build_attention_mask
 from biofm.config import BackboneConfig
-from biofm.data.collate import pack_collate, pack_rows, pad_collate
+from biofm.data.collate import ValuedSequence, pack_collate, pack_rows, pad_collate
 from biofm.model import FoundationModel
+from biofm.objectives import Objective
 from biofm.outputs import Batch
 from biofm.registry import BACKBONES, OBJECTIVES
 from tests.helpers import random_proteins, tiny_model
 
-# token objectives; those that need values beside the ids are tested with their modality
+# every registered objective on the backbone kind it needs: a new one is covered on registration
 PAIRS = [(b, o) for b in BACKBONES.names() for o in OBJECTIVES.names()
-         if OBJECTIVES.get(o).backbone_kind == b and OBJECTIVES.get(o).values == "none"]
+         if OBJECTIVES.get(o).backbone_kind == b]
+
+# The second input an objective reads (its `values`, a BackboneConfig.values kind):
+# the backbone's value_size and random values per sequence of n tokens.
+BINS, PATCH_LEN = 10, 4  # bins: the last one is the mask bin; patches: raw steps per patch
+VALUE_INPUTS = {
+    "none": ({}, None),
+    "bins": ({"values": "bins", "value_size": BINS},
+             lambda rng, n: rng.integers(0, BINS - 1, n)),
+    # raw patches (NaN = missing); the objective feeds the backbone [normalised, visible]
+    "patches": ({"values": "patches", "value_size": 2 * PATCH_LEN},
+                lambda rng, n: np.where(rng.random((n, PATCH_LEN)) < 0.1, np.nan,
+                                        rng.gamma(2.0, 10.0, (n, PATCH_LEN))).astype(np.float32)),
+}
 
 
-def test_every_backbone_has_an_objective():
+def test_every_value_kind_and_backbone_is_covered():
+    kinds = typing.get_args(BackboneConfig.model_fields["values"].annotation)
+    assert set(VALUE_INPUTS) == set(kinds)
     assert {b for b, _ in PAIRS} == set(BACKBONES.names())
+    assert {o for _, o in PAIRS} == set(OBJECTIVES.names())
+
+
+def _model(kind: str, objective: str) -> FoundationModel:
+    return tiny_model(kind, objective, **VALUE_INPUTS[OBJECTIVES.get(objective).values][0])
+
+
+def _batch(model: FoundationModel, n: int = 3, seed: int = 0) -> Batch:
+    """n random proteins as ids, with the values the objective reads, masked / labelled."""
+    make = VALUE_INPUTS[model.objective.values][1]
+    seqs = model.encode(random_proteins(n, seed=seed))
+    if make is not None:
+        rng = np.random.default_rng(seed)
+        seqs = [ValuedSequence(np.asarray(s), make(rng, len(s))) for s in seqs]
+    batch = pad_collate(seqs, model.tokenizer.pad_id)
+    return model.objective.prepare(batch, torch.Generator().manual_seed(seed))
+
+
+def _tied(model: FoundationModel) -> set[str]:
+    """Objective parameters that share the token embedding's storage."""
+    ptr = model.backbone.embed_tokens.weight.data_ptr()
+    return {n for n, p in model.objective.named_parameters() if p.data_ptr() == ptr}
 
 
 @pytest.mark.parametrize("kind,objective", PAIRS)
 def test_shapes_backward_and_dtype(kind, objective):
-    model = tiny_model(kind, objective)
-    batch = pad_collate(model.encode(random_proteins(3)), model.tokenizer.pad_id)
-    batch = model.objective.prepare(batch, torch.Generator().manual_seed(0))
+    model = _model(kind, objective)
+    batch = _batch(model)
     out = model(batch)
     B, T = batch.input_ids.shape
-    V = model.tokenizer.vocab_size
-    assert out.logits.shape == ((out.num_predicted, V) if objective == "mlm" else (B, T, V))
-    assert out.loss.dtype == torch.float32 and out.loss.ndim == 0
+    d = model.config.backbone.d_model
+    per_position = model.objective.logits(torch.zeros(1, 1, d)).shape[2:]  # e.g. (V,), (P, Q)
+    # one row of logits per position (B, T, ...) or per predicted token (N, ...)
+    assert out.logits.shape in ((B, T, *per_position), (out.num_predicted, *per_position))
+    assert out.num_predicted > 0
+    assert out.loss.dtype == torch.float32 and out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -40,26 +82,32 @@ def test_shapes_backward_and_dtype(kind, objective):
 
 @pytest.mark.parametrize("kind,objective", PAIRS)
 def test_save_load_round_trip(kind, objective, tmp_path):
-    model = tiny_model(kind, objective).eval()
+    model = _model(kind, objective).eval()
     model.save(tmp_path / "m")
     loaded = FoundationModel.load(tmp_path / "m").eval()
-    seqs = random_proteins(2, seed=1)
-    torch.testing.assert_close(loaded.hidden_states(seqs).last_hidden_state,
-                               model.hidden_states(seqs).last_hidden_state)
-    assert loaded.objective.logits(torch.ones(1, model.config.backbone.d_model)).shape[-1] == 33
-    # the tied output projection is still tied after loading
-    assert loaded.backbone.embed_tokens.weight.data_ptr() == \
-        [p for n, p in loaded.objective.named_parameters() if n.endswith("decoder.weight")][0].data_ptr()
+    assert loaded.config == model.config
+    batch = _batch(model, seed=1)
+    with torch.no_grad():
+        a, b = model(batch), loaded(batch)
+    torch.testing.assert_close(b.logits, a.logits, rtol=0, atol=0)
+    torch.testing.assert_close(b.loss, a.loss, rtol=0, atol=0)
+    # an objective that ties its output projection to the embedding is still tied after loading
+    ties = type(model.objective).tie_weights is not Objective.tie_weights
+    assert _tied(loaded) == _tied(model) and bool(_tied(model)) == ties
 
 
 @pytest.mark.parametrize("kind,objective", PAIRS)
 def test_deterministic_given_seed(kind, objective):
     torch.manual_seed(0)
-    a = tiny_model(kind, objective)
+    a = _model(kind, objective)
     torch.manual_seed(0)
-    b = tiny_model(kind, objective)
-    seqs = random_proteins(2)
-    torch.testing.assert_close(a.embed(seqs), b.embed(seqs), rtol=0, atol=0)
+    b = _model(kind, objective)
+    out_a, out_b = a(_batch(a, seed=2)), b(_batch(b, seed=2))  # masking from the generator
+    torch.testing.assert_close(out_b.logits, out_a.logits, rtol=0, atol=0)
+    torch.testing.assert_close(out_b.loss, out_a.loss, rtol=0, atol=0)
+    if a.objective.values == "none":
+        seqs = random_proteins(2)
+        torch.testing.assert_close(a.embed(seqs), b.embed(seqs), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kind", ["encoder", "decoder"])

@@ -1,8 +1,11 @@
 import pytest
 import torch
 
+from biofm.config import ObjectiveConfig, PretrainConfig
 from biofm.data.collate import pad_collate
 from biofm.errors import BiofmError
+from biofm.model import FoundationModel
+from biofm.modalities.proteins import EsmTokenizer
 from biofm.objectives.base import IGNORE_INDEX
 from tests.helpers import random_proteins, tiny_model
 
@@ -12,7 +15,6 @@ def _masked(rate=0.15, n=400, seed=0):
     model.objective.config.__dict__  # frozen config; rebuild with another rate when needed
     if rate != 0.15:
         model = tiny_model()
-        from biofm.config import ObjectiveConfig
         from biofm.objectives.mlm import MaskedLM
         model.objective = MaskedLM(ObjectiveConfig(mask_rate=rate), model.config.backbone,
                                    model.tokenizer.special_ids)
@@ -82,3 +84,31 @@ def test_mlm_loss_of_a_uniform_model_is_log_vocab():
 def test_objective_backbone_mismatch_is_explained():
     with pytest.raises(BiofmError, match="decoder backbone"):
         tiny_model("encoder", "clm")
+
+
+# -- objective.quantiles (read by the quantile objectives; see tests/modalities/timeseries) ---
+
+def test_quantiles_round_trip_through_yaml(tmp_path):
+    config = PretrainConfig.from_dict({"objective": {"name": "next-patch",
+                                                     "quantiles": [0.1, 0.5, 0.9]}})
+    assert config.objective.quantiles == (0.1, 0.5, 0.9)
+    config.save(tmp_path / "c.yaml")
+    assert PretrainConfig.load(tmp_path / "c.yaml") == config
+    assert ObjectiveConfig().quantiles is None  # unset: the objective's default levels
+    assert PretrainConfig.from_dict({"objective": {"name": "masked-patch"}}) \
+        .objective.quantiles is None  # an old checkpoint's config still loads
+
+
+@pytest.mark.parametrize("levels", [[], [0.5, 0.1], [0.1, 0.1], [0.0, 0.5], [0.5, 1.0],
+                                    [-0.1, 0.5]])
+def test_quantiles_must_increase_strictly_inside_0_1(levels):
+    with pytest.raises(BiofmError, match="quantiles must be a non-empty, strictly increasing"):
+        ObjectiveConfig.from_dict({"name": "masked-patch", "quantiles": levels})
+
+
+@pytest.mark.parametrize("kind,objective", [("encoder", "mlm"), ("decoder", "clm")])
+def test_objectives_without_quantiles_refuse_levels(kind, objective):
+    config = PretrainConfig.from_dict({"backbone": {"kind": kind, "max_len": 64},
+                                       "objective": {"name": objective, "quantiles": [0.5]}})
+    with pytest.raises(BiofmError, match="predicts no quantiles"):
+        FoundationModel(config, EsmTokenizer())

@@ -53,17 +53,25 @@ def merged_base(model: FoundationModel) -> FoundationModel:
     if not lora_layers:
         return base
     clean = FoundationModel(base.config, base.tokenizer)
-    state = {}
-    for name, tensor in base.state_dict().items():
-        if "lora_" in name:
-            continue
-        state[name.replace(".base_layer.", ".")] = tensor
+    # peft keeps the wrapped linear as `<name>.base_layer`; its adapters are `lora_*`
+    state = {name.replace(".base_layer.", "."): tensor
+             for name, tensor in base.state_dict().items() if "lora_" not in name}
+    _check_same_keys(state, clean.state_dict())
     for name, module in lora_layers:
         key = f"backbone.{name}.weight"
         state[key] = state[key] + module.get_delta_weight("default").cpu()
-    clean.load_state_dict(state, strict=False)
+    clean.load_state_dict(state, strict=True)
     return clean
 
+
+def _check_same_keys(merged: dict[str, torch.Tensor], plain: dict[str, torch.Tensor]) -> None:
+    """The renamed peft state dict must name exactly the plain model's weights: a key
+    left over or missing means a weight would be silently dropped or left random."""
+    missing, unexpected = sorted(set(plain) - set(merged)), sorted(set(merged) - set(plain))
+    if missing or unexpected:
+        raise RuntimeError(f"internal error merging LoRA into the base model: weights missing "
+                           f"after renaming peft's keys {missing}, unexpected {unexpected} "
+                           f"(a peft version with another key layout?)")
 
 def save_finetuned(result: FinetuneResult, base: FoundationModel, directory: str | Path,
                    config: FinetuneConfig, kind: str, task: str | None = None,

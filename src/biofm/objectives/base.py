@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofm.config import BackboneConfig, ObjectiveConfig
+from biofm.errors import BiofmError
 from biofm.outputs import BackboneOutput, Batch, ObjectiveOutput
 from biofm.registry import OBJECTIVES
 
@@ -27,10 +28,14 @@ class Objective(nn.Module):
 
     backbone_kind: ClassVar[str]  # which backbone kind the objective needs
     values: ClassVar[str] = "none"  # the second input it needs (BackboneConfig.values)
+    predicts_quantiles: ClassVar[bool] = False  # reads ObjectiveConfig.quantiles
 
     def __init__(self, config: ObjectiveConfig, backbone: BackboneConfig,
                  special_ids: list[int]) -> None:
         super().__init__()
+        if config.quantiles is not None and not self.predicts_quantiles:
+            raise BiofmError(f"objective {config.name!r} predicts no quantiles, but "
+                             f"objective.quantiles is set", fix="remove objective.quantiles")
         self.config = config
         self.vocab_size = backbone.vocab_size
         self.register_buffer("special_ids", torch.tensor(sorted(special_ids), dtype=torch.long),
@@ -60,7 +65,6 @@ def build_objective(config: ObjectiveConfig, backbone: BackboneConfig,
                     special_ids: list[int]) -> Objective:
     cls = OBJECTIVES.get(config.name)
     if cls.backbone_kind != backbone.kind:
-        from biofm.errors import BiofmError
         raise BiofmError(f"objective {config.name!r} needs a {cls.backbone_kind} backbone, "
                          f"the config has {backbone.kind!r}",
                          fix=f"set backbone.kind={cls.backbone_kind}")

@@ -1,17 +1,25 @@
-"""The masked-patch and next-patch objectives and the torch pinball loss."""
+"""The masked-patch and next-patch objectives on time series, the torch pinball loss,
+and quantile levels other than FluSight's (`objective.quantiles`)."""
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from biofm.cli import main
 from biofm.config import BackboneConfig, ObjectiveConfig
 from biofm.data.collate import pad_collate
 from biofm.errors import BiofmError
+from biofm.model import FoundationModel
 from biofm.modalities.timeseries.metrics import FLUSIGHT_QUANTILES
 from biofm.modalities.timeseries.metrics import pinball_loss as numpy_pinball
-from biofm.modalities.timeseries.objectives import TARGET_CLIP, MaskedPatch, pinball_loss
-from biofm.modalities.timeseries.patching import instance_stats
-from tests.modalities.timeseries.forecaster_helpers import PATCH, tiny_forecaster_model
+from biofm.modalities.timeseries.model import PatchForecaster
+from biofm.modalities.timeseries.patching import PatchTokenizer, instance_stats
+from biofm.objectives.patch import DEFAULT_QUANTILES, TARGET_CLIP, MaskedPatch, pinball_loss
+from tests.modalities.timeseries.forecaster_helpers import (PATCH, seasonal_series,
+                                                             tiny_forecaster_model)
+
+THREE = (0.1, 0.5, 0.9)
 
 
 def _batch(model, n_rows=6, seed=0, length=32):
@@ -129,3 +137,69 @@ def test_objective_needs_a_patch_backbone():
     backbone = BackboneConfig(size="tiny", vocab_size=6, values="none")
     with pytest.raises(BiofmError, match="values=patches"):
         MaskedPatch(ObjectiveConfig(name="masked-patch"), backbone, [0, 1])
+
+
+# -- quantile levels from the config ---------------------------------------------------
+
+def _with_levels(objective: str, levels) -> FoundationModel:
+    config = tiny_forecaster_model(objective).config.replace(objective={"quantiles": levels})
+    torch.manual_seed(0)
+    return FoundationModel(config, PatchTokenizer(patch_len=PATCH))
+
+
+def test_the_default_levels_are_flusight():
+    assert DEFAULT_QUANTILES == FLUSIGHT_QUANTILES
+    assert tiny_forecaster_model().objective.levels == FLUSIGHT_QUANTILES
+
+
+@pytest.mark.parametrize("objective", ["masked-patch", "next-patch"])
+def test_three_levels_train_a_step_and_forecast_three_quantiles(objective):
+    model = _with_levels(objective, list(THREE))
+    assert model.objective.levels == THREE
+    batch = model.objective.prepare(_batch(model), torch.Generator().manual_seed(0))
+    out = model(batch)
+    B, T = batch.input_ids.shape
+    assert out.logits.shape == (B, T, PATCH, 3)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    out.loss.backward()
+    optimizer.step()
+    assert torch.isfinite(out.loss)
+    assert not torch.equal(before["objective.head.mlp.bias"], model.objective.head.mlp.bias)
+    forecaster = PatchForecaster(model, device="cpu")
+    np.testing.assert_array_equal(forecaster.levels, THREE)
+    q = forecaster.forecast(seasonal_series(60).values, 5, THREE)
+    assert q.shape == (5, 3) and np.isfinite(q).all() and (np.diff(q, axis=1) >= 0).all()
+
+
+def test_pretraining_records_its_levels_and_the_checkpoint_forecasts_them(tmp_path):
+    main(["pretrain", "--config", "ts-next-patch-tiny", "--output", str(tmp_path),
+          "--steps", "1", "--batch-size", "4", "--set", "data.max_records=2",
+          "--set", "objective.quantiles=[0.1, 0.5, 0.9]", "--no-progress"])
+    saved = yaml.safe_load((tmp_path / "final" / "config.yaml").read_text())
+    assert saved["objective"]["quantiles"] == list(THREE)
+    forecaster = PatchForecaster.load(tmp_path / "final", device="cpu")
+    assert forecaster.forecast(seasonal_series(60).values, 3, THREE).shape == (3, 3)
+
+
+def test_a_checkpoint_saved_before_the_field_existed_loads_with_flusight_levels(tmp_path):
+    model = tiny_forecaster_model("next-patch").eval()
+    model.save(tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["objective"].pop("quantiles")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    loaded = FoundationModel.load(tmp_path)
+    assert loaded.config.objective.quantiles is None
+    assert loaded.objective.levels == FLUSIGHT_QUANTILES
+    history = seasonal_series(60).values
+    np.testing.assert_array_equal(PatchForecaster(loaded, device="cpu").forecast(history, 4),
+                                  PatchForecaster(model, device="cpu").forecast(history, 4))
+
+
+def test_levels_of_another_checkpoint_do_not_fit_the_head(tmp_path):
+    _with_levels("masked-patch", list(THREE)).save(tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["objective"]["quantiles"] = None
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(BiofmError, match="do not match the architecture"):
+        FoundationModel.load(tmp_path)

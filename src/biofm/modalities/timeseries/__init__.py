@@ -58,7 +58,7 @@ __all__ = ["Arima", "Ets", "Evaluation", "FLUSIGHT_QUANTILES", "Forecaster", "La
 
 # The patch forecaster (registers the "ts-patch" tokenizer, the "masked-patch" and
 # "next-patch" objectives): pretraining windows, zero-shot forecasts, fine-tuning.
-from biofm.modalities.timeseries import objectives, patching  # noqa: E402,F401
+from biofm.modalities.timeseries import patching  # noqa: E402,F401
 from biofm.modalities.timeseries.finetune import finetune_forecaster  # noqa: E402
 from biofm.modalities.timeseries.model import PatchForecaster  # noqa: E402
 

@@ -38,10 +38,9 @@ import torch
 from biofm.errors import BiofmError
 from biofm.model import FoundationModel
 from biofm.modalities.timeseries.metrics import FLUSIGHT_QUANTILES
-from biofm.modalities.timeseries.objectives import (MaskedPatch, NextPatch, masked_batch,
-                                                    next_patch_batch)
 from biofm.modalities.timeseries.patching import (PatchTokenizer, denormalise, instance_stats,
                                                   patchify)
+from biofm.objectives.patch import MaskedPatch, NextPatch, masked_batch, next_patch_batch
 from biofm.outputs import Batch
 from biofm.train.loop import autocast_context, resolve_device
 
@@ -65,7 +64,7 @@ class PatchForecaster:
         self.patch_len = model.tokenizer.patch_len
         window = model.config.data.window or model.config.backbone.max_len * self.patch_len
         self.context_patches = math.ceil(window / self.patch_len)
-        self.levels = np.asarray(FLUSIGHT_QUANTILES)
+        self.levels = np.asarray(model.objective.levels)  # what the checkpoint predicts
         self.name = name or f"biofm-{model.config.objective.name}"
 
     @classmethod

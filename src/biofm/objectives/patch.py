@@ -1,17 +1,19 @@
-"""Time-series pretraining objectives with quantile outputs (pinball loss).
+"""Patch objectives with quantile outputs (pinball loss), for any backbone with
+`values: patches` (`Batch.values` (B, T, patch_len) raw values, NaN = missing).
 
-Both objectives predict, for every predicted time step, the 23 quantile levels
-of the CDC FluSight challenge (`FLUSIGHT_QUANTILES`), in the normalised units of
-their row (see `patching`), and are trained with the mean pinball loss over the
-levels and the finite targets (`Batch.value_labels`, NaN = no loss), so one
-pretrained model gives calibrated intervals for WIS. Targets are clipped to
-+-`TARGET_CLIP` scales of their row, so an exploding outbreak cannot dominate.
+Both objectives predict, for every predicted value, the quantile levels of
+`objective.quantiles` (default `DEFAULT_QUANTILES`, the 23 levels of the CDC
+FluSight challenge), in the normalised units of their row (see `instance_norm`),
+and are trained with the mean pinball loss over the levels and the finite
+targets (`Batch.value_labels`, NaN = no loss), so one pretrained model gives
+calibrated intervals. Targets are clipped to +-`TARGET_CLIP` scales of their
+row, so an exploding outbreak cannot dominate.
 
 - "masked-patch" (encoder, PatchTST-style): half of the rows hide their last
   1..n/4 patches (forecasting), the others hide a random `mask_rate` of their
   patches (reconstruction); hidden patches get the `<mask>` id and no values.
   Normalisation uses the last `objective.norm_window` visible values only, so nothing
-  hidden leaks into it and the scale is the recent one (see `patching`).
+  hidden leaks into it and the scale is the recent one.
   A fifth of the rows also lose a random prefix of their history, so that the
   model learns to forecast from short series. Forecast: append masked patches.
 - "next-patch" (decoder, TimesFM-style): position t predicts patch t + 1. The
@@ -29,13 +31,18 @@ from torch import nn
 
 from biofm.config import BackboneConfig, ObjectiveConfig
 from biofm.errors import BiofmError
-from biofm.modalities.timeseries.metrics import FLUSIGHT_QUANTILES
-from biofm.modalities.timeseries.patching import (MIN_VISIBLE, instance_stats, model_inputs,
-                                                  normalise)
 from biofm.objectives.base import Objective
+from biofm.objectives.instance_norm import MIN_VISIBLE, instance_stats, model_inputs, normalise
 from biofm.objectives.mlm import LMHead
 from biofm.outputs import BackboneOutput, Batch, ObjectiveOutput
 from biofm.registry import OBJECTIVES
+
+# The 23 quantile levels of the CDC FluSight challenge (2023-): the levels when
+# `objective.quantiles` is unset, as in every checkpoint saved before that field existed.
+DEFAULT_QUANTILES: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50,
+    0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 0.975, 0.99,
+)
 
 TAIL_FRACTION = 0.5  # masked-patch rows that hide their last patches (forecasting)
 SHORT_FRACTION = 0.2  # rows whose history is cut to a random length
@@ -50,7 +57,7 @@ def pinball_loss(pred: torch.Tensor, target: torch.Tensor,
     pred (..., Q), target (...) with NaN where no loss, quantiles (Q,).
     Returns (loss, number of finite targets); the loss is 0 (still attached to
     `pred`) when there is no finite target. Same value as the numpy
-    `metrics.pinball_loss`.
+    `biofm.modalities.timeseries.metrics.pinball_loss`.
     """
     levels = torch.as_tensor(quantiles, dtype=pred.dtype, device=pred.device)
     finite = torch.isfinite(target)
@@ -76,9 +83,14 @@ class QuantileHead(nn.Module):
 
 
 class QuantileObjective(Objective):
-    """Shared part: a quantile head over every position and the pinball loss."""
+    """Shared part: a quantile head over every position and the pinball loss.
+
+    `levels`: the quantile levels predicted (`objective.quantiles`, else
+    `DEFAULT_QUANTILES`); the head has `patch_len * len(levels)` outputs.
+    """
 
     values: ClassVar[str] = "patches"  # Batch.values: (B, T, patch_len) raw patches
+    predicts_quantiles: ClassVar[bool] = True
 
     def __init__(self, config: ObjectiveConfig, backbone: BackboneConfig,
                  special_ids: list[int]) -> None:
@@ -91,8 +103,9 @@ class QuantileObjective(Objective):
                                  "backbone.value_size=16 (patch length 8)")
         self.patch_len = backbone.value_size // 2
         self.mask_id = backbone.mask_id
-        self.register_buffer("quantiles", torch.tensor(FLUSIGHT_QUANTILES), persistent=False)
-        self.head = QuantileHead(backbone.d_model, self.patch_len, len(FLUSIGHT_QUANTILES),
+        self.levels: tuple[float, ...] = config.quantiles or DEFAULT_QUANTILES
+        self.register_buffer("quantiles", torch.tensor(self.levels), persistent=False)  # (Q,)
+        self.head = QuantileHead(backbone.d_model, self.patch_len, len(self.levels),
                                  backbone.norm_eps)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -109,10 +122,10 @@ class QuantileObjective(Objective):
     def _raw(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw patch values (B, T, P) and the observed mask (finite, not padding)."""
         if batch.values is None or batch.values.dim() != 3:
-            raise ValueError("a time-series batch needs values (B, T, patch_len)")
+            raise ValueError("a patch batch needs values (B, T, patch_len)")
         if batch.document_ids is not None:
-            raise BiofmError("time-series windows are not packed (instance statistics are "
-                             "per row)", fix="set train.packing=false")
+            raise BiofmError("patch rows cannot be packed (instance statistics are per row)",
+                             fix="set train.packing=false")
         raw = batch.values.float()
         return raw, torch.isfinite(raw) & batch.attention_mask.bool()[..., None]
 
@@ -199,5 +212,5 @@ def next_patch_batch(batch: Batch, raw: torch.Tensor, observed: torch.Tensor) ->
     return batch.with_(values=model_inputs(raw, observed, loc, scale), value_labels=labels)
 
 
-__all__ = ["MaskedPatch", "NextPatch", "QuantileHead", "QuantileObjective", "masked_batch",
-           "next_patch_batch", "pinball_loss"]
+__all__ = ["DEFAULT_QUANTILES", "MaskedPatch", "NextPatch", "QuantileHead", "QuantileObjective",
+           "TARGET_CLIP", "masked_batch", "next_patch_batch", "pinball_loss"]
