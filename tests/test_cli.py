@@ -21,6 +21,8 @@ import yaml
 import biofm.commands
 from biofm.config import PretrainConfig
 from biofm.interop import load_pretrained
+from biofm.modalities.molecules import canonical_smiles
+from biofm.modalities.proteins import read_fasta
 from tests.helpers import Run, squeeze
 
 SUBCOMMANDS = ("pretrain", "embed", "finetune", "evaluate", "generate", "score-variants",
@@ -262,11 +264,34 @@ def test_generate_writes_n_samples_and_reports(cli, molecule_clm_run, tmp_path):
     run = cli("generate", "--model", final(molecule_clm_run), "--num", 8, "--output", out,
               "--max-length", 24, "--reference", reference)
     assert run.code == 0, run.err
-    assert out.read_text().count("\n") == 8
     report = printed_json(run.out)
-    assert report["num"] == 8
+    assert report["num"] == 8 and report["written"] + report["invalid"] == 8
+    written = out.read_text().splitlines()
+    assert len(written) == report["written"]
+    assert all(canonical_smiles(s) is not None for s in written)  # invalid ones left out
     for key in ("validity", "uniqueness", "novelty"):
         assert 0.0 <= report[key] <= 1.0
+    assert report["validity"] == report["written"] / 8
+
+    again = cli("generate", "--model", final(molecule_clm_run), "--num", 8, "--output", out)
+    assert_user_error(again, out, "already exists", "--overwrite")
+    kept = cli("generate", "--model", final(molecule_clm_run), "--num", 8, "--output", out,
+               "--max-length", 24, "--keep-invalid", "--overwrite")
+    assert kept.code == 0, kept.err
+    assert out.read_text().count("\n") == 8
+
+
+def test_generate_proteins_writes_fasta_and_composition(cli, pretrain_tiny, tmp_path):
+    run_dir = pretrain_tiny(tmp_path / "pclm", "protein", "clm")
+    out = tmp_path / "samples.fasta"
+    run = cli("generate", "--model", final(run_dir), "--num", 4, "--max-length", 20,
+              "--output", out)
+    assert run.code == 0, run.err
+    report = printed_json(run.out)
+    assert report["length_max"] <= 20 and abs(sum(report["composition"].values())
+                                              + report["non_standard"] - 1) < 0.01
+    records = list(read_fasta(out))
+    assert [r.id for r in records] == ["sample_1", "sample_2", "sample_3", "sample_4"]
 
 
 def test_generate_needs_a_causal_model(cli, molecule_mlm_run, tmp_path):
@@ -283,6 +308,25 @@ def test_score_variants(cli, protein_mlm_run, tmp_path):
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert scores["variant"].tolist() == ["K2A", "T3A"]
     assert np.isfinite(scores["score"]).all()
+
+
+def test_score_variants_from_a_file_and_only_with_protein_models(cli, protein_mlm_run,
+                                                                molecule_mlm_run, tmp_path):
+    variants = write(tmp_path / "variants.csv", "variant,note\nK2A,x\nT3A:A4G,y\n")
+    run = cli("score-variants", "--model", final(protein_mlm_run), "--sequence", WILD_TYPE,
+              "--variants", variants, "--output", tmp_path / "s.csv")
+    assert run.code == 0, run.err
+    assert pd.read_csv(tmp_path / "s.csv")["variant"].tolist() == ["K2A", "T3A:A4G"]
+    lines = write(tmp_path / "variants.txt", "K2A\n\nT3A\n")
+    run = cli("score-variants", "--model", final(protein_mlm_run), "--sequence", WILD_TYPE,
+              "--variants", lines)
+    assert run.code == 0 and "T3A" in run.out, run.err
+    run = cli("score-variants", "--model", final(molecule_mlm_run), "--sequence", WILD_TYPE,
+              "--variant", "K2A")
+    assert_user_error(run, None, "amino-acid substitutions", "molecule model")
+    run = cli("score-variants", "--model", final(protein_mlm_run), "--sequence", "ACGTJJ",
+              "--variant", "C2A")
+    assert_user_error(run, None, "not protein residues")
 
 
 def test_score_variants_wild_type_mismatch_exits_2(cli, protein_mlm_run):

@@ -23,6 +23,7 @@ err = Console(stderr=True)
 ModelOpt = typer.Option(..., "--model", help="biofm checkpoint dir, or an HF ESM (ESM-2, "
                                               "Nucleotide Transformer) or BERT (BERT, DNABERT, "
                                               "Geneformer) dir")
+OverwriteOpt = typer.Option(False, "--overwrite", help="replace an existing output file")
 LayerOpt = typer.Option(None, help=".h5ad: the counts matrix (X, raw or a layer name; "
                                    "default: the first that holds counts)")
 
@@ -61,24 +62,28 @@ def pretrain(
     lr: Optional[float] = typer.Option(None),
     seed: Optional[int] = typer.Option(None),
     output: Path = typer.Option(Path("runs/pretrain"), help="run directory"),
-    resume: bool = typer.Option(False, help="continue from the run directory's last checkpoint"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --output from its "
+                                                        "last checkpoint, with its own settings"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --output"),
     init: Optional[str] = typer.Option(None, help="start from this checkpoint (continued pretraining)"),
     on_error: str = typer.Option("raise", help="raise | skip bad records"),
     set_: List[str] = typer.Option([], "--set", help="override any field: train.lr=1e-3"),
-    no_progress: bool = typer.Option(False, help="no progress bar"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
 ) -> None:
     """Pretrain a model with a self-supervised objective."""
     from biofm import commands
     from biofm.config import pretrain_config
     from biofm.train.distributed import is_main
 
+    if resume and config is None and modality is None:  # the run's own settings
+        config = str(commands.run_config(output))
     cfg = pretrain_config(config, modality=modality, objective=objective, size=size,
                           data={"input": input, "column": column, "tokenizer": tokenizer,
                                 "on_error": on_error},
                           train={"max_steps": steps, "batch_size": batch_size, "lr": lr,
                                  "seed": seed, "progress": False if no_progress else None},
                           overrides=set_)
-    result = commands.pretrain(cfg, output, resume=resume, init=init)
+    result = commands.pretrain(cfg, output, resume=resume, init=init, overwrite=overwrite)
     if is_main():  # under torchrun: one line, not one per rank
         out.print(f"done: {result.steps} steps, train loss {result.final_loss:.4f}"
                   + (f", best valid loss {result.best_valid_loss:.4f}"
@@ -128,12 +133,13 @@ def embed(
     column: Optional[str] = typer.Option(None, help="SMILES column of a CSV"),
     on_error: str = typer.Option("raise", help="raise | skip bad records"),
     layer: Optional[str] = LayerOpt,
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Per-sequence embeddings of a FASTA / SMILES file, or per-cell of an .h5ad."""
     from biofm import commands
 
     vectors = commands.embed(model, input, output, pooling=pooling, batch_size=batch_size,
-                             column=column, on_error=on_error, layer=layer)
+                             column=column, on_error=on_error, layer=layer, overwrite=overwrite)
     out.print(f"wrote {vectors.shape[0]} embeddings of width {vectors.shape[1]} to {output}")
 
 
@@ -262,35 +268,47 @@ def _modality(finetuned: Path) -> str:
 def generate(
     model: str = ModelOpt,
     num: int = typer.Option(100, help="how many to sample"),
-    output: Path = typer.Option(Path("samples.smi"), "--output"),
+    output: Path = typer.Option(..., "--output", help="samples: .smi (molecules, one per "
+                                                       "line), .fasta (proteins), .txt"),
     temperature: float = typer.Option(1.0),
     top_k: int = typer.Option(0, help="0 = off"),
     top_p: float = typer.Option(1.0, help="1.0 = off"),
     seed: int = typer.Option(0),
     max_length: int = typer.Option(128, help="max new tokens"),
     reference: Optional[str] = typer.Option(None, help="training set for novelty (file or corpus)"),
+    keep_invalid: bool = typer.Option(False, "--keep-invalid", help="write invalid samples too "
+                                                                    "(e.g. unparsable SMILES)"),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
-    """Sample molecules from a causal-LM model; report validity / uniqueness / novelty."""
+    """Sample from a causal-LM model; report on the samples (molecules: validity /
+    uniqueness / novelty; proteins: length and composition)."""
     from biofm import commands
 
     _, report = commands.generate(model, num, output, temperature=temperature, top_k=top_k,
                                   top_p=top_p, seed=seed, max_new_tokens=max_length,
-                                  reference=reference)
+                                  reference=reference, keep_invalid=keep_invalid,
+                                  overwrite=overwrite)
     out.print_json(json.dumps(report))
-    out.print(f"wrote {num} samples to {output}")
+    out.print(f"wrote {report['written']} of {num} samples to {output}"
+              + (f" ({report['invalid']} invalid left out; --keep-invalid keeps them)"
+                 if report["invalid"] and not keep_invalid else ""))
 
 
 @app.command("score-variants")
 def score_variants(
     model: str = ModelOpt,
     sequence: str = typer.Option(..., help="wild-type protein sequence"),
-    variants: List[str] = typer.Option(..., "--variant", help="e.g. A23G or A23G:K40R (repeat)"),
+    variants: List[str] = typer.Option([], "--variant", help="e.g. A23G or A23G:K40R (repeat)"),
+    variants_file: Optional[Path] = typer.Option(None, "--variants", help="CSV with a 'variant' "
+                                                                         "column, or one per line"),
     output: Optional[Path] = typer.Option(None, help="CSV of scores"),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """Zero-shot mutation effect: masked-marginal log-likelihood ratio (ESM-1v)."""
     from biofm import commands
 
-    frame = commands.score_variants(model, sequence, list(variants), output)
+    frame = commands.score_variants(model, sequence, list(variants), output,
+                                    variants_file=variants_file, overwrite=overwrite)
     out.print(frame.to_string(index=False))
 
 
@@ -307,7 +325,8 @@ def forecast(
                                                        "the history) | scratch (same "
                                                        "architecture, random init); repeat "
                                                        "to compare"),
-    evaluate: bool = typer.Option(False, help="rolling-origin evaluation against the baselines"),
+    evaluate: bool = typer.Option(False, "--evaluate", help="rolling-origin evaluation against "
+                                                            "the baselines"),
     origins: int = typer.Option(10, help="forecast origins per series (with --evaluate)"),
     context: int = typer.Option(52, help="periods of history before the first origin"),
     steps: int = typer.Option(100, help="fine-tuning steps (--mode full | lora | scratch)"),
@@ -321,8 +340,8 @@ def forecast(
     value_column: str = typer.Option("value", help="value column (long layout)"),
     freq: Optional[str] = typer.Option(None, help="D | W (default: detected from the dates)"),
     negative: str = typer.Option("error", help="error | nan: negative values"),
-    no_plots: bool = typer.Option(False, help="skip the per-series PNGs"),
-    no_progress: bool = typer.Option(False, help="no progress bar"),
+    no_plots: bool = typer.Option(False, "--no-plots", help="skip the per-series PNGs"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
 ) -> None:
     """Forecast time series with quantiles (FluSight CSV + plots); --evaluate scores
     rolling origins against seasonal naive, last value, ARIMA and ETS."""
@@ -349,7 +368,7 @@ def forecast(
 def demo(
     output: Path = typer.Option(Path("demo_out"), help="where the table and plots go"),
     seeds: int = typer.Option(3, help="fine-tuning seeds per cell"),
-    quick: bool = typer.Option(False, help="a seconds-long run (for tests)"),
+    quick: bool = typer.Option(False, "--quick", help="a seconds-long run (for tests)"),
     only: List[str] = typer.Option([], "--only", help="only this domain (a modality: "
                                                       "molecule, protein, dna, singlecell, "
                                                       "timeseries); repeat"),

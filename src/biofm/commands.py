@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
@@ -27,13 +28,13 @@ from biofm.config import DataConfig, PretrainConfig
 from biofm.data.records import Record, SkipLog
 from biofm.data.shards import DEFAULT_SHARD_TOKENS, ShardedCorpus, is_prepared_corpus, prepare_corpus
 from biofm.data.splits import random_split
-from biofm.data.tasks import Split, Splits, Task
+from biofm.data.tasks import Split, Task
 from biofm.errors import BiofmError, require_file
 from biofm.interop import load_pretrained
-from biofm.io import atomic_path, atomic_write_text
+from biofm.io import atomic_path, atomic_write_text, check_new_output
 from biofm.modalities.base import Modality
 from biofm.model import FoundationModel
-from biofm.registry import CORPORA, MODALITIES, TASKS, TOKENIZERS
+from biofm.registry import MODALITIES, TASKS, TOKENIZERS
 from biofm.tokenizer import Tokenizer, load_tokenizer
 from biofm.train import TrainResult, train
 from biofm.train.distributed import is_main
@@ -44,10 +45,7 @@ console = Console(stderr=True)
 # -- data --------------------------------------------------------------------------
 def iter_records(data: DataConfig, skipped: SkipLog | None = None) -> Iterator[Record]:
     """Records from a packaged corpus name or from the user's file, streamed."""
-    if data.input in CORPORA and not Path(data.input).exists():
-        records: Iterator[Record] = iter(CORPORA.get(data.input)())
-    else:
-        records = MODALITIES.get(data.modality).records(data, skipped)
+    records = MODALITIES.get(data.modality).records(data, skipped)
     return itertools.islice(records, data.max_records or None)
 
 
@@ -113,12 +111,16 @@ def prepare(data: DataConfig, output: str | Path, *, shard_tokens: int = DEFAULT
 
 
 def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False,
-             init: str | Path | None = None) -> TrainResult:
-    """Pretrain a model from a config; checkpoints and `final/` go under `output`.
+             init: str | Path | None = None, overwrite: bool = False) -> TrainResult:
+    """Pretrain a model from a config; checkpoints, `final/`, metrics.jsonl and
+    loss.png go under `output`.
 
     `config.data.input` may be a directory from `prepare`: it is then read
     lazily within `data.memory_budget_mb`. Under torchrun every rank runs this.
+    A directory that holds a run is continued (`resume`, with the run's own
+    settings), replaced (`overwrite`), or refused.
     """
+    check_run_dir(Path(output), config, resume=resume, overwrite=overwrite)
     modality = MODALITIES.get(config.data.modality)
     run_data = modality.pretraining_data(
         config, lambda tokenizer: _model_for_run(config, init, tokenizer))
@@ -133,8 +135,106 @@ def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False
                       f"{count_parameters(model):,} parameters ({config.objective.name}) on "
                       f"{len(train_ids):,} "
                       f"{config.data.modality} records; {len(valid_ids or []):,} held out")
-    return train(model, train_ids, valid_ids, config.train, output, resume=resume, console=console,
-                 augment=modality.augmentation(config, model))
+    result = train(model, train_ids, valid_ids, config.train, output, resume=resume,
+                   console=console, augment=modality.augmentation(config, model))
+    if is_main():
+        plot_run_loss(result.history, Path(output) / "loss.png", config.data.modality)
+    return result
+
+
+RUN_FILES = ("latest", "final", "best", "metrics.jsonl", "loss.png", "tensorboard")
+# settings that may change when a run is resumed: they do not change its numbers
+RESUME_FREE = {"train.progress", "train.log_every", "train.tensorboard", "train.device",
+               "train.num_workers", "train.save_every"}
+# these change what comes next (the schedule, when to stop), not what was done: said
+RESUME_WARN = {"train.max_steps", "train.patience", "train.eval_every"}
+
+
+def holds_run(directory: Path) -> bool:
+    return directory.is_dir() and (any((directory / name).exists() for name in RUN_FILES)
+                                   or any(directory.glob("step-*")))
+
+
+def run_config(directory: str | Path) -> Path:
+    """config.yaml of the run in `directory` (its last checkpoint, else final/)."""
+    from biofm.train.checkpoint import latest_checkpoint
+
+    directory = Path(directory)
+    checkpoint = latest_checkpoint(directory) if directory.is_dir() else None
+    for candidate in (checkpoint, directory / "final"):
+        if candidate is not None and (candidate / "config.yaml").is_file():
+            return candidate / "config.yaml"
+    raise BiofmError("no run to resume here (no checkpoint with a config.yaml)", path=directory,
+                     fix="pass the --output directory of an earlier `biofm pretrain`, or start "
+                         "a new run with --config / --modality")
+
+
+def check_run_dir(output: Path, config: PretrainConfig, *, resume: bool,
+                  overwrite: bool) -> None:
+    """Refuse to destroy a run; refuse a resume whose settings would change its numbers."""
+    from biofm.train.checkpoint import latest_checkpoint
+
+    if output.exists() and not output.is_dir():
+        raise BiofmError("the run directory is a file", path=output,
+                         fix="choose another --output")
+    if not holds_run(output):
+        return
+    if not resume and not overwrite:
+        raise BiofmError("this directory already holds a pretraining run", path=output,
+                         fix="continue it with --resume, choose another --output, or pass "
+                             "--overwrite to replace it")
+    if overwrite and not resume:
+        if is_main():
+            for name in [*RUN_FILES, *(p.name for p in output.glob("step-*"))]:
+                target = output / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+        return
+    checkpoint = latest_checkpoint(output)
+    if checkpoint is not None:
+        _check_resume(PretrainConfig.load(checkpoint / "config.yaml"), config, checkpoint)
+
+
+def _check_resume(saved: PretrainConfig, new: PretrainConfig, where: Path) -> None:
+    filled = {"backbone.vocab_size", "backbone.pad_id", "backbone.mask_id", "backbone.values",
+              "backbone.value_size"}  # set from the tokenizer when the model was built
+    changed = {key: (a, b) for key, (a, b) in _diff(saved.model_dump(mode="json"),
+                                                     new.model_dump(mode="json")).items()
+               if key not in filled | RESUME_FREE}
+    refused = {k: v for k, v in changed.items() if k not in RESUME_WARN}
+    if refused:
+        listed = "; ".join(f"{k}: {a!r} in the run, {b!r} now" for k, (a, b) in refused.items())
+        raise BiofmError(f"resuming with other settings than the run's would not continue it "
+                         f"exactly ({listed})", path=where,
+                         fix="resume with --resume --output RUN alone (the run's settings are "
+                             "read from its checkpoint), or start a new run in another "
+                             "directory")
+    for key, (a, b) in changed.items():
+        _log(f"resuming with {key} = {b!r} (the run had {a!r})")
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
+    out: dict[str, tuple] = {}
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out.update(_diff(x, y, f"{prefix}{key}."))
+        elif x != y:
+            out[f"{prefix}{key}"] = (x, y)
+    return out
+
+
+def plot_run_loss(history: list[dict], path: Path, title: str) -> None:
+    """loss.png: training (and validation) loss over steps."""
+    from biofm.bench.report import plot_loss_curves
+
+    curves = {"train": [(h["step"], h["loss"]) for h in history if "loss" in h],
+              "valid": [(h["step"], h["valid_loss"]) for h in history if "valid_loss" in h]}
+    curves = {k: v for k, v in curves.items() if v}
+    if curves:
+        plot_loss_curves(curves, path, title=f"pretraining loss ({title})")
 
 
 def _record_data(config: PretrainConfig, output: str | Path, resume: bool,
@@ -232,7 +332,7 @@ def _counted(records: Iterable[Record], tick: Callable[[], None]) -> Iterator[Re
 def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = None, *,
           pooling: Literal["mean", "cls"] = "mean", batch_size: int = 64,
           column: str | None = None, on_error: Literal["raise", "skip"] = "raise",
-          layer: str | None = None) -> np.ndarray:
+          layer: str | None = None, overwrite: bool = False) -> np.ndarray:
     """Per-record embeddings of an input file, written in one of the modality's
     `embedding_formats` (.parquet, .npy; cells also a copy of the .h5ad)."""
     model = load_pretrained(model_dir)
@@ -240,6 +340,7 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
     input = require_file(input)
     if output is not None:  # before any work: a wrong name should not cost the computation
         modality.check_embedding_output(input, Path(output))
+        check_new_output(output, overwrite)
     skipped = SkipLog()
     with _progress() as progress:
         ids, vectors = modality.embed_file(
@@ -310,31 +411,77 @@ def get_task(name: str) -> Task:
 # -- generate / zero-shot ----------------------------------------------------------------
 def generate(model_dir: str | Path, num: int, output: str | Path | None = None, *,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
-             max_new_tokens: int = 128, reference: str | None = None) -> tuple[list[str], dict]:
-    """Sample molecules (or sequences); report validity / uniqueness / novelty for SMILES."""
+             max_new_tokens: int = 128, reference: str | None = None,
+             keep_invalid: bool = False, overwrite: bool = False) -> tuple[list[str], dict]:
+    """Sample from a causal LM; the modality reports on the samples (molecules:
+    validity / uniqueness / novelty; proteins: length and composition) and writes
+    them (proteins as FASTA). Invalid samples are counted and left out of the file
+    unless `keep_invalid`."""
     from biofm.generate import sample
 
+    if output is not None:
+        check_new_output(output, overwrite)
     model = load_pretrained(model_dir)
+    modality = MODALITIES.get(model.config.data.modality)
     samples = sample(model, num, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                      max_new_tokens=max_new_tokens)
-    report: dict = {"num": num, **MODALITIES.get(model.config.data.modality).generation_report(
-        samples, model, reference)}
+    valid = [s for s in samples if modality.is_valid_sample(s)]
+    kept = samples if keep_invalid else valid
+    report: dict = {"num": num, "invalid": len(samples) - len(valid), "written": len(kept),
+                    **modality.generation_report(samples, model, reference)}
     if output is not None:
-        atomic_write_text(output, "\n".join(samples) + "\n")
+        modality.write_samples(kept, Path(output))
     return samples, report
 
 
 def score_variants(model_dir: str | Path, sequence: str, variants: list[str],
-                   output: str | Path | None = None) -> pd.DataFrame:
-    """Masked-marginal zero-shot scores of protein variants (ESM-1v method)."""
+                   output: str | Path | None = None, *,
+                   variants_file: str | Path | None = None,
+                   overwrite: bool = False) -> pd.DataFrame:
+    """Masked-marginal zero-shot scores of substitutions (ESM-1v method), for models
+    of a modality with a `variant_alphabet` (proteins). Variants come from the list
+    and / or a file (a CSV with a `variant` column, or one variant per line)."""
     from biofm.adapt.zeroshot import score_variants as _score
 
+    if output is not None:
+        check_new_output(output, overwrite)
+    variants = list(variants) + (read_variants(variants_file) if variants_file else [])
+    if not variants:
+        raise BiofmError("no variants to score", fix="pass --variant A23G (repeat) or "
+                                                     "--variants FILE")
     model = load_pretrained(model_dir)
+    modality = MODALITIES.get(model.config.data.modality)
+    if not modality.variant_alphabet:
+        raise BiofmError(f"score-variants scores amino-acid substitutions; this is a "
+                         f"{modality.name} model", path=model_dir,
+                         fix="pass a protein model (biofm or an ESM-2 directory)")
+    odd = sorted(set(sequence.upper()) - set(modality.variant_alphabet) - set("XBZUO"))
+    if odd:
+        raise BiofmError(f"the sequence holds letters that are not {modality.name} residues "
+                         f"({''.join(odd)})", fix=f"pass a {modality.name} sequence")
     frame = pd.DataFrame({"variant": variants, "score": _score(model, sequence, variants)})
     if output is not None:
         with atomic_path(output) as tmp:
             frame.to_csv(tmp, index=False)
     return frame
+
+
+def read_variants(path: str | Path) -> list[str]:
+    """Variants of a file: a CSV with a `variant` (or `mutant`) column, else one per line."""
+    path = require_file(path, "variants file")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    header = [h.strip().lower() for h in lines[0].split(",")]
+    for name in ("variant", "mutant", "mutation"):
+        if name in header:
+            from biofm.data.labeled import read_csv
+
+            frame = read_csv(path)
+            column = frame.columns[header.index(name)]
+            return [str(v).strip() for v in frame[column].dropna()]
+    if "," in lines[0]:
+        raise BiofmError("no variant column (looked for variant, mutant, mutation)", path=path,
+                         fix="name the column 'variant', or list one variant per line")
+    return lines
 
 
 def forecast(model: str, input: str, output: str | Path, **options):

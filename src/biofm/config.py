@@ -292,6 +292,18 @@ class TrainConfig(Config):
     strategy: Literal["auto", "ddp", "fsdp2"] = "auto"
     compile: bool = False
 
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        for name in ("max_steps", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)} "
+                                 "(an untrained model is not a result)")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.warmup_steps < 0 or self.eval_every < 0 or self.save_every < 0:
+            raise ValueError("warmup_steps, eval_every and save_every must be >= 0")
+        return self
+
 
 class DataConfig(Config):
     """Where pretraining sequences come from.

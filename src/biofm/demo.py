@@ -90,7 +90,7 @@ def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = F
     for preset in sorted({t.preset for t in plan} | ({FORECAST.preset} if forecast else set())):
         console.rule(f"pretraining {preset}")
         config = _demo_config(preset, quick)
-        result = pretrain(config, output / "pretrain" / preset)
+        result = pretrain(config, output / "pretrain" / preset, overwrite=True)
         models[preset] = FoundationModel.load(result.model_dir)
         model_dirs[preset] = result.model_dir
         curves[preset] = [(h["step"], h["loss"]) for h in result.history if "loss" in h]

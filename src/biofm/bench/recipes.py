@@ -37,7 +37,8 @@ def pretrain_and_compare(output: str | Path, *, preset: str, task: str, seeds: i
         config = config.replace(backbone={"max_len": 48},
                                 train={"max_steps": 5, "eval_every": 5, "save_every": 5,
                                        "warmup_steps": 2, "progress": False})
-    model = FoundationModel.load(pretrain(config, Path(output) / "pretrain" / preset).model_dir)
+    run = pretrain(config, Path(output) / "pretrain" / preset, overwrite=True)
+    model = FoundationModel.load(run.model_dir)
     return compare(model, TASKS.get(task)(), seeds=seeds, modes=modes, quick=quick)
 
 

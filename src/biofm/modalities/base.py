@@ -60,6 +60,8 @@ class Modality:
     "{name}-{objective}-tiny" when that preset exists).
     `csv_column` is the input column of a labeled CSV; `split_strategies` the
     ways its labeled files can be split ("random" always).
+    `variant_alphabet`: the letters of substitutions `biofm score-variants` scores
+    (one token per residue); empty when the modality has no such scoring.
     """
 
     name: str
@@ -72,6 +74,7 @@ class Modality:
     csv_column: str = "sequence"
     split_strategies: tuple[str, ...] = ("random",)
     baselines: tuple["Baseline", ...] = ()
+    variant_alphabet: str = ""
 
     # -- files ------------------------------------------------------------------
     def matches(self, path: str | Path) -> bool:
@@ -94,7 +97,12 @@ class Modality:
         return chosen
 
     def records(self, data: "DataConfig", skipped: SkipLog | None = None) -> Iterator[Record]:
-        """Records of `data.input` with the data config's reader options."""
+        """Records of `data.input` (a packaged corpus name, or a file read with the data
+        config's reader options)."""
+        from biofm.registry import CORPORA
+
+        if data.input in CORPORA and not Path(data.input).exists():
+            return iter(CORPORA.get(data.input)())
         options = self.read_options({k: getattr(data, k) for k in READER_OPTIONS
                                      if k != "rc_prob"})
         if options.get("stride") and not options.get("window"):
@@ -202,6 +210,16 @@ class Modality:
                           reference: str | None) -> dict[str, Any]:
         """Figures about sampled outputs (molecules: validity, uniqueness, novelty)."""
         return {}
+
+    def is_valid_sample(self, sample: str) -> bool:
+        """Whether a sample is a well-formed input (molecules: RDKit parses it)."""
+        return True
+
+    def write_samples(self, samples: list[str], output: Path) -> None:
+        """One sample per line (proteins: FASTA)."""
+        from biofm.io import atomic_write_text
+
+        atomic_write_text(output, "".join(f"{s}\n" for s in samples))
 
 
 def _modalities_taking(option: str) -> list[str]:

@@ -52,6 +52,9 @@ class MoleculeModality(Modality):
                          on_error="skip")
         return generation_metrics(samples, [r.data for r in self.records(ref)])
 
+    def is_valid_sample(self, sample: str) -> bool:
+        return canonical_smiles(sample.strip()) is not None
+
 
 MOLECULE = MODALITIES.register("molecule")(MoleculeModality(
     name="molecule", read=read_smiles, build_tokenizer=SmilesTokenizer.fit,

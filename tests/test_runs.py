@@ -1,0 +1,86 @@
+"""Nothing lost, nothing silent: run directories, resume settings, output files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+import pytest
+
+from biofm.errors import BiofmError
+from biofm.io import atomic_write_text, check_new_output
+from tests.helpers import squeeze
+
+TINY = ("--modality", "protein", "--steps", "4", "--batch-size", "8", "--set",
+        "data.max_records=64", "--set", "backbone.max_len=48", "--set", "train.save_every=2",
+        "--set", "train.eval_every=2", "--no-progress")
+
+
+def test_pretrain_refuses_to_replace_a_run_and_resumes_with_its_own_settings(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    first = cli("pretrain", *TINY, "--output", run_dir)
+    assert first.code == 0, first.err
+    assert (run_dir / "loss.png").stat().st_size > 0
+    metrics = (run_dir / "metrics.jsonl").read_text()
+
+    again = cli("pretrain", *TINY, "--output", run_dir)
+    assert again.code == 2 and "alreadyholdsapretrainingrun" in squeeze(again.err)
+    assert "--resume" in squeeze(again.err) and "--overwrite" in squeeze(again.err)
+    assert (run_dir / "metrics.jsonl").read_text() == metrics  # nothing lost
+
+    shutil.rmtree(run_dir / "final")  # as if killed before the end: no final/ yet
+    resumed = cli("pretrain", "--resume", "--output", run_dir, "--no-progress")
+    assert resumed.code == 0, resumed.err
+    assert (run_dir / "final" / "config.yaml").is_file()
+
+    changed = cli("pretrain", *TINY, "--seed", "7", "--resume", "--output", run_dir)
+    assert changed.code == 2 and "train.seed:0intherun,7now" in squeeze(changed.err)
+
+    replaced = cli("pretrain", *TINY, "--seed", "7", "--overwrite", "--output", run_dir)
+    assert replaced.code == 0, replaced.err
+
+
+def test_resume_without_a_run_says_so(cli, tmp_path):
+    run = cli("pretrain", "--resume", "--output", tmp_path / "nothing")
+    assert run.code == 2 and "noruntoresumehere" in squeeze(run.err)
+
+
+@pytest.mark.parametrize("steps", ["0", "-3"])
+def test_no_steps_is_refused(cli, tmp_path, steps):
+    run = cli("pretrain", "--steps", steps, "--output", tmp_path / "run")
+    assert run.code == 2 and "max_stepsmustbeatleast1" in squeeze(run.err)
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def test_unknown_modality_names_the_modalities(cli, tmp_path):
+    run = cli("pretrain", "--modality", "rna", "--output", tmp_path / "run")
+    assert run.code == 2 and "unknownmodality'rna'" in squeeze(run.err)
+    assert "singlecell" in squeeze(run.err) and "preset" not in run.err
+
+
+def test_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_unwritable_outputs_are_clear_errors(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BiofmError, match="is a file"):
+        atomic_write_text(tmp_path / "file" / "sub" / "out.txt", "x")
+    if not os.path.isdir("/sys/kernel"):
+        pytest.skip("no read-only directory to try")
+    with pytest.raises(BiofmError, match="cannot write here"):  # sysfs refuses new files
+        atomic_write_text("/sys/biofm-test-output.txt", "x")
+
+
+def test_existing_outputs_need_overwrite(tmp_path):
+    path = tmp_path / "out.parquet"
+    path.write_text("x")
+    with pytest.raises(BiofmError, match="already exists.*--overwrite"):
+        check_new_output(path, overwrite=False)
+    assert check_new_output(path, overwrite=True) == path
