@@ -29,6 +29,15 @@ def test_sampling_is_seeded_and_stops_at_eos():
     assert not any("<" in s for s in a)  # no special tokens in the text
 
 
+def test_sampling_runs_without_dropout_and_restores_the_mode():
+    model = tiny_model("decoder", "clm", dropout=0.5).train()
+    a = sample(model, 4, max_new_tokens=20, seed=3)
+    assert model.training
+    assert sample(model, 4, max_new_tokens=20, seed=3) == a  # dropout would change the draws
+    assert sample(model.eval(), 4, max_new_tokens=20, seed=3) == a
+    assert not model.training
+
+
 def test_generation_needs_a_decoder():
     with pytest.raises(BiofmError, match="causal-LM"):
         sample(tiny_model(), 1)

@@ -32,3 +32,29 @@ def test_embed_keeps_training_mode_and_rejects_unknown_pooling():
     assert model.training
     with pytest.raises(BiofmError, match="pooling"):
         model.embed(["ACDE"], pooling="max")  # type: ignore[arg-type]
+
+
+def test_loaded_model_is_in_eval_mode_and_hidden_states_are_deterministic(tmp_path):
+    import torch
+
+    import biofm
+    from biofm.model import FoundationModel
+
+    tiny_model(dropout=0.5).save(tmp_path / "model")
+    for load in (biofm.load, FoundationModel.load):
+        model = load(tmp_path / "model")
+        assert not model.training and not any(m.training for m in model.modules())
+    texts = random_proteins(3, seed=12)
+    model.train()  # inference runs without dropout whatever the caller's mode ...
+    first, second = model.hidden_states(texts), model.hidden_states(texts)
+    torch.testing.assert_close(first.last_hidden_state, second.last_hidden_state, rtol=0, atol=0)
+    np.testing.assert_array_equal(model.embed(texts), model.embed(texts))
+    assert all(m.training for m in model.modules())  # ... and leaves that mode as it was
+
+
+def test_inference_restores_each_submodule_own_mode():
+    model = tiny_model(dropout=0.5).train()
+    model.objective.eval()  # e.g. a frozen part kept in eval while the rest trains
+    model.hidden_states(["ACDE"])
+    model.embed(["ACDE"])
+    assert model.training and model.backbone.training and not model.objective.training

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from biofm.errors import BiofmError
-from biofm.model import FoundationModel
+from biofm.model import FoundationModel, evaluating
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -27,13 +27,15 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 def sample(model: FoundationModel, num: int, *, max_new_tokens: int = 128,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
            batch_size: int = 64) -> list[str]:
-    """Sample `num` sequences starting from <bos>; each stops at <eos> or the length limit."""
+    """Sample `num` sequences starting from <bos>; each stops at <eos> or the length limit.
+
+    Runs in eval mode (no dropout); the model's own mode is restored afterwards.
+    """
     if model.config.backbone.kind != "decoder":
         raise BiofmError("generation needs a causal-LM (decoder) model",
                          fix="pretrain with --objective clm (backbone.kind=decoder)")
     if temperature <= 0:
         raise BiofmError("temperature must be positive", fix="use e.g. --temperature 1.0")
-    model.eval()
     generator = torch.Generator(device=model.device).manual_seed(seed)
     tok = model.tokenizer
     limit = min(max_new_tokens + 1, model.config.backbone.max_len)
@@ -42,24 +44,34 @@ def sample(model: FoundationModel, num: int, *, max_new_tokens: int = 128,
                            (i in tok.special_ids or (t.startswith("<") and t.endswith(">")))],
                           device=model.device)
     out: list[str] = []
-    while len(out) < num:
-        n = min(batch_size, num - len(out))
-        ids = torch.full((n, 1), tok.bos_id, dtype=torch.long, device=model.device)
-        done = torch.zeros(n, dtype=torch.bool, device=model.device)
-        for _ in range(limit - 1):
-            logits = model.objective.logits(model.backbone(ids).last_hidden_state[:, -1])
-            logits = logits.float() / temperature
-            logits[:, banned] = float("-inf")
-            probs = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-            nxt = torch.where(done, torch.full_like(nxt, tok.pad_id), nxt)
-            ids = torch.cat([ids, nxt[:, None]], dim=1)
-            done |= nxt == tok.eos_id
-            if bool(done.all()):
-                break
-        for row in ids.tolist():
-            body = row[1:]
-            if tok.eos_id in body:
-                body = body[: body.index(tok.eos_id)]
-            out.append(tok.decode(body))
+    with evaluating(model):
+        while len(out) < num:
+            out += _sample_batch(model, min(batch_size, num - len(out)), limit, temperature,
+                                 top_k, top_p, banned, generator)
+    return out
+
+
+def _sample_batch(model: FoundationModel, n: int, limit: int, temperature: float, top_k: int,
+                  top_p: float, banned: torch.Tensor, generator: torch.Generator) -> list[str]:
+    """`n` sequences sampled together, each up to `limit` tokens including <bos>."""
+    tok = model.tokenizer
+    ids = torch.full((n, 1), tok.bos_id, dtype=torch.long, device=model.device)
+    done = torch.zeros(n, dtype=torch.bool, device=model.device)
+    for _ in range(limit - 1):
+        logits = model.objective.logits(model.backbone(ids).last_hidden_state[:, -1])  # (n, V)
+        logits = logits.float() / temperature
+        logits[:, banned] = float("-inf")
+        probs = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1)
+        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        nxt = torch.where(done, torch.full_like(nxt, tok.pad_id), nxt)
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+        done |= nxt == tok.eos_id
+        if bool(done.all()):
+            break
+    out = []
+    for row in ids.tolist():
+        body = row[1:]
+        if tok.eos_id in body:
+            body = body[: body.index(tok.eos_id)]
+        out.append(tok.decode(body))
     return out

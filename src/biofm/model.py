@@ -11,8 +11,9 @@ A checkpoint directory is self-describing and loadable alone:
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -67,8 +68,10 @@ class FoundationModel(nn.Module):
 
     @torch.no_grad()
     def hidden_states(self, texts: Sequence[str]) -> BackboneOutput:
+        """The backbone's output on `texts` (padded batch), in eval mode (no dropout)."""
         batch = pad_collate(self.encode(texts), self.tokenizer.pad_id).to(self.device)
-        return self.backbone(batch.input_ids, batch.attention_mask, values=batch.values)
+        with evaluating(self):
+            return self.backbone(batch.input_ids, batch.attention_mask, values=batch.values)
 
     @torch.no_grad()
     def embed(self, texts: Sequence[str], *, pooling: Pooling = "mean", batch_size: int = 64,
@@ -84,16 +87,14 @@ class FoundationModel(nn.Module):
         """
         if pooling not in ("mean", "cls"):
             raise BiofmError(f"unknown pooling {pooling!r}", fix="use 'mean' or 'cls'")
-        was_training = self.training
-        self.eval()
         ids = self.encode(texts)
         out = np.zeros((len(texts), self.config.backbone.d_model), dtype=np.float32)
-        for index in length_batches([len(s) for s in ids], batch_size):
-            embed_batch = self._embed_packed if packing else self._embed_padded
-            out[index] = embed_batch([ids[i] for i in index], pooling).float().cpu().numpy()
-            if progress is not None:
-                progress.advance(len(index))  # type: ignore[attr-defined]
-        self.train(was_training)
+        embed_batch = self._embed_packed if packing else self._embed_padded
+        with evaluating(self):
+            for index in length_batches([len(s) for s in ids], batch_size):
+                out[index] = embed_batch([ids[i] for i in index], pooling).float().cpu().numpy()
+                if progress is not None:
+                    progress.advance(len(index))  # type: ignore[attr-defined]
         return out
 
     def _embed_padded(self, seqs: list[list[int]], pooling: Pooling) -> torch.Tensor:
@@ -138,13 +139,27 @@ class FoundationModel(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, *, map_location: str = "cpu") -> "FoundationModel":
+        """The model saved in `directory`, in eval mode (training code calls `.train()`)."""
         directory = Path(directory)
         _check_checkpoint_dir(directory)
         config = PretrainConfig.load(directory / "config.yaml")
         model = cls(config, load_tokenizer(directory))
         state = read_safetensors(directory / "model.safetensors", device=map_location)
         load_weights(model, state, directory / "model.safetensors")
-        return model
+        return model.eval()
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` in eval mode (no dropout) inside the block; afterwards every submodule
+    is back in its own mode (a frozen part may have been in eval while the rest trained)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _value_fields(tokenizer: Tokenizer) -> dict:

@@ -18,10 +18,10 @@ SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 VARIANTS = ["M1A", "K2R", "T3T", "A4G:Y5W", "Q33E", "K8P:R10D:S13C"]
 
 
-def tiny_model(max_len: int = 64, seed: int = 0) -> FoundationModel:
+def tiny_model(max_len: int = 64, seed: int = 0, dropout: float = 0.0) -> FoundationModel:
     config = PretrainConfig.from_dict({
         "backbone": {"size": None, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64,
-                     "max_len": max_len, "token_dropout": True},
+                     "max_len": max_len, "token_dropout": True, "dropout": dropout},
         "objective": {"name": "mlm"}})
     torch.manual_seed(seed)
     model = FoundationModel(config, EsmTokenizer())
@@ -125,3 +125,11 @@ def test_needs_an_mlm_model():
                                        "objective": {"name": "clm"}})
     with pytest.raises(BiofmError, match="needs an MLM model"):
         score_variants(FoundationModel(config, EsmTokenizer()), SEQ, ["M1A"])
+
+
+def test_scores_are_without_dropout_and_the_mode_is_restored():
+    dropped = tiny_model(seed=3, dropout=0.5).train()  # the same weights as below, with dropout
+    scores = score_variants(dropped, SEQ, VARIANTS)
+    assert dropped.training
+    assert score_variants(tiny_model(seed=3).eval(), SEQ, VARIANTS) == pytest.approx(scores,
+                                                                                 abs=1e-6)

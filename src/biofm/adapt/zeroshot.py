@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from biofm.errors import BiofmError
-from biofm.model import FoundationModel
+from biofm.model import FoundationModel, evaluating
 
 STANDARD_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 _SUBSTITUTION = re.compile(r"^([A-Za-z])([1-9][0-9]*)([A-Za-z])$")
@@ -166,16 +166,12 @@ def _masked_log_probs(model: FoundationModel, ids: list[int], positions: list[in
         targets.append(p - start)  # +1 for the leading <cls>
     inputs = torch.tensor(rows)  # (P, T): every row has the same length, no padding
     where = torch.tensor(targets)
-    was_training = model.training
-    model.eval()
     out = []
-    try:
+    with evaluating(model):
         for i in range(0, len(rows), batch_size):
             batch = inputs[i:i + batch_size].to(model.device)
             mask = torch.ones_like(batch, dtype=torch.bool)
             hidden = model.backbone(batch, mask).last_hidden_state  # (b, T, d)
             picked = hidden[torch.arange(len(batch)), where[i:i + batch_size].to(model.device)]
             out.append(torch.log_softmax(model.objective.logits(picked).float(), dim=-1).cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, tok.vocab_size)

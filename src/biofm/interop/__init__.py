@@ -21,8 +21,11 @@ __all__ = ["bert_config_to_backbone", "bert_to_biofm", "bert_tokenizer", "biofm_
 def load_pretrained(path: str | Path) -> FoundationModel:
     """A biofm checkpoint directory (biofm.json), an HF ESM directory (ESM-2, Nucleotide
     Transformer) or an HF BERT directory (BERT, MiniLM, DNABERT, Geneformer) →
-    FoundationModel."""
-    directory = Path(path)
+    FoundationModel, in eval mode (no dropout; training code calls `.train()`)."""
+    return _load_any(Path(path)).eval()
+
+
+def _load_any(directory: Path) -> FoundationModel:
     if not directory.exists():
         raise BiofmError("model directory does not exist", path=directory,
                          fix="pass a biofm checkpoint directory or a local HF ESM / BERT "
