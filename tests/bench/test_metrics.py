@@ -49,6 +49,17 @@ def test_multiclass():
     assert m["roc_auc"] == pytest.approx((1 + 1 + auc2) / 3)
 
 
+def test_macro_f1_counts_classes_predicted_but_absent_from_the_truth():
+    from sklearn.metrics import f1_score
+
+    y = np.array([0, 0, 1, 1])
+    scores = np.eye(3)[[0, 2, 1, 1]]  # one class-0 example predicted as class 2
+    m = classification_metrics(y, scores)
+    # class 0: P=1 R=1/2 F=2/3; class 1: F=1; class 2 (predicted only): F=0
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert m["macro_f1"] == pytest.approx(f1_score(y, scores.argmax(1), average="macro"))
+
+
 def test_score_count_mismatch():
     with pytest.raises(BiofmError, match="3 scores for 2 labels"):
         classification_metrics([0, 1], [0.1, 0.2, 0.3])

@@ -31,7 +31,8 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, 
     pr_auc (average precision), accuracy at threshold 0.5.
 
     Multiclass: `scores` (N, C) per-class probabilities or logits → accuracy and
-    macro_f1 (over the classes present in y_true) of the argmax, and roc_auc as
+    macro_f1 of the argmax (over the classes in y_true or in the predictions, as
+    scikit-learn counts them: a class predicted but absent scores F1 0), and roc_auc as
     the macro mean of one-vs-rest AUCs over classes with positives and negatives.
     """
     y = np.asarray(y_true).astype(int).ravel()
@@ -54,7 +55,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, 
     return {
         "roc_auc": float(np.mean(aucs)) if aucs else float("nan"),
         "accuracy": float(accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, average="macro", labels=np.unique(y))),
+        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
     }
 
 
