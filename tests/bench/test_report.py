@@ -23,16 +23,34 @@ def table() -> ResultTable:
 
 def test_summary_mean_and_sample_sd(table):
     s = table.summary()
-    assert list(s.columns) == ["task", "method", "seeds", "roc_auc", "roc_auc_sd",
-                               "accuracy", "accuracy_sd", "rmse", "rmse_sd"]
+    assert list(s.columns) == ["task", "method", "seeds", "roc_auc", "roc_auc_sd", "roc_auc_n",
+                               "accuracy", "accuracy_sd", "accuracy_n", "rmse", "rmse_sd",
+                               "rmse_n"]
     assert list(zip(s.task, s.method)) == [("amp", "pretrained"), ("amp", "scratch"),
                                            ("esol", "pretrained")]
     first = s.iloc[0]
-    assert first.seeds == 3
+    assert first.seeds == 3 and first.roc_auc_n == 3
     assert first.roc_auc == pytest.approx(0.9) and first.roc_auc_sd == pytest.approx(0.1)
     assert math.isnan(s.iloc[1].roc_auc_sd)            # one seed: no sd
     assert math.isnan(s.iloc[2].roc_auc) and s.iloc[2].rmse == 1.25
+    assert s.iloc[2].roc_auc_n == 0 and s.iloc[2].rmse_n == 1
     assert len(table) == 5 and len(table.frame()) == 5
+
+
+def test_means_say_how_many_seeds_they_are_over(tmp_path):
+    t = ResultTable()
+    t.add("amp", "pretrained", 0, {"roc_auc": 0.8, "accuracy": 0.5})
+    t.add("amp", "pretrained", 1, {"roc_auc": float("nan"), "accuracy": 0.7})  # one-class split
+    t.add("amp", "pretrained", 2, {"roc_auc": 0.9, "accuracy": 0.6})
+    row = t.summary().iloc[0]
+    assert row.seeds == 3 and row.roc_auc_n == 2 and row.accuracy_n == 3
+    assert row.roc_auc == pytest.approx(0.85)
+    line = t.to_markdown(tmp_path / "r.md").read_text().splitlines()[2]
+    assert line == "| amp | pretrained | 3 | 0.850 ± 0.071 (n=2) | 0.600 ± 0.100 |"
+    t.add("amp", "scratch", 0, {"roc_auc": float("nan"), "accuracy": 0.5})
+    t.add("amp", "scratch", 1, {"roc_auc": 0.7, "accuracy": 0.5})
+    assert t.to_markdown(tmp_path / "r.md").read_text().splitlines()[3] == \
+        "| amp | scratch | 2 | 0.700 (n=1) | 0.500 ± 0.000 |"
 
 
 def test_empty_table():
@@ -55,7 +73,7 @@ def test_render_and_markdown(tmp_path, table):
 
 def test_csv_summary_and_per_seed(tmp_path, table):
     summary = pd.read_csv(table.to_csv(tmp_path / "s.csv"))
-    assert summary.shape == (3, 9) and summary.roc_auc[0] == pytest.approx(0.9)
+    assert summary.shape == (3, 12) and summary.roc_auc[0] == pytest.approx(0.9)
     runs = pd.read_csv(table.to_csv(tmp_path / "r.csv", per_seed=True))
     assert list(runs.columns[:3]) == ["task", "method", "seed"] and len(runs) == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "s.csv"]  # no temp left

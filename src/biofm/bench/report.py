@@ -2,12 +2,15 @@
 
     table = ResultTable()
     table.add("amp", "pretrained+probe", seed=0, metrics={"roc_auc": 0.91, ...})
-    table.summary()              # one row per (task, method): seeds, metric, metric_sd
+    table.summary()              # one row per (task, method): seeds, metric, metric_sd, metric_n
     table.render(console)        # rich table in the terminal
     table.to_markdown("report.md"); table.to_csv("report.csv")
 
 The sd is the sample standard deviation over seeds (ddof=1), shown only when
-there are at least two seeds.
+there are at least two seeds. A seed whose metric is undefined (NaN, e.g. ROC-AUC
+on a one-class split) is left out of that metric's mean: `metric_n` counts the
+seeds each mean is over, and the text tables add "(n=2)" where it is fewer than
+the row's seeds.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from biofm.io import atomic_path, atomic_write_text
 
 KEYS = ("task", "method", "seed")
 SD_SUFFIX = "_sd"
+N_SUFFIX = "_n"
 
 
 @dataclass
@@ -65,17 +69,19 @@ class ResultTable:
 
     def summary(self) -> pd.DataFrame:
         """One row per (task, method) in insertion order: `seeds`, then each
-        metric's mean (column `name`) and sample sd (column `name_sd`)."""
+        metric's mean (column `name`), sample sd (`name_sd`) and the number of
+        seeds with a defined value that both are over (`name_n`)."""
         columns = ["task", "method", "seeds"]
         for name in self.metric_names:
-            columns += [name, name + SD_SUFFIX]
+            columns += [name, name + SD_SUFFIX, name + N_SUFFIX]
         df = self.frame()
         if df.empty:
             return pd.DataFrame(columns=columns)
         grouped = df.groupby(["task", "method"], sort=False)
-        out = grouped[self.metric_names].mean()
+        out = grouped[self.metric_names].mean()  # NaN values skipped, hence the counts
         sd = grouped[self.metric_names].std(ddof=1).add_suffix(SD_SUFFIX)
-        out = out.join(sd)
+        n = grouped[self.metric_names].count().add_suffix(N_SUFFIX)
+        out = out.join(sd).join(n)
         out.insert(0, "seeds", grouped["seed"].nunique())
         return out.reset_index()[columns]
 
@@ -85,8 +91,10 @@ class ResultTable:
         header = ["task", "method", "seeds", *self.metric_names]
         body = []
         for _, row in summary.iterrows():
-            cells = [str(row["task"]), str(row["method"]), str(int(row["seeds"]))]
-            cells += [_format(row[m], row[m + SD_SUFFIX], digits) for m in self.metric_names]
+            seeds = int(row["seeds"])
+            cells = [str(row["task"]), str(row["method"]), str(seeds)]
+            cells += [_format(row[m], row[m + SD_SUFFIX], digits, int(row[m + N_SUFFIX]), seeds)
+                      for m in self.metric_names]
             body.append(cells)
         return header, body
 
@@ -118,12 +126,15 @@ class ResultTable:
         return Path(path)
 
 
-def _format(mean: float, sd: float, digits: int) -> str:
+def _format(mean: float, sd: float, digits: int, n: int, seeds: int) -> str:
+    """Mean ± sd as text ("0.912 ± 0.013"), "(n=2)" added when the mean is over fewer
+    than all seeds."""
     if mean is None or math.isnan(mean):
         return "—"
-    if sd is None or math.isnan(sd):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    text = f"{mean:.{digits}f}"
+    if sd is not None and not math.isnan(sd):
+        text += f" ± {sd:.{digits}f}"
+    return text + (f" (n={n})" if n < seeds else "")
 
 
 def plot_loss_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, *,
