@@ -15,11 +15,12 @@ import torch
 from biofm.errors import BiofmError
 from biofm.interop.geneformer import (GENE_MEDIANS, TOKEN_DICTIONARY, geneformer_tokenizer,
                                       is_geneformer_dir, load_geneformer)
+from biofm.modalities.singlecell import cells_of_matrix, gene_array
 
 GENES = [f"ENSG{i:011d}" for i in range(1, 21)]
-CELLS = [" ".join(f"{g}|SYM{i}={c}" for i, (g, c) in enumerate(zip(GENES, counts)) if c)
-         for counts in ([5, 0, 3, 1, 9, 0, 2, 2, 0, 4, 1, 0, 0, 7, 1, 1, 0, 3, 2, 1],
-                        [0, 2, 0, 8, 1, 1, 0, 0, 6, 0, 0, 3, 2, 0, 0, 1, 5, 0, 0, 2])]
+CELLS = cells_of_matrix(np.array([[5, 0, 3, 1, 9, 0, 2, 2, 0, 4, 1, 0, 0, 7, 1, 1, 0, 3, 2, 1],
+                                  [0, 2, 0, 8, 1, 1, 0, 0, 6, 0, 0, 3, 2, 0, 0, 1, 5, 0, 0, 2]]),
+                        gene_array(f"{g}|SYM{i}" for i, g in enumerate(GENES)))  # Ensembl|symbol
 
 
 def write_geneformer_dir(path: Path, *, v2: bool = True) -> tuple[Path, dict, dict]:
@@ -55,10 +56,10 @@ def test_hidden_states_match_transformers(tmp_path, v2):
     model = load_geneformer(path).eval()  # BERT's dropout (0.1) is off for the comparison
     assert model.config.data.modality == "singlecell"
     reference = BertModel.from_pretrained(path, add_pooling_layer=False).eval()
-    for text in CELLS:
-        ids = model.tokenizer.encode(text, max_length=model.config.backbone.max_len)
+    for cell in CELLS:
+        ids = model.tokenizer.encode(cell, max_length=model.config.backbone.max_len)
         assert (ids[0] == tokens.get("<cls>")) == v2  # V1 inputs are the ranked genes alone
-        ours = model.hidden_states([text]).last_hidden_state
+        ours = model.hidden_states([cell]).last_hidden_state
         with torch.no_grad():
             theirs = reference(torch.tensor([ids])).last_hidden_state
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)

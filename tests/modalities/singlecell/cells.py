@@ -1,4 +1,5 @@
-"""Builders for the single-cell tests: small .h5ad files written with anndata."""
+"""Builders for the single-cell tests: cells of a small matrix, and .h5ad files written
+with anndata."""
 
 from __future__ import annotations
 
@@ -7,6 +8,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from biofm.modalities.singlecell import CellCounts, cells_of_matrix, gene_array
+
+
+def cells(counts, genes: list[str]) -> list[CellCounts]:
+    """The rows of a cells × genes count matrix, sharing one gene array (as a file's do)."""
+    return cells_of_matrix(np.asarray(counts, dtype=np.float64), gene_array(genes))
+
+
+def cell(**counts: float) -> CellCounts:
+    """One cell written by hand: cell(g1=2, g2=6)."""
+    return CellCounts.from_dict(counts)
 
 
 def write_h5ad(path: Path, counts: np.ndarray, genes: list[str], *, cells: list[str] | None = None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from biofm.data.packaged import package_file
-from biofm.modalities.singlecell import parse_cell
 from biofm.modalities.singlecell.datasets import (CELLTYPIST, PBMC_CLASSES, pbmc68k_counts,
                                                   read_count_csv)
 from biofm.registry import CORPORA, TASKS
@@ -15,8 +14,9 @@ from biofm.registry import CORPORA, TASKS
 def test_celltypist_sample_holds_integer_counts():
     cells = read_count_csv(package_file(*CELLTYPIST), max_cells=3)  # the corpus reads all 559
     assert [c.id for c in cells] == ["Cell_1", "Cell_2", "Cell_3"] and cells[0].line == 2
-    genes, counts = parse_cell(cells[0].data)
-    assert counts.sum() == 17348 and (counts >= 1).all() and len(genes) > 1000
+    first = cells[0].data
+    assert first.counts.sum() == 17348 and (first.counts >= 1).all() and len(first) > 1000
+    assert all(c.data.genes is first.genes for c in cells) and len(first.genes) == 32786
 
 
 def test_pbmc_counts_are_recovered_from_log_normalised_raw():

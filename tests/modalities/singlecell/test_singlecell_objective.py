@@ -11,15 +11,16 @@ from biofm.config import PretrainConfig
 from biofm.data.collate import pad_collate
 from biofm.errors import BiofmError
 from biofm.model import FoundationModel
-from biofm.modalities.singlecell import GeneformerTokenizer, ScGPTTokenizer
+from biofm.modalities.singlecell import CellCounts, GeneformerTokenizer, ScGPTTokenizer
 from biofm.objectives.base import IGNORE_INDEX
+from tests.modalities.singlecell.cells import cells as matrix_cells
 
 
-def cells(n: int = 12, genes: int = 30, seed: int = 0) -> list[str]:
+def cells(n: int = 12, genes: int = 30, seed: int = 0) -> list[CellCounts]:
     """Random Poisson profiles (synthetic, for shapes and masking only)."""
     rng = np.random.default_rng(seed)
     counts = rng.poisson(rng.gamma(0.5, 4.0, size=genes), size=(n, genes))
-    return [" ".join(f"g{j}={c}" for j, c in enumerate(row) if c) for row in counts]
+    return matrix_cells(counts, [f"g{j}" for j in range(genes)])
 
 
 def scgpt_model(objective: str = "masked-value") -> FoundationModel:
@@ -68,11 +69,11 @@ def test_mlm_on_scgpt_cells_masks_genes_instead():
 
 def test_embeddings_use_the_bins_and_survive_save_load(tmp_path):
     model = scgpt_model()
-    texts = cells(6)
-    packed = model.embed(texts, packing=True)
+    profiles = cells(6)
+    packed = model.embed(profiles, packing=True)
     assert packed.shape == (6, model.config.backbone.d_model) and packed.dtype == np.float32
-    np.testing.assert_allclose(model.embed(texts, packing=False), packed, atol=1e-5)
-    shifted = [" ".join(f"{p.split('=')[0]}=1" for p in t.split()) for t in texts]
+    np.testing.assert_allclose(model.embed(profiles, packing=False), packed, atol=1e-5)
+    shifted = [CellCounts(c.genes, c.indices, np.ones_like(c.counts)) for c in profiles]
     assert not np.allclose(model.embed(shifted), packed, atol=1e-4)  # same genes, other bins
     again = FoundationModel.load(model.save(tmp_path / "model"))
-    np.testing.assert_allclose(again.embed(texts), packed, atol=1e-6)
+    np.testing.assert_allclose(again.embed(profiles), packed, atol=1e-6)

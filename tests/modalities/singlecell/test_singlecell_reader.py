@@ -1,5 +1,6 @@
-"""The .h5ad reader: counts from X / layers['counts'] / .raw (dense or sparse, any chunking),
-clear errors for log-normalised or scaled data, gene ids with Ensembl ↔ symbol aliases."""
+"""The .h5ad reader: cells as sparse rows (`CellCounts`) sharing their file's gene array,
+counts from X / layers['counts'] / .raw (dense or sparse, any chunking), clear errors for
+log-normalised or scaled data, gene ids with Ensembl ↔ symbol aliases."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from biofm.data.packaged import package_file
 from biofm.data.records import SkipLog
 from biofm.errors import BiofmError
-from biofm.modalities.singlecell import format_cell, parse_cell, read_h5ad
+from biofm.modalities.singlecell import CellCounts, read_h5ad
 from biofm.modalities.singlecell.datasets import PBMC68K
 from tests.modalities.singlecell.cells import write_h5ad
 
@@ -17,13 +18,22 @@ GENES = ["CD3E", "MS4A1", "LYZ", "NKG7"]
 COUNTS = np.array([[3, 0, 1, 0],
                    [0, 5, 0, 2],
                    [7, 1, 0, 0]], dtype=float)
-TEXTS = ["CD3E=3 LYZ=1", "MS4A1=5 NKG7=2", "CD3E=7 MS4A1=1"]
+EXPECTED = [{"CD3E": 3, "LYZ": 1}, {"MS4A1": 5, "NKG7": 2}, {"CD3E": 7, "MS4A1": 1}]
 
 
-def test_cell_text_round_trip():
-    assert format_cell(GENES, COUNTS[0]) == "CD3E=3 LYZ=1"
-    genes, counts = parse_cell("ENSG00000167286|CD3D=2 MALAT1=31")
-    assert genes == ["ENSG00000167286|CD3D", "MALAT1"] and counts.tolist() == [2.0, 31.0]
+def profiles(records) -> list[dict[str, float]]:
+    return [r.data.to_dict() for r in records]
+
+
+def test_a_cell_is_a_sparse_row_over_its_files_shared_genes(tmp_path):
+    records = list(read_h5ad(write_h5ad(tmp_path / "x.h5ad", COUNTS, GENES)))
+    first = records[0].data
+    assert isinstance(first, CellCounts) and all(r.data.genes is first.genes for r in records)
+    assert first.genes.tolist() == GENES and first.indices.tolist() == [0, 2]
+    assert first.indices.dtype == np.int32 and first.counts.dtype == np.float32
+    assert first.counts.tolist() == [3.0, 1.0] and first.expressed.tolist() == ["CD3E", "LYZ"]
+    assert len(first) == 2 and CellCounts.from_dict({"CD3E": 3, "LYZ": 1, "NKG7": 0}).to_dict() \
+        == EXPECTED[0]  # zeros are not stored
 
 
 @pytest.mark.parametrize("sparse", [True, False])
@@ -32,7 +42,7 @@ def test_reads_counts_from_x_dense_or_sparse_in_any_chunking(tmp_path, sparse, c
     path = write_h5ad(tmp_path / "x.h5ad", COUNTS, GENES, sparse=sparse)
     records = list(read_h5ad(path, chunk_rows=chunk_rows))
     assert [r.id for r in records] == ["cell0", "cell1", "cell2"]
-    assert [r.data for r in records] == TEXTS
+    assert profiles(records) == EXPECTED
     assert records[1].line == 2 and records[1].source == str(path)
 
 
@@ -40,14 +50,14 @@ def test_counts_in_a_layer_or_raw_are_found_when_x_is_log_normalised(tmp_path):
     logged = np.log1p(COUNTS / COUNTS.sum(1, keepdims=True) * 1e4)
     in_layer = write_h5ad(tmp_path / "layer.h5ad", logged, GENES, layers={"counts": COUNTS})
     in_raw = write_h5ad(tmp_path / "raw.h5ad", logged, GENES, raw=COUNTS)
-    assert [r.data for r in read_h5ad(in_layer)] == TEXTS
-    assert [r.data for r in read_h5ad(in_raw)] == TEXTS
+    assert profiles(read_h5ad(in_layer)) == EXPECTED
+    assert profiles(read_h5ad(in_raw)) == EXPECTED
 
 
 def test_float_counts_with_rounding_noise_are_counts(tmp_path):
     noisy = COUNTS + np.where(COUNTS > 0, 1e-9, 0)  # as celltypist's sample stores them
     path = write_h5ad(tmp_path / "noisy.h5ad", noisy.astype(np.float64), GENES, sparse=False)
-    assert [r.data for r in read_h5ad(path)] == TEXTS
+    assert profiles(read_h5ad(path)) == EXPECTED
 
 
 def test_log_normalised_data_without_counts_is_refused_with_where_counts_live(tmp_path):
@@ -72,7 +82,7 @@ def test_a_named_layer_that_is_missing(tmp_path):
     with pytest.raises(BiofmError, match=r"no layers\['counts'\].*X, spliced") as caught:
         list(read_h5ad(path, layer="counts"))
     assert "embed --layer NAME" in caught.value.fix  # the flag a user types, not a config key
-    assert [r.data for r in read_h5ad(path, layer="spliced")] == TEXTS
+    assert profiles(read_h5ad(path, layer="spliced")) == EXPECTED
 
 
 def test_empty_cells_raise_or_are_skipped(tmp_path):
@@ -90,9 +100,9 @@ def test_ensembl_ids_and_symbols_become_aliases(tmp_path):
     ensembl = ["ENSG00000198851", "ENSG00000105369", "ENSG00000090382", "ENSG00000105374"]
     by_id = write_h5ad(tmp_path / "ids.h5ad", COUNTS, ensembl, var={"gene_symbols": GENES})
     by_symbol = write_h5ad(tmp_path / "sym.h5ad", COUNTS, GENES, var={"gene_ids": ensembl})
-    expected = "ENSG00000198851|CD3E=3 ENSG00000090382|LYZ=1"
-    assert next(iter(read_h5ad(by_id))).data == expected
-    assert next(iter(read_h5ad(by_symbol))).data == expected
+    expected = {"ENSG00000198851|CD3E": 3, "ENSG00000090382|LYZ": 1}
+    assert next(iter(read_h5ad(by_id))).data.to_dict() == expected
+    assert next(iter(read_h5ad(by_symbol))).data.to_dict() == expected
 
 
 def test_not_an_h5ad_file(tmp_path):

@@ -28,7 +28,7 @@ def test_labels_become_sorted_class_ids_and_splits_cover_every_cell(labelled):
     assert task.modality == "singlecell" and task.kind == "classification"
     assert len(splits.train) + len(splits.valid) + len(splits.test) == 40
     assert set(splits.train.labels) == {0, 1}  # "B" → 0, "T" → 1
-    assert splits.train.inputs[0].startswith("CD3E=")
+    assert splits.train.inputs[0].expressed.tolist() == GENES  # every gene counted (Poisson + 1)
 
 
 def test_regression_on_a_numeric_column(labelled):

@@ -161,3 +161,15 @@ def test_daily_and_weekly_series_of_one_long_file_keep_their_own_frequency(tmp_p
                            "w,2020-01-05,3\nw,2020-01-12,4\n")
     d, w = read_series(path)
     assert (d.freq, w.freq, len(w)) == ("D", "W", 2)
+
+
+def test_the_modality_reader_yields_each_series_as_a_typed_record(tmp_path):
+    from biofm.modalities.timeseries.series import Series
+    from biofm.registry import MODALITIES
+
+    path = write(tmp_path, LONG)
+    a, b = MODALITIES.get("timeseries").read(path)
+    assert (a.id, b.id) == ("a", "b") and a.source == str(path)
+    assert isinstance(a.data, Series) and a.data.values.dtype == np.float64
+    np.testing.assert_array_equal(a.data.values, [1, 2, np.nan, 4])  # no text round trip
+    assert str(a.data.dates[0]) == "2020-01-05" and a.data.covariates["temp"][0] == 10

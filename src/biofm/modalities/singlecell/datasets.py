@@ -1,7 +1,7 @@
 """Real single-cell data that ships inside installed packages (nothing is downloaded).
 
 Corpora (unlabeled, for pretraining), each a zero-argument callable → list[Record]
-of cells (text = the cell's `gene=count` profile, gene symbols):
+of cells (data = the cell's `CellCounts`, gene symbols):
 
 - "celltypist-sample": 559 cells × 32,786 genes of integer UMI counts, celltypist
   1.7.1 `data/samples/sample_cell_by_gene.csv` (MIT);
@@ -35,7 +35,8 @@ from biofm.data.records import Record
 from biofm.data.splits import random_split
 from biofm.data.tasks import Split, Splits, Task
 from biofm.errors import BiofmError
-from biofm.modalities.singlecell.reader import INTEGER_TOLERANCE, format_cell, open_h5ad
+from biofm.modalities.singlecell.reader import (INTEGER_TOLERANCE, cells_of_matrix, gene_array,
+                                               open_h5ad)
 from biofm.registry import CORPORA, TASKS
 
 CELLTYPIST = ("celltypist", "data/samples/sample_cell_by_gene.csv")
@@ -52,9 +53,9 @@ def read_count_csv(path: Path, max_cells: int | None = None) -> list[Record]:
     if (counts < 0).any() or (np.abs(counts - np.rint(counts)) > INTEGER_TOLERANCE).any():
         raise BiofmError("the table does not hold integer counts", path=path,
                          fix="reinstall it: pip install --no-deps --force-reinstall celltypist")
-    genes = [str(g) for g in frame.columns]
-    return [Record(str(cell), format_cell(genes, row), str(path), i + 2)
-            for i, (cell, row) in enumerate(zip(frame.index, counts))]
+    cells = cells_of_matrix(counts, gene_array(frame.columns))
+    return [Record(str(name), cell, str(path), i + 2)
+            for i, (name, cell) in enumerate(zip(frame.index, cells))]
 
 
 @lru_cache(maxsize=1)
@@ -80,10 +81,11 @@ def pbmc68k_counts() -> tuple[list[str], list[str], np.ndarray, list[str]]:
 
 @lru_cache(maxsize=1)
 def _pbmc_cells() -> tuple[tuple[Record, ...], tuple[str, ...]]:
-    cells, genes, counts, labels = pbmc68k_counts()
+    names, genes, counts, labels = pbmc68k_counts()
     source = str(package_file(*PBMC68K))
-    records = tuple(Record(cell, format_cell(genes, row), source, i + 1)
-                    for i, (cell, row) in enumerate(zip(cells, counts)))
+    cells = cells_of_matrix(counts, gene_array(genes))
+    records = tuple(Record(name, cell, source, i + 1)
+                    for i, (name, cell) in enumerate(zip(names, cells)))
     return records, tuple(labels)
 
 

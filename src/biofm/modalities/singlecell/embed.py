@@ -1,6 +1,6 @@
 """Cell embeddings of an `.h5ad` file, written into a copy of it (`obsm`) or beside it.
 
-    cells = read_h5ad(input)  →  gene-overlap check  →  model.embed(chunk of texts)  →
+    cells = read_h5ad(input)  →  gene-overlap check  →  model.embed(chunk of CellCounts)  →
     output.h5ad: a copy of the input with obsm[key] = (n_cells, d) float32
     output.parquet / .npy: one row per cell (id = obs name)
 """
@@ -34,7 +34,7 @@ def embed_h5ad(model: FoundationModel, input: str | Path, *,
     """(cell ids, embeddings (n_cells, d) float32) of the file's cells.
 
     Two streamed passes over the file (backed mode): the gene-overlap check, then
-    the embeddings `chunk_cells` cells at a time, so only one chunk of cell texts
+    the embeddings `chunk_cells` cells at a time, so only one chunk of cells
     is held in memory beside the (n_cells, d) result.
     """
     overlap = check_gene_overlap(model.tokenizer, (r.data for r in read_h5ad(input, layer=layer,

@@ -1,14 +1,16 @@
 """AnnData `.h5ad` reader: raw counts per cell, streamed in row chunks.
 
-A cell travels through the pipeline as a `Record` whose `text` is its sparse
-count profile, one `gene=count` pair per expressed gene, space separated:
+A cell travels through the pipeline as a `Record` whose `data` is a `CellCounts`:
+its sparse row of counts over the genes of its file,
 
-    "CD3E=4 ENSG00000167286|CD3D=2 MALAT1=31"
+    genes    (G,)  gene keys, one array SHARED by every cell of the file
+    indices  (n,)  int32 columns of the genes with non-zero counts
+    counts   (n,)  float32 those counts (integers)
 
-so tasks, splits, checkpoints and the trainer handle cells exactly like
-sequences. A gene key may carry aliases joined by "|" (Ensembl id first, then
-the symbol) when `var` holds both; tokenizers resolve whichever alias their
-vocabulary uses.
+so tasks, splits, checkpoints and the trainer handle cells like any other
+record, and a cell costs its non-zero entries, not a string. A gene key may
+carry aliases joined by "|" (Ensembl id first, then the symbol) when `var`
+holds both; tokenizers resolve whichever alias their vocabulary uses.
 
 Counts are required: the reader picks `X`, `layers['counts']` or `.raw.X`
 (the first that holds non-negative integers, or the one named by `layer`) and
@@ -20,9 +22,10 @@ is read one chunk of rows at a time.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,36 +43,110 @@ EMPTY_CELL_FIX = ("filter empty cells first (scanpy.pp.filter_cells(adata, min_c
                   "or skip them (pretrain / embed --on-error skip)")
 COUNTS_WHERE = ("integer UMI counts usually live in layers['counts'] or in .raw.X "
                 "(saved before normalisation)")
+T = TypeVar("T")
 
 
-# -- cell text ----------------------------------------------------------------------
-def format_cell(genes: Sequence[str], counts: np.ndarray) -> str:
-    """`genes[i]=counts[i]` for the non-zero counts, in gene order (rounded to integers)."""
-    counts = np.rint(counts)
-    nonzero = np.flatnonzero(counts)
-    return " ".join(f"{genes[i]}={int(counts[i])}" for i in nonzero)
+# -- one cell's counts -----------------------------------------------------------------
+@dataclass(frozen=True, eq=False, slots=True)
+class CellCounts:
+    """One cell: a sparse row of counts over its file's genes (compared by identity).
+
+    Args:
+        genes: (G,) object array of gene keys ("ENSG…|SYMBOL" aliases allowed); the
+            same array object for every cell of a file, so a tokenizer resolves it once.
+        indices: (n,) int32 columns of `genes` with non-zero counts.
+        counts: (n,) float32 their counts (integers, > 0).
+    """
+
+    genes: np.ndarray
+    indices: np.ndarray
+    counts: np.ndarray
+
+    def __post_init__(self) -> None:
+        indices = np.asarray(self.indices, dtype=np.int32)
+        counts = np.asarray(self.counts, dtype=np.float32)
+        if indices.ndim != 1 or counts.shape != indices.shape:
+            raise ValueError(f"cell indices {indices.shape} and counts {counts.shape} must be "
+                             "1-D of equal length")
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "counts", counts)
+
+    @classmethod
+    def from_dict(cls, counts: Mapping[str, float]) -> "CellCounts":
+        """A cell written by hand: gene key → count (zeros dropped)."""
+        kept = {g: c for g, c in counts.items() if c}
+        return cls(gene_array(kept), np.arange(len(kept)), np.fromiter(kept.values(), np.float32))
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def expressed(self) -> np.ndarray:
+        """(n,) gene keys of the non-zero counts."""
+        return self.genes[self.indices]
+
+    def to_dict(self) -> dict[str, float]:
+        """Gene key → count of the expressed genes (for reading, not for the pipeline)."""
+        return dict(zip(self.expressed.tolist(), self.counts.tolist()))
 
 
-def parse_cell(text: str) -> tuple[list[str], np.ndarray]:
-    """Inverse of `format_cell`: gene keys and their counts (float64, (n,))."""
-    genes, counts = [], []
-    for pair in text.split():
-        gene, _, count = pair.rpartition("=")
-        if not gene:
-            raise BiofmError(f"cell entry {pair!r} is not GENE=COUNT",
-                             fix="build cell texts with biofm.modalities.singlecell.format_cell")
-        genes.append(gene)
-        counts.append(float(count))
-    return genes, np.asarray(counts, dtype=np.float64)
+def require_cell(value: Any) -> CellCounts:
+    """`value` if it is a `CellCounts`; a clear error for text or arrays passed instead."""
+    if isinstance(value, CellCounts):
+        return value
+    raise BiofmError(f"single-cell encodings take a cell's CellCounts, not a "
+                     f"{type(value).__name__}",
+                     fix="read cells with biofm.modalities.singlecell.read_h5ad, or build them "
+                         "with cells_of_matrix(counts, gene_array(genes))")
+
+
+def gene_array(genes: Iterable[str]) -> np.ndarray:
+    """(G,) object array of gene keys, to be shared by the cells of one file."""
+    return np.asarray([str(g) for g in genes], dtype=object)
+
+
+class PerGeneArray(Generic[T]):
+    """`make(genes)` computed once per gene array, not once per cell (a file's cells share
+    their array). Each array seen is held, so the id it is keyed by stays unique; `keep`
+    bounds how many are held (the oldest go first)."""
+
+    def __init__(self, make: Callable[[np.ndarray], T], keep: int | None = None) -> None:
+        self.make, self.keep = make, keep
+        self._seen: OrderedDict[int, tuple[np.ndarray, T]] = OrderedDict()
+
+    def __call__(self, genes: np.ndarray) -> T:
+        entry = self._seen.get(id(genes))
+        if entry is None or entry[0] is not genes:
+            entry = self._seen[id(genes)] = (genes, self.make(genes))
+            if self.keep is not None and len(self._seen) > self.keep:
+                self._seen.popitem(last=False)
+        return entry[1]
+
+    def items(self) -> list[tuple[np.ndarray, T]]:
+        """(genes, value) of each array held, in the order first seen."""
+        return list(self._seen.values())
+
+
+def cells_of_matrix(matrix: Any, genes: np.ndarray) -> list[CellCounts]:
+    """One `CellCounts` per row of a cells × genes count matrix (dense or sparse),
+    rounded to integers; every cell shares `genes` (make it once with `gene_array`)."""
+    block = sp.csr_matrix(matrix, dtype=np.float64, copy=True)  # pruned below: never the caller's
+    block.data = np.rint(block.data)
+    block.eliminate_zeros()
+    block.sum_duplicates()  # canonical: each gene once per cell, in column order
+    indices, counts = block.indices.astype(np.int32), block.data.astype(np.float32)
+    return [CellCounts(genes, indices[a:b], counts[a:b])
+            for a, b in zip(block.indptr[:-1], block.indptr[1:])]
 
 
 # -- which matrix holds counts ---------------------------------------------------------
 @dataclass(frozen=True)
 class CountSource:
-    """Where a file's counts are: "X", "raw" or a layer name, with its gene keys."""
+    """Where a file's counts are: "X", "raw" or a layer name, with its gene keys
+    ((G,) object array, shared by the file's cells)."""
 
     where: str
-    genes: list[str]
+    genes: np.ndarray
 
 
 def gene_keys(var: Any) -> list[str]:
@@ -138,7 +215,7 @@ def find_counts(adata: Any, path: Path, layer: str | None = None) -> CountSource
         var = adata.raw.var if where == "raw" else adata.var
         problem = count_problem(_matrix(adata, where), adata.n_obs)
         if problem is None:
-            return CountSource(where, gene_keys(var))
+            return CountSource(where, gene_array(gene_keys(var)))
         row, col, value = problem
         kind = "negative" if value < 0 else "non-integer"
         problems.append(f"{_describe(where)} holds {kind} values (e.g. {value:.4g} in cell "
@@ -182,7 +259,7 @@ def open_h5ad(path: str | Path, *, backed: bool = True) -> Any:
 
 def read_h5ad(path: str | Path, *, on_error: OnError = "raise", skipped: SkipLog | None = None,
               layer: str | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[Record]:
-    """One `Record` per cell (id = obs name, text = its count profile), streamed.
+    """One `Record` per cell (id = obs name, data = its `CellCounts`), streamed.
 
     Cells without any counts are bad records (raised or skipped per `on_error`).
     """
@@ -201,19 +278,15 @@ def read_h5ad(path: str | Path, *, on_error: OnError = "raise", skipped: SkipLog
                                  f"for gene {source.genes[col]!r}", path=path,
                                  record=f"cell {names[start + row]!r}, row {start + row + 1}",
                                  fix=f"{COUNTS_WHERE}; pass raw counts only")
-            for offset in range(block.shape[0]):
-                row = block.getrow(offset)
-                row.data = np.rint(row.data)
+            for offset, cell in enumerate(cells_of_matrix(block, source.genes)):
                 index = start + offset
-                if not row.data.any():
+                if not len(cell):
                     handle_bad_record(BiofmError("cell has no counts", path=path,
                                                  record=f"cell {names[index]!r}",
                                                  fix=EMPTY_CELL_FIX),
                                       on_error, skipped, str(path), index + 1)
                     continue
-                text = " ".join(f"{source.genes[j]}={int(v)}"
-                                for j, v in zip(row.indices, row.data) if v)
-                yield Record(names[index], text, str(path), index + 1)
+                yield Record(names[index], cell, str(path), index + 1)
     finally:
         if getattr(adata, "file", None) is not None and adata.isbacked:
             adata.file.close()

@@ -1,4 +1,4 @@
-"""Expression encodings of a cell's counts (its `gene=count` text, see `reader`).
+"""Expression encodings of a cell's counts (its `CellCounts`, see `reader`).
 
 - "geneformer" (rank-value encoding, Theodoris et al. 2023): counts / the
   cell's total × `target_sum`, divided by each gene's non-zero median over the
@@ -28,23 +28,26 @@ import numpy as np
 
 from biofm.data.collate import ValuedSequence
 from biofm.errors import BiofmError
-from biofm.modalities.singlecell.reader import looks_ensembl, parse_cell
+from biofm.modalities.singlecell.reader import (CellCounts, PerGeneArray, looks_ensembl,
+                                               require_cell)
 from biofm.registry import TOKENIZERS
 from biofm.tokenizer import Tokenizer
 
 SPECIAL_TOKENS = ("<pad>", "<mask>", "<cls>", "<eos>", "<unk>")  # Geneformer: <pad> 0, <mask> 1
 SPECIALS = {"pad": "<pad>", "mask": "<mask>", "bos": "<cls>", "eos": "<eos>", "unk": "<unk>"}
 TARGET_SUM = 10_000.0
+GENE_ARRAYS_CACHED = 8  # files whose gene → id lookup a tokenizer keeps
 
 
 class GeneTokenizer(Tokenizer):
-    """A vocabulary of genes; a cell text → (gene ids, counts) of its known genes."""
+    """A vocabulary of genes; a cell's `CellCounts` → (gene ids, counts) of its known genes."""
 
     def __init__(self, vocab: Sequence[str], specials: dict[str, str] | None = None,
                  **config: Any) -> None:
         super().__init__(vocab, specials or SPECIALS, **config)
         self._special = set(self.special_ids)
         self._resolved: dict[str, int] = {}
+        self._ids = PerGeneArray(self._lookup, keep=GENE_ARRAYS_CACHED)
 
     def gene_id(self, key: str) -> int:
         """Vocabulary id of a gene key ("ENSG…|SYMBOL" aliases tried in order); -1 if unknown."""
@@ -55,16 +58,25 @@ class GeneTokenizer(Tokenizer):
             self._resolved[key] = found
         return found
 
-    def known_genes(self, text: str) -> tuple[np.ndarray, np.ndarray, float]:
-        """(ids (n,), counts (n,)) of the cell's expressed genes in the vocabulary,
+    def gene_ids(self, genes: np.ndarray) -> np.ndarray:
+        """(G,) int64 vocabulary ids of a file's gene keys (-1 unknown), resolved once per
+        gene array (the file's cells share it)."""
+        return self._ids(genes)
+
+    def _lookup(self, genes: np.ndarray) -> np.ndarray:
+        return np.fromiter((self.gene_id(g) for g in genes), dtype=np.int64, count=len(genes))
+
+    def known_genes(self, cell: CellCounts) -> tuple[np.ndarray, np.ndarray, float]:
+        """(ids (n,), counts (n,) float64) of the cell's expressed genes in the vocabulary,
         and the cell's total count over all its genes (known or not)."""
-        genes, counts = parse_cell(text)
-        ids = np.fromiter((self.gene_id(g) for g in genes), dtype=np.int64, count=len(genes))
+        cell = require_cell(cell)
+        ids = self.gene_ids(cell.genes)[cell.indices]
+        counts = cell.counts.astype(np.float64)
         keep = (ids >= 0) & (counts > 0)
         return ids[keep], counts[keep], float(counts.sum())
 
-    def split(self, text: str) -> list[str]:
-        ids = self.encode(text, add_special_tokens=False)
+    def split(self, cell: CellCounts) -> list[str]:  # type: ignore[override]
+        ids = self.encode(cell, add_special_tokens=False)
         ids = ids.ids if isinstance(ids, ValuedSequence) else ids
         return [self.vocab[i] for i in ids]
 
@@ -72,17 +84,29 @@ class GeneTokenizer(Tokenizer):
         return " ".join(tokens)
 
     @staticmethod
-    def corpus_genes(texts: Iterable[str], min_cells: int = 1) -> dict[str, list[float]]:
-        """Gene (first alias) → its counts / cell total × TARGET_SUM in the cells expressing it,
-        for genes expressed in at least `min_cells` cells."""
-        values: dict[str, list[float]] = {}
-        for text in texts:
-            genes, counts = parse_cell(text)
+    def corpus_genes(cells: Iterable[CellCounts], min_cells: int = 1) -> dict[str, np.ndarray]:
+        """Gene (first alias) → (k,) its counts / cell total × TARGET_SUM in the k cells
+        expressing it, for genes expressed in at least `min_cells` cells; sorted by gene."""
+        keys: dict[str, int] = {}  # first alias → row, over every file's genes
+        rows_of = PerGeneArray(lambda genes: np.fromiter(
+            (keys.setdefault(g.split("|")[0], len(keys)) for g in genes), dtype=np.int64,
+            count=len(genes)))
+        rows, values = [], []
+        for cell in map(require_cell, cells):
+            counts = cell.counts.astype(np.float64)
             scaled = counts / max(counts.sum(), 1.0) * TARGET_SUM
-            for gene, value in zip(genes, scaled):
-                if value > 0:
-                    values.setdefault(gene.split("|")[0], []).append(float(value))
-        return {g: v for g, v in sorted(values.items()) if len(v) >= min_cells}
+            keep = scaled > 0
+            rows.append(rows_of(cell.genes)[cell.indices[keep]])
+            values.append(scaled[keep])
+        if not rows:
+            return {}
+        row, value = np.concatenate(rows), np.concatenate(values)
+        order = np.argsort(row, kind="stable")
+        row, value = row[order], value[order]
+        starts = np.flatnonzero(np.diff(row, prepend=-1))
+        names = list(keys)
+        found = {names[row[a]]: v for a, v in zip(starts, np.split(value, starts[1:]))}
+        return {g: found[g] for g in sorted(found) if len(found[g]) >= min_cells}
 
 
 @TOKENIZERS.register("geneformer")
@@ -103,9 +127,9 @@ class GeneformerTokenizer(GeneTokenizer):
             raise ValueError("geneformer medians must be positive, one per vocabulary entry")
 
     @classmethod
-    def fit(cls, texts: Iterable[str], min_cells: int = 1) -> "GeneformerTokenizer":
+    def fit(cls, cells: Iterable[CellCounts], min_cells: int = 1) -> "GeneformerTokenizer":
         """Vocabulary = genes expressed in >= `min_cells` cells; medians over those cells."""
-        values = cls.corpus_genes(texts, min_cells)
+        values = cls.corpus_genes(cells, min_cells)
         if not values:
             raise BiofmError("no expressed genes in the pretraining cells",
                              fix="pass cells with counts")
@@ -119,17 +143,17 @@ class GeneformerTokenizer(GeneTokenizer):
         return cls([*SPECIAL_TOKENS, *genes], SPECIALS,
                    medians=[1.0] * len(SPECIAL_TOKENS) + [float(medians[g]) for g in genes])
 
-    def rank(self, text: str) -> np.ndarray:
+    def rank(self, cell: CellCounts) -> np.ndarray:
         """Gene ids of the cell's known genes, highest normalised expression first."""
-        ids, counts, total = self.known_genes(text)
+        ids, counts, total = self.known_genes(cell)
         value = counts / max(total, 1.0) * self.config["target_sum"] / self.medians[ids]
         return ids[np.lexsort((ids, -value))]
 
-    def encode(self, text: str, *, add_special_tokens: bool = True,
+    def encode(self, cell: CellCounts, *, add_special_tokens: bool = True,  # type: ignore[override]
                max_length: int | None = None) -> list[int]:
         """[<cls>] + ranked gene ids + [<eos>]; a vocabulary without <cls> / <eos>
         (Geneformer V1's token dictionary) gives the ranked genes alone."""
-        ranked = self.rank(text).tolist()
+        ranked = self.rank(cell).tolist()
         if not (add_special_tokens and "bos" in self.specials and "eos" in self.specials):
             return ranked if max_length is None else ranked[:max_length]
         if max_length is not None:
@@ -160,8 +184,10 @@ class ScGPTTokenizer(GeneTokenizer):
         return self.n_bins + 1
 
     @classmethod
-    def fit(cls, texts: Iterable[str], min_cells: int = 1, n_bins: int = 51) -> "ScGPTTokenizer":
-        genes = list(cls.corpus_genes(texts, min_cells))
+    def fit(cls, cells: Iterable[CellCounts], min_cells: int = 1,
+            n_bins: int = 51) -> "ScGPTTokenizer":
+        """Vocabulary = genes expressed in >= `min_cells` cells."""
+        genes = list(cls.corpus_genes(cells, min_cells))
         if not genes:
             raise BiofmError("no expressed genes in the pretraining cells",
                              fix="pass cells with counts")
@@ -174,9 +200,9 @@ class ScGPTTokenizer(GeneTokenizer):
         edges = np.quantile(counts, np.linspace(0.0, 1.0, self.n_bins + 1)[1:-1])
         return np.digitize(counts, edges, right=True).astype(np.int64) + 1
 
-    def encode(self, text: str, *, add_special_tokens: bool = True,
-               max_length: int | None = None) -> ValuedSequence:  # type: ignore[override]
-        ids, counts, _ = self.known_genes(text)
+    def encode(self, cell: CellCounts, *, add_special_tokens: bool = True,  # type: ignore[override]
+               max_length: int | None = None) -> ValuedSequence:
+        ids, counts, _ = self.known_genes(cell)
         bins = self.bins(counts)
         room = None if max_length is None else max(max_length - 2 * add_special_tokens, 0)
         keep = np.lexsort((ids, -counts))[:room]  # the most expressed genes
@@ -212,13 +238,15 @@ class GeneOverlap:
                 f"counts) are in the vocabulary")
 
 
-def gene_overlap(tokenizer: GeneTokenizer, texts: Iterable[str]) -> GeneOverlap:
-    """Expressed genes of `texts` and their counts, split into known / unknown."""
+def gene_overlap(tokenizer: GeneTokenizer, cells: Iterable[CellCounts]) -> GeneOverlap:
+    """Expressed genes of `cells` and their counts, split into known / unknown."""
+    per_file = PerGeneArray(lambda genes: np.zeros(len(genes)))  # (G,) total per gene
+    for cell in map(require_cell, cells):
+        np.add.at(per_file(cell.genes), cell.indices, cell.counts)
     totals: dict[str, float] = {}
-    for text in texts:
-        genes, counts = parse_cell(text)
-        for gene, count in zip(genes, counts):
-            totals[gene] = totals.get(gene, 0.0) + count
+    for genes, counts in per_file.items():
+        for j in np.flatnonzero(counts):
+            totals[genes[j]] = totals.get(genes[j], 0.0) + float(counts[j])
     known = [g for g in totals if tokenizer.gene_id(g) >= 0]
     unknown = sorted((g for g in totals if tokenizer.gene_id(g) < 0), key=lambda g: -totals[g])
     return GeneOverlap(len(totals), len(known), float(sum(totals.values())),
@@ -234,12 +262,12 @@ def _id_space(names: Sequence[str]) -> str:
     return "Ensembl ids" if looks_ensembl([n.split("|")[0] for n in names]) else "gene symbols"
 
 
-def check_gene_overlap(tokenizer: Tokenizer, texts: Iterable[str], path: str | Path | None,
-                       min_overlap: float) -> GeneOverlap | None:
+def check_gene_overlap(tokenizer: Tokenizer, cells: Iterable[CellCounts],
+                       path: str | Path | None, min_overlap: float) -> GeneOverlap | None:
     """Refuse when less than `min_overlap` of the file's expressed genes are known."""
     if not isinstance(tokenizer, GeneTokenizer):
         return None
-    overlap = gene_overlap(tokenizer, texts)
+    overlap = gene_overlap(tokenizer, cells)
     if overlap.n_genes == 0:
         raise BiofmError("no cell has any counts, so there is nothing to encode", path=path,
                          fix="pass an .h5ad whose count matrix holds expressed genes")

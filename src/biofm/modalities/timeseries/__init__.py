@@ -12,14 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
-
 from biofm.data.records import Record
-from biofm.modalities.base import Modality
 from biofm.modalities.timeseries import corpora  # noqa: F401  (registers corpora)
 from biofm.modalities.timeseries.baselines import Arima, Ets, LastValue, SeasonalNaive
 from biofm.modalities.timeseries.corpora import TIMESERIES_CORPORA, load_corpus
 from biofm.modalities.timeseries.evaluation import Evaluation, Forecaster, rolling_origin
+from biofm.modalities.timeseries.modality import TimeSeriesModality
 from biofm.modalities.timeseries.metrics import (FLUSIGHT_QUANTILES, coverage, mae, pinball_loss,
                                                  wis)
 from biofm.modalities.timeseries.readers import RepairLog, check_length, read_series
@@ -30,10 +28,10 @@ from biofm.tokenizer import Tokenizer
 
 def _read_records(path: str | Path, *, on_error: str = "raise", skipped=None,
                   **options) -> Iterator[Record]:
-    """The Record view of a CSV's series (text = comma-joined values, "nan" = missing);
-    bad input always raises (a series is not a record that can be skipped)."""
+    """The Record view of a CSV's series (data = the `Series`: dates and float values,
+    NaN = missing); bad input always raises (a series is not a record that can be skipped)."""
     for series in read_series(path, **options):
-        yield Record(series.id, ",".join(f"{v:.10g}" for v in series.values), series.source)
+        yield Record(series.id, series, series.source)
 
 
 def _patch_tokenizer(texts: Sequence[str]) -> Tokenizer:
@@ -41,20 +39,17 @@ def _patch_tokenizer(texts: Sequence[str]) -> Tokenizer:
     return TOKENIZERS.get("ts-patch")()
 
 
-TIMESERIES = MODALITIES.register("timeseries")(Modality(
+TIMESERIES = MODALITIES.register("timeseries")(TimeSeriesModality(
     name="timeseries", read=_read_records, build_tokenizer=_patch_tokenizer, suffixes=(".csv",),
+    default_objective="masked-patch",
+    presets={"masked-patch": "ts-patch-tiny", "next-patch": "ts-next-patch-tiny"},
 ))
-
-
-def series_values(record: Record) -> np.ndarray:
-    """(n,) float64 values of a Record made by the "timeseries" modality's reader."""
-    return np.array([float(v) for v in record.data.split(",")], dtype=np.float64)
 
 
 __all__ = ["Arima", "Ets", "Evaluation", "FLUSIGHT_QUANTILES", "Forecaster", "LastValue",
            "RepairLog", "SeasonalNaive", "Series", "TIMESERIES", "TIMESERIES_CORPORA",
            "check_length", "coverage", "load_corpus", "mae", "pinball_loss", "read_series",
-           "rolling_origin", "series_values", "wis"]
+           "rolling_origin", "wis"]
 
 # The patch forecaster (registers the "ts-patch" tokenizer, the "masked-patch" and
 # "next-patch" objectives): pretraining windows, zero-shot forecasts, fine-tuning.
