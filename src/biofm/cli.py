@@ -143,15 +143,17 @@ def embed(
     out.print(f"wrote {vectors.shape[0]} embeddings of width {vectors.shape[1]} to {output}")
 
 
-def _task(task: Optional[str], input: Optional[Path], label: Optional[str], kind: str,
-          modality: str, split: str, column: Optional[str], layer: Optional[str] = None):
+def _task(task: Optional[str], input: Optional[Path], label: Optional[str], kind: Optional[str],
+          modality: str, split: str, column: Optional[str], layer: Optional[str] = None,
+          classes=None):
     from biofm import commands
 
     if task:
         return commands.get_task(task)
     if input is None or label is None:
         raise BiofmError("say what to train on", fix="pass --task NAME, or --input CSV --label COLUMN")
-    return commands.task_from_file(input, label, kind, modality, split, column, layer=layer)
+    return commands.task_from_file(input, label, kind, modality, split, column, layer=layer,
+                                   classes=classes)
 
 
 @app.command()
@@ -161,7 +163,8 @@ def finetune(
     input: Optional[Path] = typer.Option(None, "--input", help="CSV of your own labeled data"),
     label: Optional[str] = typer.Option(None, help="label column of --input"),
     column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
-    kind: str = typer.Option("classification", help="classification | regression (with --input)"),
+    kind: Optional[str] = typer.Option(None, help="classification | regression (with --input; "
+                                                  "default: from the labels)"),
     split: str = typer.Option("random", help="random | scaffold (with --input)"),
     layer: Optional[str] = LayerOpt,
     mode: str = typer.Option("full", help="probe | full | lora | scratch"),
@@ -221,9 +224,29 @@ def evaluate(
     strategy = info.get("split") if info.get("split") in strategies else "random"
     seed = info["config"]["seed"] if seed is None else seed
     the_task = _task(task or (None if input else info.get("task")), input, label,
-                     kind or info["kind"], modality, strategy, column, layer)
+                     kind or info["kind"], modality, strategy, column, layer,
+                     classes=commands.saved_classes(model))
     metrics = commands.evaluate(model, the_task, output, seed=seed, split=split)
     out.print_json(json.dumps(metrics))
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., "--model", help="output dir of `biofm finetune`"),
+    input: Path = typer.Option(..., "--input", help="unlabeled inputs: FASTA, SMILES, .h5ad, "
+                                                    "or a CSV with an input column"),
+    output: Path = typer.Option(..., "--output", help="CSV: id, prediction, prob_<class>"),
+    column: Optional[str] = typer.Option(None, help="input column of a CSV"),
+    layer: Optional[str] = LayerOpt,
+    on_error: str = typer.Option("raise", help="raise | skip bad records"),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Apply a fine-tuned model to unlabeled data: predictions and class probabilities."""
+    from biofm import commands
+
+    frame = commands.predict(model, input, output, column=column, layer=layer,
+                             on_error=on_error, overwrite=overwrite)
+    out.print(f"wrote {len(frame)} predictions to {output}")
 
 
 @app.command()
@@ -234,7 +257,8 @@ def compare(
                                                                "labeled data"),
     label: Optional[str] = typer.Option(None, help="label column of --input"),
     column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
-    kind: str = typer.Option("classification", help="classification | regression (with --input)"),
+    kind: Optional[str] = typer.Option(None, help="classification | regression (with --input; "
+                                                  "default: from the labels)"),
     split: str = typer.Option("random", help="random | scaffold (with --input)"),
     layer: Optional[str] = LayerOpt,
     seeds: int = typer.Option(3, help="splits / fine-tuning seeds (mean ± sd)"),

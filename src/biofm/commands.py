@@ -69,11 +69,14 @@ def build_tokenizer(data: DataConfig, inputs: Sequence | Iterable) -> Tokenizer:
     return cls.fit(inputs) if hasattr(cls, "fit") else cls()
 
 
+TABLE_SUFFIXES = (".csv", ".tsv")  # a table of inputs may hold any modality's
+
+
 def modality_of(model: FoundationModel, path: str | Path | None = None) -> Modality:
     """The model's modality (saved in its config); the input's suffix must agree."""
     name = model.config.data.modality
     modality = MODALITIES.get(name)
-    if path is not None:
+    if path is not None and Path(path).suffix.lower() not in TABLE_SUFFIXES:
         for other in MODALITIES.names():
             if other != name and MODALITIES.get(other).matches(path) and not modality.matches(path):
                 raise BiofmError(f"this file looks like {other} data but the model is a "
@@ -355,14 +358,18 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
 
 
 # -- finetune / evaluate ---------------------------------------------------------------
-def task_from_file(input: str | Path, label: str, kind: str, modality: str,
+def task_from_file(input: str | Path, label: str, kind: str | None, modality: str,
                    split: str = "random", column: str | None = None, seed: int = 0,
-                   layer: str | None = None) -> Task:
+                   layer: str | None = None, classes: Sequence[str] | None = None) -> Task:
     """A task from the user's labeled file, as its modality reads one (a CSV with an
-    input column; cells: an .h5ad with the label in an `obs` column)."""
-    return MODALITIES.get(modality).task_from_file(require_file(input), label=label, kind=kind,
+    input column; cells: an .h5ad with the label in an `obs` column). `kind` None:
+    inferred from the labels. Notes about the data (rows left out) are printed."""
+    task = MODALITIES.get(modality).task_from_file(require_file(input), label=label, kind=kind,
                                                    split=split, seed=seed, column=column,
-                                                   layer=layer)
+                                                   layer=layer, classes=classes)
+    for note in task.notes:
+        _log(f"{input}: {note}")
+    return task
 
 
 def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
@@ -384,7 +391,57 @@ def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
         atomic_write_text(Path(output) / "metrics.json",
                           json.dumps({"valid": result.valid_metrics, "test": result.test_metrics},
                                      indent=1))
+        atomic_write_text(Path(output) / LABELS_FILE,
+                          json.dumps({"kind": task.kind, "classes": task.classes}, indent=1))
     return result
+
+
+LABELS_FILE = "labels.json"  # the task kind and class names, beside a fine-tuned model
+
+
+def saved_classes(model_dir: str | Path) -> tuple[str, ...] | None:
+    """Class names saved with a fine-tuned model (None: the classes are ids)."""
+    path = Path(model_dir) / LABELS_FILE
+    classes = json.loads(path.read_text()).get("classes") if path.is_file() else None
+    return tuple(classes) if classes else None
+
+
+def predict(model_dir: str | Path, input: str | Path, output: str | Path | None = None, *,
+            column: str | None = None, layer: str | None = None,
+            on_error: Literal["raise", "skip"] = "raise", batch_size: int = 64,
+            overwrite: bool = False) -> pd.DataFrame:
+    """Apply a fine-tuned model to unlabeled inputs: one row per input with its id, the
+    prediction (class name / id, or value) and, for classification, each class's
+    probability. `input` is any file its modality reads, or a CSV with an input column."""
+    if output is not None:
+        check_new_output(output, overwrite)
+    adapted = load_finetuned(model_dir)
+    modality = modality_of(adapted.base, input)
+    skipped = SkipLog()
+    ids, inputs = modality.unlabeled(require_file(input), column=column, layer=layer,
+                                     on_error=on_error, skipped=skipped)
+    if skipped:
+        console.print(skipped.summary(), markup=False, highlight=False)
+    modality.check_inputs(adapted.base, inputs, input, _log)
+    frame = prediction_table(ids, adapted.predict(inputs), adapted.kind, saved_classes(model_dir))
+    if output is not None:
+        with atomic_path(output) as tmp:
+            frame.to_csv(tmp, index=False)
+    return frame
+
+
+def prediction_table(ids: list[str], predictions: np.ndarray, kind: str,
+                     classes: Sequence[str] | None) -> pd.DataFrame:
+    """id, prediction and (classification) prob_<class> columns."""
+    if kind == "regression":
+        return pd.DataFrame({"id": ids, "prediction": predictions})
+    probs = np.stack([1 - predictions, predictions], axis=1) if predictions.ndim == 1 \
+        else predictions
+    names = list(classes) if classes else [str(i) for i in range(probs.shape[1])]
+    frame = pd.DataFrame({"id": ids, "prediction": [names[i] for i in probs.argmax(axis=1)]})
+    for j, name in enumerate(names):
+        frame[f"prob_{name}"] = probs[:, j]
+    return frame
 
 
 def evaluate(model_dir: str | Path, task: Task, output: str | Path | None = None,

@@ -45,6 +45,8 @@ class Task:
 
     `split` says how the splits were made (e.g. "scaffold", "random",
     "given") so reports can state it; `source` records provenance and licence.
+    `classes` names the class ids 0..C-1 when the labels were names; `notes` are
+    what the user should be told about the data (rows left out, and why).
     """
 
     name: str
@@ -54,3 +56,5 @@ class Task:
     split: str
     source: str
     description: str = ""
+    classes: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()

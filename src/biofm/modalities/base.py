@@ -141,14 +141,38 @@ class Modality:
         """One labeled-CSV cell → what the tokenizer encodes (default: the text)."""
         return value
 
-    def task_from_file(self, path: Path, *, label: str, kind: str, split: str, seed: int,
-                       column: str | None = None, layer: str | None = None) -> "Task":
-        """A task from the user's labeled file (default: a CSV with an input column)."""
+    def task_from_file(self, path: Path, *, label: str, kind: str | None, split: str,
+                       seed: int, column: str | None = None, layer: str | None = None,
+                       classes: Sequence[str] | None = None) -> "Task":
+        """A task from the user's labeled file (default: a CSV with an input column);
+        `kind` None infers it from the labels; `classes` fixes the order of named classes."""
         from biofm.data.labeled import csv_task
 
         self.read_options({"layer": layer})
         return csv_task(self, path, label=label, kind=kind, split=split, seed=seed,
-                        column=column or self.csv_column)
+                        column=column or self.csv_column, classes=classes)
+
+    def unlabeled(self, path: Path, *, column: str | None = None, layer: str | None = None,
+                  on_error: OnError = "raise", skipped: SkipLog | None = None
+                  ) -> tuple[list[str], list[Any]]:
+        """(ids, inputs) to predict: the modality's own file format, or a CSV with an
+        input column (`column`, default `csv_column`) and ids from an "id" column."""
+        if path.suffix.lower() == ".csv" and not self.matches(path):
+            from biofm.data.labeled import read_csv
+
+            self.read_options({"layer": layer})
+            frame, column = read_csv(path), column or self.csv_column
+            if column not in frame.columns:
+                raise BiofmError(f"column {column!r} is missing", path=path,
+                                 fix=f"name the input column with --column (available: "
+                                     f"{', '.join(map(str, frame.columns))})")
+            frame = frame.dropna(subset=[column])
+            ids = frame["id"].astype(str).tolist() if "id" in frame.columns \
+                else [f"{path.name}:{i + 2}" for i in frame.index]
+            return ids, [self.parse_input(str(v), path, int(i) + 2, column)
+                         for i, v in zip(frame.index, frame[column])]
+        records = self.load(path, on_error, skipped, column=column, layer=layer)
+        return [r.id for r in records], [r.data for r in records]
 
     def split_index(self, strategy: str, inputs: Sequence[Any], labels: np.ndarray, kind: str,
                     seed: int):
@@ -179,12 +203,14 @@ class Modality:
                    batch_size: int, on_error: OnError, skipped: SkipLog, progress: Any,
                    log: Log, column: str | None = None,
                    layer: str | None = None) -> tuple[list[str], np.ndarray]:
-        """(ids, (N, d) vectors) of every record of `input`."""
-        records = self.load(input, on_error, skipped, column=column, layer=layer)
-        progress.set_total(len(records))
+        """(ids, (N, d) vectors) of every input of `input` (its own format, or a CSV)."""
+        ids, inputs = self.unlabeled(input, column=column, layer=layer, on_error=on_error,
+                                     skipped=skipped)
+        progress.set_total(len(ids))
+        records = [Record(i, x, str(input)) for i, x in zip(ids, inputs)]
         vectors = self.embed_records(model, records, pooling=pooling, batch_size=batch_size,
                                      progress=progress)
-        return [r.id for r in records], vectors
+        return ids, vectors
 
     def load(self, input: Path, on_error: OnError, skipped: SkipLog | None,
              **options: Any) -> list[Record]:

@@ -43,12 +43,14 @@ class SingleCellModality(Modality):
         if overlap is not None:
             log(f"{where}: {overlap.describe()}")
 
-    def task_from_file(self, path: Path, *, label: str, kind: str, split: str, seed: int,
-                       column: str | None = None, layer: str | None = None) -> "Task":
+    def task_from_file(self, path: Path, *, label: str, kind: str | None, split: str,
+                       seed: int, column: str | None = None, layer: str | None = None,
+                       classes: Sequence[str] | None = None) -> "Task":
         from biofm.modalities.singlecell.tasks import task_from_h5ad
 
         self.read_options({"column": column})  # an .h5ad has no input column
-        return task_from_h5ad(path, label, kind, split, seed, layer=layer)  # type: ignore
+        return task_from_h5ad(path, label, kind or "classification", split, seed,  # type: ignore
+                              layer=layer)
 
     @property
     def embedding_formats(self) -> dict[str, str]:

@@ -28,8 +28,9 @@ class TimeSeriesModality(Modality):
 
         return timeseries_run_data(config, new_model)
 
-    def task_from_file(self, path: Path, *, label: str, kind: str, split: str, seed: int,
-                       column: str | None = None, layer: str | None = None) -> "Task":
+    def task_from_file(self, path: Path, *, label: str, kind: str | None, split: str,
+                       seed: int, column: str | None = None, layer: str | None = None,
+                       classes: Sequence[str] | None = None) -> "Task":
         raise BiofmError("time series are forecast, not fine-tuned on a label column",
                          path=path, fix=f"run `biofm forecast MODEL {path} --mode full "
                                         "--evaluate --output DIR`")
