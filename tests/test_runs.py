@@ -84,3 +84,22 @@ def test_existing_outputs_need_overwrite(tmp_path):
     with pytest.raises(BiofmError, match="already exists.*--overwrite"):
         check_new_output(path, overwrite=False)
     assert check_new_output(path, overwrite=True) == path
+
+
+def test_an_objective_that_does_not_fit_names_those_that_do(cli, tmp_path):
+    run = cli("pretrain", "--modality", "protein", "--objective", "masked-patch",
+              "--output", tmp_path / "run")
+    text = squeeze(run.err)
+    assert run.code == 2 and "'masked-patch'doesnotfitproteindata" in text
+    assert "mlm" in text and "clm" in text
+
+
+def test_a_dna_window_longer_than_the_context_is_refused(cli, tmp_path):
+    genome = tmp_path / "g.fna"
+    genome.write_text(">chr\n" + "ACGT" * 200 + "\n")
+    run = cli("pretrain", "--modality", "dna", "--input", genome, "--steps", "2",
+              "--set", "data.window=200", "--set", "backbone.max_len=64", "--no-progress",
+              "--output", tmp_path / "run")
+    text = squeeze(run.err)
+    assert run.code == 2 and "awindowof200basesis202tokens" in text
+    assert "--setbackbone.max_len=202" in text

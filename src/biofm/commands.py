@@ -138,6 +138,7 @@ def pretrain(config: PretrainConfig, output: str | Path, *, resume: bool = False
                       f"{count_parameters(model):,} parameters ({config.objective.name}) on "
                       f"{len(train_ids):,} "
                       f"{config.data.modality} records; {len(valid_ids or []):,} held out")
+    modality.check_run(model.config, model)
     result = train(model, train_ids, valid_ids, config.train, output, resume=resume,
                    console=console, augment=modality.augmentation(config, model))
     if is_main():

@@ -368,6 +368,12 @@ def pretrain_config(config: str | None = None, *, modality: str | None = None,
     """
     from biofm.registry import MODALITIES, OBJECTIVES
 
+    if modality is not None and objective is not None:
+        fitting = MODALITIES.get(modality).objectives()
+        if objective not in fitting:
+            OBJECTIVES.get(objective)  # an unknown name: the registry's error lists them all
+            raise BiofmError(f"objective {objective!r} does not fit {modality} data",
+                             fix=f"choose --objective among: {', '.join(fitting)}")
     if config is None:
         config = MODALITIES.get(modality or "protein").preset_for(objective)
     if config is None:  # a modality without presets: the generic tiny defaults

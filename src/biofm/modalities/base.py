@@ -62,6 +62,8 @@ class Modality:
     ways its labeled files can be split ("random" always).
     `variant_alphabet`: the letters of substitutions `biofm score-variants` scores
     (one token per residue); empty when the modality has no such scoring.
+    `values`: the second inputs its tokenizers can give the backbone ("none",
+    "bins", "patches"); an objective that needs another one does not fit.
     """
 
     name: str
@@ -75,6 +77,7 @@ class Modality:
     split_strategies: tuple[str, ...] = ("random",)
     baselines: tuple["Baseline", ...] = ()
     variant_alphabet: str = ""
+    values: tuple[str, ...] = ("none",)
 
     # -- files ------------------------------------------------------------------
     def matches(self, path: str | Path) -> bool:
@@ -126,10 +129,19 @@ class Modality:
         record each (series windows); None: records are read and encoded one to one."""
         return None
 
-    def augmentation(self, config: "PretrainConfig", model: "FoundationModel") -> Augment | None:
-        """`augment(sequences, micro_step, indices)` applied to training batches, or None."""
+    def objectives(self) -> list[str]:
+        """The registered objectives whose second input this modality's tokenizers give."""
+        from biofm.registry import OBJECTIVES
+
+        return [n for n in OBJECTIVES.names() if OBJECTIVES.get(n).values in self.values]
+
+    def check_run(self, config: "PretrainConfig", model: "FoundationModel") -> None:
+        """Before pretraining: settings that cannot work with this data are errors."""
         if config.data.rc_prob and "rc_prob" not in self.options:
             self.read_options({"rc_prob": config.data.rc_prob})  # raises
+
+    def augmentation(self, config: "PretrainConfig", model: "FoundationModel") -> Augment | None:
+        """`augment(sequences, micro_step, indices)` applied to training batches, or None."""
         return None
 
     def check_inputs(self, model: "FoundationModel", inputs: Sequence[Any], where: str | Path,

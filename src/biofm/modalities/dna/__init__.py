@@ -17,6 +17,7 @@ import numpy as np
 
 from biofm.bench.baselines import Baseline, per_input
 from biofm.data.records import Record
+from biofm.errors import BiofmError
 from biofm.modalities.base import Augment, Modality
 from biofm.modalities.dna import datasets  # noqa: F401  (registers corpora and tasks)
 from biofm.modalities.dna.augment import (RandomReverseComplement, reverse_complement,
@@ -50,6 +51,21 @@ class DnaModality(Modality):
     nucleotides, so `biofm embed` still tells a protein file from a genome.
     Pretraining flips strands with `data.rc_prob`; embeddings slide windows over
     long sequences and average both strands (`embed_dna`)."""
+
+    def check_run(self, config: "PretrainConfig", model: "FoundationModel") -> None:
+        """A genome window must fit the model's context, or most of it is cut away."""
+        window, max_len = config.data.window, model.config.backbone.max_len
+        if not window:
+            return
+        sample = "".join(np.random.default_rng(0).choice(list("ACGT"), size=window))
+        tokens = len(model.tokenizer.encode(sample))  # specials included, nothing cut
+        if tokens > max_len:
+            raise BiofmError(f"a window of {window:,} bases is {tokens:,} tokens with the "
+                             f"{model.tokenizer.name} tokenizer (specials included), but the "
+                             f"model's context is backbone.max_len={max_len:,}: "
+                             f"{tokens - max_len:,} tokens of each window would be cut",
+                             fix=f"--set backbone.max_len={tokens}, or a smaller "
+                                 f"--set data.window")
 
     def augmentation(self, config: "PretrainConfig", model: "FoundationModel") -> Augment | None:
         if not config.data.rc_prob:

@@ -84,7 +84,7 @@ class SingleCellModality(Modality):
 
 SINGLECELL = MODALITIES.register("singlecell")(SingleCellModality(
     name="singlecell", read=read_h5ad, build_tokenizer=_geneformer_tokenizer, suffixes=(".h5ad",),
-    options=("layer",), presets={"mlm": "cell-geneformer-tiny",
+    options=("layer",), values=("none", "bins"), presets={"mlm": "cell-geneformer-tiny",
                                  "masked-value": "cell-scgpt-tiny"},
     baselines=(Baseline(bench.BASELINE, bench.pca_features, "linear",
                         kinds=("classification",)),),

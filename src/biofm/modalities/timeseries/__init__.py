@@ -41,7 +41,7 @@ def _patch_tokenizer(texts: Sequence[str]) -> Tokenizer:
 
 TIMESERIES = MODALITIES.register("timeseries")(TimeSeriesModality(
     name="timeseries", read=_read_records, build_tokenizer=_patch_tokenizer, suffixes=(".csv",),
-    default_objective="masked-patch",
+    default_objective="masked-patch", values=("patches",),
     presets={"masked-patch": "ts-patch-tiny", "next-patch": "ts-next-patch-tiny"},
 ))
 
