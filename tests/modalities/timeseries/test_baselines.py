@@ -20,15 +20,42 @@ def assert_valid(q: np.ndarray, horizon: int) -> None:
 
 
 def test_last_value_repeats_the_last_observation_with_empirical_spread():
-    history = np.array([1.0, 3.0, 2.0, 4.0, 3.0, 5.0, 4.0, 6.0, np.nan])
-    q = LastValue().forecast(history, 3, FLUSIGHT_QUANTILES)
-    assert_valid(q, 3)
-    assert q[:, MID].tolist() == [6.0, 6.0, 6.0]  # the NaN at the end is skipped
-    one_step = np.diff(history[:-1])  # 1-step changes: +2, -1, +2, -1, +2, -1, +2
+    history = np.array([1.0, 3.0, 2.0, 4.0, 3.0, 5.0, 4.0, 6.0])
+    q = LastValue().forecast(history, 2, FLUSIGHT_QUANTILES)
+    assert_valid(q, 2)
+    assert q[:, MID].tolist() == [6.0, 6.0]
+    one_step = np.diff(history)  # 1-step changes: +2, -1, +2, -1, +2, -1, +2
     symmetric = np.concatenate([one_step, -one_step])
     assert q[0, -1] == pytest.approx(6.0 + np.quantile(symmetric, 0.99))
     assert q[0, 0] == pytest.approx(6.0 + np.quantile(symmetric, 0.01))
     assert (q[1, 0], q[1, -1]) == (5.0, 7.0)  # every 2-step change is +1 (and -1 mirrored)
+
+
+def test_last_value_spread_counts_the_missing_values_at_the_end():
+    # a line y = t, then 3 missing values: the target of horizon h is h + 3 steps
+    # after the last observation (19), and every (h + 3)-step change is h + 3
+    history = np.concatenate([np.arange(20.0), [np.nan] * 3])
+    q = LastValue().forecast(history, 4, FLUSIGHT_QUANTILES)
+    assert_valid(q, 4)
+    assert q[:, MID].tolist() == [19.0] * 4
+    gaps = np.arange(1, 5) + 3
+    np.testing.assert_allclose(q[:, -1], 19.0 + gaps)
+    np.testing.assert_allclose(q[:, 0], 19.0 - gaps)
+    # without the missing run the gap is h
+    q = LastValue().forecast(history[:20], 4, FLUSIGHT_QUANTILES)
+    np.testing.assert_allclose(q[:, -1], 19.0 + np.arange(1, 5))
+
+
+def test_seasonal_naive_spread_is_over_the_seasons_back():
+    # y = t with period 4: the value a season back is 4 below the target, two seasons 8
+    history = np.arange(30.0)
+    q = SeasonalNaive(period=4).forecast(history, 6, FLUSIGHT_QUANTILES)
+    assert q[:, MID].tolist() == [26.0, 27.0, 28.0, 29.0, 26.0, 27.0]
+    np.testing.assert_allclose(q[:, -1] - q[:, MID], [4, 4, 4, 4, 8, 8])
+    # a seasonal value that is missing falls back to last value, with its gap
+    gappy = np.concatenate([np.arange(20.0), [np.nan] * 4])
+    np.testing.assert_array_equal(SeasonalNaive(period=4).forecast(gappy, 2, FLUSIGHT_QUANTILES),
+                                  LastValue().forecast(gappy, 2, FLUSIGHT_QUANTILES))
 
 
 def test_too_short_a_history_gives_a_point_forecast_and_none_raises():

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from biofm.errors import BiofmError
 from biofm.modalities.timeseries import evaluation
@@ -146,3 +147,38 @@ def test_quantile_levels_follow_the_caller():
                             quantiles=q5, reference="last-value")
     assert result.quantiles == q5 and np.isfinite(result.rows["cov95"]).all()
     assert FLUSIGHT_QUANTILES != q5
+
+
+def test_fallbacks_to_last_value_are_counted_not_passed_off_as_the_model(monkeypatch, tmp_path):
+    """ARIMA's fit fails on series "b" from its last two origins (and never on "a"): the
+    rows flag those forecasts, the summaries count them, the printed table says so."""
+    a = seasonal_series(seed=1)
+    b = Series("b", a.dates, seasonal_series(seed=2).values, "D")
+    arima = Arima()
+    fit = arima._mean_and_se
+
+    def sometimes_broken(history, horizon):  # origins are 74..77: histories of 75..78 values
+        if history[0] == b.values[0] and len(history) >= 77:
+            raise np.linalg.LinAlgError("singular")
+        return fit(history, horizon)
+
+    monkeypatch.setattr(arima, "_mean_and_se", sometimes_broken)
+    result = rolling_origin([a, b], [SeasonalNaive(period=7), arima], horizons=(1, 2),
+                            context=30, origins=4)
+    rows = result.rows[result.rows.forecaster == "arima"]
+    flagged = rows[rows.fallback]
+    assert set(flagged.series) == {"b"} and flagged.origin.nunique() == 2 and len(flagged) == 4
+    assert len(arima.failures) == 2
+    summary = result.summary.set_index("forecaster")
+    assert summary.loc["arima", "fallbacks"] == 4 and summary.loc["arima", "fallback_series"] == 1
+    assert summary.loc["seasonal-naive", "fallbacks"] == 0
+    by_horizon = result.by_horizon[result.by_horizon.forecaster == "arima"]
+    assert by_horizon["fallbacks"].tolist() == [2, 2]
+    console = Console(record=True, width=150)
+    console.print(result.table())
+    text = console.export_text()
+    assert "fallbacks" in text and "arima: 4 of 16 points (1 series) are last-value fallbacks" \
+        in " ".join(text.split())
+    result.save(tmp_path)
+    saved = json.loads((tmp_path / "summary.json").read_text())["summary"]
+    assert {r["forecaster"]: r["fallbacks"] for r in saved} == {"seasonal-naive": 0, "arima": 4}

@@ -8,19 +8,23 @@ Nothing is fitted ahead of time: each call fits on the history it is given.
 
 Quantiles:
 - naive baselines (last value, seasonal naive) use the empirical distribution
-  of their own errors on the history: for horizon h, the point forecast plus
-  the q-quantile of the h-step changes `y[t+h] - y[t]` (last value) or of the
-  seasonal changes `y[t] - y[t-period]` (seasonal naive) seen in the history,
-  symmetrised (each change also counted with its sign flipped, like the CDC
-  FluSight baseline) so the median is the point forecast. With fewer than
-  `MIN_RESIDUALS` such changes, h-step changes fall back to the 1-step changes
-  times sqrt(h), and with fewer still the forecast is a point (all quantiles
-  equal);
+  of their own errors on the history: the point forecast plus the q-quantile
+  of the changes `y[t+g] - y[t]` seen in the history over the gap g between
+  the value the forecast repeats and its target, symmetrised (each change also
+  counted with its sign flipped, like the CDC FluSight baseline) so the median
+  is the point forecast. For last value g = h + the run of missing values that
+  ends the history (the last observation is that much further from the
+  target); for seasonal naive g is the period (k periods for horizons beyond k
+  - 1 seasons). With fewer than `MIN_RESIDUALS` such changes, last value falls
+  back to the 1-step changes times sqrt(g), seasonal naive to the one-season
+  changes times sqrt(k), and with fewer still the forecast is a point (all
+  quantiles equal);
 - ARIMA / ETS use the model's Gaussian predictive distribution
   (mean + z_q * standard error).
 If all the history is non-negative (counts, rates) quantiles are clipped at 0.
 When a statsmodels fit fails or returns non-finite numbers the baseline falls
-back to last value for that call and counts it in `failures` (with the reason).
+back to last value for that call and counts it in `failures` (with the reason);
+the rolling-origin evaluation reports these fallbacks beside the scores.
 """
 
 from __future__ import annotations
@@ -71,23 +75,25 @@ def _changes(history: np.ndarray, lag: int) -> np.ndarray:
 
 @dataclass
 class LastValue:
-    """Every horizon repeats the last observed value; spread from h-step changes."""
+    """Every horizon repeats the last observed value; spread from the changes over the
+    gap to the target (h plus any missing values at the end of the history)."""
 
     name: str = "last-value"
 
     def forecast(self, history: np.ndarray, horizon: int, quantiles: Sequence[float]) -> np.ndarray:
         history = np.asarray(history, dtype=np.float64)
-        observed = _finite(history)
+        observed = np.flatnonzero(np.isfinite(history))
         if observed.size == 0:
             raise ValueError("last-value needs at least one observed value in the history")
         levels = np.asarray(quantiles, dtype=np.float64)
-        point = np.full(horizon, observed[-1])
+        missing_run = len(history) - 1 - observed[-1]  # NaNs after the last observation
+        point = np.full(horizon, history[observed[-1]])
         one_step = _changes(history, 1)
         changes = []
-        for h in range(1, horizon + 1):
-            diffs = _changes(history, h)
+        for gap in range(1 + missing_run, horizon + 1 + missing_run):
+            diffs = _changes(history, gap)
             if diffs.size < MIN_RESIDUALS:
-                diffs = one_step * np.sqrt(h) if one_step.size >= MIN_RESIDUALS else np.empty(0)
+                diffs = one_step * np.sqrt(gap) if one_step.size >= MIN_RESIDUALS else np.empty(0)
             changes.append(diffs)
         return _finish(_empirical(point, changes, levels), history)
 
@@ -111,7 +117,12 @@ class SeasonalNaive:
                 not np.all(np.isfinite(history[np.maximum(index, 0)])):
             return LastValue().forecast(history, horizon, quantiles)
         levels = np.asarray(quantiles, dtype=np.float64)
-        return _finish(_empirical(history[index], [seasonal] * horizon, levels), history)
+        seasons = (n - 1 + np.arange(1, horizon + 1) - index) // self.period  # k: gap k periods
+        changes = []
+        for k in seasons:
+            diffs = seasonal if k == 1 else _changes(history, int(k) * self.period)
+            changes.append(diffs if diffs.size >= MIN_RESIDUALS else seasonal * np.sqrt(k))
+        return _finish(_empirical(history[index], changes, levels), history)
 
 
 @dataclass

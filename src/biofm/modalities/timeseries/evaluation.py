@@ -13,6 +13,11 @@ MAE, WIS, coverage, and the relative WIS = mean WIS / mean WIS of the reference
 forecaster (seasonal naive) over the same points, as the FluSight evaluations
 report it. Points whose truth is missing are kept in the rows (NaN metrics) and
 left out of the means; `n` counts the scored points.
+
+A baseline whose fit can fail (ARIMA, ETS: a `failures` list) forecasts last
+value instead; such forecasts are flagged in the rows (`fallback`) and the
+summaries count them (`fallbacks`: scored points, `fallback_series`: series with
+at least one), so a table never passes last value off as ARIMA.
 """
 
 from __future__ import annotations
@@ -142,12 +147,21 @@ class Evaluation:
         """A rich Table of the summary (relative WIS < 1 beats the reference)."""
         from rich.table import Table
 
-        table = Table(title=title)
-        for column in ("forecaster", "n", "MAE", "WIS", "cov50", "cov95", "rel_WIS"):
+        fell_back = self.summary[self.summary["fallbacks"] > 0]
+        caption = "; ".join(f"{row.forecaster}: {row.fallbacks} of {row.n} points "
+                            f"({row.fallback_series} series) are last-value fallbacks "
+                            f"(failed fits)" for row in fell_back.itertuples(index=False))
+        table = Table(title=title, caption=caption or None)
+        columns = ["forecaster", "n", "MAE", "WIS", "cov50", "cov95", "rel_WIS"]
+        for column in columns + (["fallbacks"] if len(fell_back) else []):
             table.add_column(column, justify="left" if column == "forecaster" else "right")
         for row in self.summary.itertuples(index=False):
-            table.add_row(row.forecaster, str(row.n), f"{row.MAE:.3f}", f"{row.WIS:.3f}",
-                          f"{row.cov50:.2f}", f"{row.cov95:.2f}", f"{row.rel_WIS:.3f}")
+            cells = [row.forecaster, str(row.n), f"{row.MAE:.3f}", f"{row.WIS:.3f}",
+                     f"{row.cov50:.2f}", f"{row.cov95:.2f}", f"{row.rel_WIS:.3f}"]
+            if len(fell_back):
+                cells.append(f"{row.fallbacks} ({row.fallback_series} series)"
+                             if row.fallbacks else "0")
+            table.add_row(*cells)
         return table
 
 
@@ -176,9 +190,11 @@ def rolling_origin(series_list: Sequence[Series], forecasters: Sequence[Forecast
                                    context=context, step=step) if isinstance(origins, int) \
             else origins_for_dates(series, origins)
         for forecaster in forecasters:
-            predicted = forecasts_at(forecaster, series, positions, horizons[-1], quantiles)
-            for origin, one in zip(positions, predicted):
-                records += _score(series, origin, horizons, forecaster.name, one, quantiles)
+            predicted, fell_back = _forecasts_and_fallbacks(forecaster, series, positions,
+                                                            horizons[-1], quantiles)
+            for origin, one, fallback in zip(positions, predicted, fell_back):
+                records += _score(series, origin, horizons, forecaster.name, one, quantiles,
+                                  fallback)
             if on_forecast is not None:
                 on_forecast()
     rows = pd.DataFrame.from_records(records)
@@ -186,8 +202,24 @@ def rolling_origin(series_list: Sequence[Series], forecasters: Sequence[Forecast
                       tuple(quantiles), reference)
 
 
+def _forecasts_and_fallbacks(forecaster: Forecaster, series: Series, origins: Sequence[int],
+                             horizon: int, quantiles: Sequence[float]
+                             ) -> tuple[np.ndarray, list[bool]]:
+    """(len(origins), horizon, Q) forecasts and, per origin, whether the forecaster fell
+    back to last value (its `failures` list grew during that call)."""
+    failures = getattr(forecaster, "failures", None)
+    if failures is None:
+        return forecasts_at(forecaster, series, origins, horizon, quantiles), [False] * len(origins)
+    out, fell_back = [], []
+    for origin in origins:  # one call per origin, to tell which ones fell back
+        before = len(failures)
+        out.append(forecasts_at(forecaster, series, [origin], horizon, quantiles))
+        fell_back.append(len(failures) > before)
+    return (np.concatenate(out) if out else np.empty((0, horizon, len(quantiles))), fell_back)
+
+
 def _score(series: Series, origin: int, horizons: list[int], name: str, predicted: np.ndarray,
-           quantiles: Sequence[float]) -> list[dict]:
+           quantiles: Sequence[float], fallback: bool = False) -> list[dict]:
     """One row per horizon: truth (NaN when beyond the series or missing) and metrics."""
     out = []
     mid = median_index(quantiles)
@@ -205,6 +237,7 @@ def _score(series: Series, origin: int, horizons: list[int], name: str, predicte
             "ae": abs(y - q[mid]), "wis": float(wis_per_point(np.array(y), q, quantiles)),
             "cov50": float(coverage_per_point(np.array(y), q, quantiles, 0.5)),
             "cov95": float(coverage_per_point(np.array(y), q, quantiles, 0.95)),
+            "fallback": fallback,
         })
     return out
 
@@ -218,17 +251,25 @@ def summarise(rows: pd.DataFrame, reference: str = REFERENCE,
               by: Sequence[str] = ()) -> pd.DataFrame:
     """Mean metrics per forecaster (and `by` columns) over scored points; rel_WIS is
     the ratio of mean WIS to the reference's mean WIS on the same (series, origin,
-    horizon) points (NaN when the reference was not run)."""
+    horizon) points (NaN when the reference was not run). `fallbacks` counts the
+    scored points forecast by last value instead (a failed fit), `fallback_series`
+    the series with at least one such point."""
     scored = rows[np.isfinite(rows["y"].to_numpy(dtype=np.float64))]
+    if "fallback" not in scored:  # rows saved before fallbacks were recorded
+        scored = scored.assign(fallback=False)
+    scored = scored.assign(fallback_series=scored["series"].where(scored["fallback"]))
     keys = ["series", "origin", "horizon"]
     ref = scored[scored["forecaster"] == reference][keys + ["wis"]].rename(columns={"wis": "ref"})
     scored = scored.merge(ref, on=keys, how="left")
     group = [*by, "forecaster"]
     summary = scored.groupby(group, sort=False).agg(
         n=("wis", "size"), MAE=("ae", "mean"), WIS=("wis", "mean"), cov50=("cov50", "mean"),
-        cov95=("cov95", "mean"), ref_WIS=("ref", "mean")).reset_index()
+        cov95=("cov95", "mean"), ref_WIS=("ref", "mean"), fallbacks=("fallback", "sum"),
+        fallback_series=("fallback_series", "nunique")).reset_index()
     summary["rel_WIS"] = summary["WIS"] / summary["ref_WIS"]
-    return summary.drop(columns="ref_WIS")
+    summary["fallbacks"] = summary["fallbacks"].astype(int)
+    columns = [c for c in summary.columns if c not in ("ref_WIS", "fallbacks", "fallback_series")]
+    return summary[columns + ["fallbacks", "fallback_series"]]
 
 
 __all__ = ["Evaluation", "Forecaster", "REFERENCE", "choose_origins", "forecast_at",
