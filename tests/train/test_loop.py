@@ -31,6 +31,10 @@ class Killed(Exception):
     pass
 
 
+def _without_timing(history):
+    return [{k: v for k, v in h.items() if k != "tokens_per_s"} for h in history]
+
+
 @pytest.mark.parametrize("kind,objective", [("encoder", "mlm"), ("decoder", "clm")])
 def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch, kind, objective):
     model = _fresh(kind, objective)
@@ -54,8 +58,9 @@ def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch, kind, ob
 
     assert resumed.steps == full.steps == 12
     assert resumed.final_loss == full.final_loss
-    assert resumed.history == [{**h} for h in full.history] or \
-        [h.get("loss") for h in resumed.history] == [h.get("loss") for h in full.history]
+    # every logged number but the wall-clock throughput repeats exactly
+    assert _without_timing(resumed.history) == _without_timing(full.history)
+    assert len(resumed.history) == len(full.history) == 9  # 6 training logs + 3 validations
     a = FoundationModel.load(tmp_path / "full" / "step-0000012")
     b = FoundationModel.load(tmp_path / "cut" / "step-0000012")
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):

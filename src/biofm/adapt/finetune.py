@@ -7,30 +7,38 @@
            linears of the same backbone) + head; the backbone stays frozen;
 - scratch: the same architecture, randomly initialised, trained end to end:
            the baseline that shows what pretraining buys.
-Gradient-trained modes keep the epoch with the best validation metric.
-Regression targets are standardised on the training split for training.
+Gradient-trained modes run the shared optimizer step (`biofm.train.trainer`:
+AdamW without decay on norms, biases and embeddings, warmup + cosine over
+`epochs`), score the validation split after each epoch and keep the epoch
+with the best validation metric. Regression targets are standardised on the
+training split for training.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biofm.backbones.layers import pool
 from biofm.adapt.probe import LinearProbe
+from biofm.backbones.layers import pool
 from biofm.bench.metrics import classification_metrics, primary_metric, regression_metrics
 from biofm.config import Config
 from biofm.data.collate import length_batches, pad_collate
-from biofm.data.tasks import Split, Splits, TaskKind
+from biofm.data.tasks import Splits, TaskKind
+from biofm.device import resolve_device
 from biofm.model import FoundationModel
+from biofm.outputs import Batch
 from biofm.registry import HEADS
-from biofm.train.loop import BatchPlan, autocast_context, resolve_device
+from biofm.train.plans import BatchPlan
+from biofm.train.trainer import EarlyStopping, FitConfig, Loss, StepOutput, Trainer, fit
 
 Mode = Literal["probe", "full", "lora", "scratch"]
 
@@ -42,8 +50,11 @@ class FinetuneConfig(Config):
         mode: "probe", "full", "lora" or "scratch" (see module docstring).
         head: registry name of the head ("linear" or "mlp").
         epochs / patience: epochs at most; stop after `patience` epochs
-            without a better validation metric.
-        lr: backbone and head learning rate (LoRA adapters use it too).
+            without a better validation metric (0 = never stop early).
+        lr: backbone and head learning rate (LoRA adapters use it too), reached
+            after `warmup_ratio` of the steps of `epochs` epochs, then decayed
+            on a cosine to `min_lr_ratio * lr`.
+        grad_clip: largest global gradient norm.
         lora_r / lora_alpha / lora_dropout / lora_targets: LoRA settings;
             targets are module names inside the backbone.
     """
@@ -57,6 +68,9 @@ class FinetuneConfig(Config):
     batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
@@ -192,47 +206,65 @@ def inject_lora(base: FoundationModel, *, r: int, alpha: int, targets: Sequence[
 def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfig,
          device: torch.device) -> list[dict[str, float]]:
     """Train for up to `epochs`; keep the weights of the best validation epoch."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    metric, higher_is_better = primary_metric(kind)
     train_ids = model.base.encode(splits.train.inputs)
     # length-bucketed, seeded batches (as in pretraining): little padding, same order on rerun
     plan = BatchPlan([len(s) for s in train_ids], config.batch_size, config.seed)
     targets = _targets(splits.train.labels, kind, model.target_mean, model.target_std)
-    best, best_state, stale, history = None, None, 0, []
-    for epoch in range(config.epochs):
-        batches = [plan(k) for k in range(epoch * plan.per_epoch, (epoch + 1) * plan.per_epoch)]
-        loss = _train_epoch(model, optimizer, params, train_ids, targets, batches, kind, config, device)
-        score = task_metrics(kind, splits.valid.labels, model.predict(splits.valid.inputs))[metric]
-        history.append({"epoch": epoch + 1, "train_loss": loss, f"valid_{metric}": score})
-        if best is None or (score > best if higher_is_better else score < best):
-            best, stale = score, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+    batches = map(plan, itertools.count())  # batch k of the run is plan(k)
+    pad_id = model.base.tokenizer.pad_id
 
+    def next_batch() -> tuple[Batch, torch.Tensor]:
+        index = next(batches)
+        return pad_collate([train_ids[i] for i in index], pad_id).to(device), targets[index]
 
-def _train_epoch(model: TaskModel, optimizer: torch.optim.Optimizer, params: list,
-                 train_ids: list[list[int]], targets: torch.Tensor, batches: list[np.ndarray],
-                 kind: TaskKind, config: FinetuneConfig, device: torch.device) -> float:
+    def loss_fn(item: tuple[Batch, torch.Tensor]) -> Loss:
+        batch, target = item
+        raw = model(batch.input_ids, batch.attention_mask, batch.values)  # (B, n_outputs)
+        return Loss(_loss(raw.float(), target.to(device), kind))
+
+    epochs = _EpochEnd(model, splits, kind, config.patience, plan.per_epoch)
     model.train()
-    losses = []
-    for index in batches:
-        batch = pad_collate([train_ids[i] for i in index], model.base.tokenizer.pad_id).to(device)
-        with autocast_context(device, config.precision):
-            raw = model(batch.input_ids, batch.attention_mask, batch.values)
-        loss = _loss(raw.float(), targets[index].to(device), kind)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-    return float(np.mean(losses))
+    fit(Trainer(model, _fit_config(config, config.epochs * plan.per_epoch), device),
+        next_batch, loss_fn, epochs)
+    if epochs.best_state is not None:
+        model.load_state_dict(epochs.best_state)
+    return epochs.history
+
+
+def _fit_config(config: FinetuneConfig, steps: int) -> FitConfig:
+    return FitConfig(lr=config.lr, max_steps=steps, weight_decay=config.weight_decay,
+                     warmup_steps=round(config.warmup_ratio * steps),
+                     min_lr_ratio=config.min_lr_ratio, grad_clip=config.grad_clip,
+                     precision=config.precision)
+
+
+class _EpochEnd:
+    """`fit`'s hook: after each epoch score the validation split, keep the best
+    weights, and stop after `patience` epochs without improvement."""
+
+    def __init__(self, model: TaskModel, splits: Splits, kind: TaskKind, patience: int,
+                 steps_per_epoch: int) -> None:
+        self.model, self.splits, self.kind, self.per_epoch = model, splits, kind, steps_per_epoch
+        self.metric, higher_is_better = primary_metric(kind)
+        self.stopper = EarlyStopping(patience, higher_is_better=higher_is_better)
+        self.losses: list[torch.Tensor] = []
+        self.history: list[dict[str, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, out: StepOutput) -> bool:
+        self.losses.append(out.loss)
+        if out.step % self.per_epoch:
+            return False
+        valid = self.splits.valid
+        score = task_metrics(self.kind, valid.labels, self.model.predict(valid.inputs))[self.metric]
+        self.history.append({"epoch": out.step // self.per_epoch,
+                             "train_loss": torch.stack(self.losses).mean().item(),
+                             f"valid_{self.metric}": score})
+        self.losses = []
+        if self.stopper.update(score):
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.train()  # predict() left it in eval mode
+        return self.stopper.stop
 
 
 def _targets(labels: np.ndarray, kind: TaskKind, mean: float, std: float) -> torch.Tensor:

@@ -1,33 +1,32 @@
-"""The training loop shared by every objective and modality.
+"""Pretraining: the shared optimizer step (`biofm.train.trainer`) over token-id corpora.
 
-AdamW + warmup/cosine, gradient accumulation and clipping, bf16 autocast on
-CUDA, optional `torch.compile` of the transformer blocks, periodic validation
-with early stopping, a rich progress bar, metrics as JSON lines, and atomic
-checkpoints that resume bit-for-bit: the data order, the masking generator and
-the RNG states are all part of the checkpoint. The same loop runs in one
-process or data-parallel under `torchrun` (DDP or FSDP2, `train.strategy`).
+On top of the step (AdamW + warmup/cosine, gradient accumulation and
+clipping, bf16 autocast on CUDA) this adds what pretraining needs: optional
+`torch.compile` of the transformer blocks, periodic validation with early
+stopping, a rich progress bar, metrics as JSON lines, and atomic checkpoints
+that resume bit-for-bit: the data order, the masking generator and the RNG
+states are all part of the checkpoint. The same loop runs in one process or
+data-parallel under `torchrun` (DDP or FSDP2, `train.strategy`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
 
 from biofm.config import TrainConfig
 from biofm.data.collate import pack_collate, pad_collate
+from biofm.device import autocast_context, resolve_device
 from biofm.model import FoundationModel, load_weights, read_safetensors
 from biofm.outputs import Batch
 from biofm.train.checkpoint import (LoopState, latest_checkpoint, load_training_state,
@@ -35,10 +34,10 @@ from biofm.train.checkpoint import (LoopState, latest_checkpoint, load_training_
                                     save_training_checkpoint)
 from biofm.train.distributed import DistInfo, ParallelModel, close_distributed, init_distributed
 from biofm.train.plans import BatchPlan, ShardPlan, TokenBudgetPlan
-from biofm.train.schedule import build_optimizer, warmup_cosine
+from biofm.train.trainer import (EarlyStopping, FitConfig, Loss, MetricsLog, StepOutput,
+                                 Trainer, fit, progress_bar)
 
-__all__ = ["BatchPlan", "TokenBudgetPlan", "TrainResult", "autocast_context", "evaluate_loss",
-           "resolve_device", "train"]
+__all__ = ["BatchPlan", "TokenBudgetPlan", "TrainResult", "evaluate_loss", "train"]
 
 logger = logging.getLogger("biofm")
 Augment = Callable[[list, int, Sequence[int]], list]
@@ -55,23 +54,6 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     model_dir: Path | None = None
     stopped_early: bool = False
-
-
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """"auto" is CUDA when there is a GPU; under torchrun each rank takes GPU LOCAL_RANK."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None and local_rank is not None:
-        device = torch.device("cuda", local_rank)
-    return device
-
-
-def autocast_context(device: torch.device, precision: str):
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if use_bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train(model: FoundationModel, train_data: Sequence[Sequence[int]],
@@ -101,6 +83,14 @@ def train(model: FoundationModel, train_data: Sequence[Sequence[int]],
         close_distributed(info)
 
 
+def _fit_config(config: TrainConfig) -> FitConfig:
+    """The optimizer-step part of a pretraining config."""
+    return FitConfig(lr=config.lr, max_steps=config.max_steps, weight_decay=config.weight_decay,
+                     betas=config.betas, warmup_steps=config.warmup_steps,
+                     min_lr_ratio=config.min_lr_ratio, grad_accum=config.grad_accum,
+                     grad_clip=config.grad_clip, precision=config.precision)
+
+
 class _Run:
     """One training run: setup in `__init__`, the loop in `run`, a method per phase."""
 
@@ -122,32 +112,26 @@ class _Run:
         logger.info("training on %s (rank %d of %d, strategy %s, precision %s, compile %s)",
                     device, info.rank, info.world_size, self.model.strategy, config.precision,
                     config.compile)
-        self.optimizer = build_optimizer(model, config.lr, config.weight_decay, config.betas)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(config.warmup_steps, config.max_steps, config.min_lr_ratio))
+        self.trainer = Trainer(model, _fit_config(config), device, grad_sync=self.model.grad_sync)
         self.mask_generator = torch.Generator().manual_seed(config.seed)
         self.loop = LoopState()
         self.plan, self.collate = _plan(train_data, config, model)
-        self.window_loss: list[float] = []
+        self.window_loss: list[torch.Tensor] = []  # this rank's share of each step's loss
         self.window_tokens, self.window_start = 0, time.perf_counter()
         self.augment: Augment | None = None
 
     def run(self) -> TrainResult:
         self._restore()
         cfg, loop = self.config, self.loop
-        self.metrics = _MetricsLog(self.run_dir / "metrics.jsonl" if self.info.is_main else None,
-                                   loop.history, cfg.tensorboard)
-        stopped_early = False
-        with _progress(self.console, cfg.progress and self.info.is_main) as progress:
-            task = progress.add_task("pretrain", total=cfg.max_steps, completed=loop.step,
-                                     loss=float("nan"), tps=0.0)
-            while loop.step < cfg.max_steps and not stopped_early:
-                self._log(*self._step(), progress, task)
-                stopped_early = self._validate()
-                if _due(loop.step, cfg.save_every, cfg.max_steps) or stopped_early:
-                    save_training_checkpoint(self.run_dir, self.model, self.optimizer,
-                                             self.scheduler, self.mask_generator, loop)
-                progress.update(task, completed=loop.step)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl" if self.info.is_main else None,
+                                  loop.history, cfg.tensorboard)
+        self.stopper = EarlyStopping(cfg.patience, min_delta=1e-6, best=loop.best_valid,
+                                     stale=loop.evals_without_improvement)
+        with progress_bar(self.console, cfg.progress and self.info.is_main) as progress:
+            self.progress = progress
+            self.task = progress.add_task("pretrain", total=cfg.max_steps, completed=loop.step,
+                                          loss=float("nan"), tps=0.0)
+            stopped_early = fit(self.trainer, self._next_batch, self._loss, self._after_step)
         self._finish()
         self.metrics.close()
         train_losses = [h["loss"] for h in loop.history if "loss" in h]
@@ -162,33 +146,11 @@ class _Run:
                 self._say(f"no checkpoint in {self.run_dir}; starting a fresh run")
             return
         state = load_training_state(self.checkpoint)
-        self.model.load_optimizer_state(self.optimizer, state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.model.load_optimizer_state(self.trainer.optimizer, state["optimizer"])
+        self.trainer.scheduler.load_state_dict(state["scheduler"])  # and the step count
         restore_rng(state, self.mask_generator, self.info.rank)
         self.loop = LoopState(**state["loop"])
         self._say(f"resuming from {self.checkpoint} (step {self.loop.step})")
-
-    def _step(self) -> tuple[float, int, float]:
-        """One optimizer step over `grad_accum` global micro-batches: (loss, tokens, grad norm)."""
-        cfg, model = self.config, self.model
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, tokens = 0.0, 0
-        for i in range(cfg.grad_accum):
-            batch = self._next_batch()
-            tokens += batch.num_tokens
-            part, weight = model.share(batch)
-            with model.grad_sync(i == cfg.grad_accum - 1):
-                with autocast_context(model.device, cfg.precision):
-                    out = model.engine(part.to(model.device))
-                (model.loss_for_backward(out, weight) / cfg.grad_accum).backward()
-            if weight:
-                loss += out.loss.item() * weight / cfg.grad_accum
-        loss = model.all_reduce_sum([loss])[0]
-        grad_norm = model.clip_grad_norm(cfg.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.loop.step += 1
-        return loss, tokens, grad_norm
 
     def _next_batch(self) -> Batch:
         """Global micro-batch `micro_step`, collated and prepared (masked) on the CPU."""
@@ -199,20 +161,40 @@ class _Run:
             sequences = self.augment(sequences, self.loop.micro_step, indices)
         batch = self.collate(sequences, core.tokenizer.pad_id)
         self.loop.micro_step += 1
+        self.window_tokens += batch.num_tokens
         return core.objective.prepare(batch, self.mask_generator)
 
-    def _log(self, loss: float, tokens: int, grad_norm: float, progress: Progress, task) -> None:
-        self.window_loss.append(loss)
-        self.window_tokens += tokens
-        cfg, step = self.config, self.loop.step
+    def _loss(self, batch: Batch) -> Loss:
+        """This rank's rows of a global micro-batch, weighted by their share of its targets."""
+        part, weight = self.model.share(batch)
+        out = self.model.engine(part.to(self.model.device))
+        return Loss(self.model.loss_for_backward(out, weight), out.loss, weight)
+
+    def _after_step(self, out: StepOutput) -> bool:
+        """Log, validate, checkpoint; True when early stopping triggers."""
+        cfg, loop = self.config, self.loop
+        loop.step = out.step
+        self._log(out)
+        stop = self._validate()
+        if _due(loop.step, cfg.save_every, cfg.max_steps) or stop:
+            save_training_checkpoint(self.run_dir, self.model, self.trainer.optimizer,
+                                     self.trainer.scheduler, self.mask_generator, loop)
+        self.progress.update(self.task, completed=loop.step)
+        return stop
+
+    def _log(self, out: StepOutput) -> None:
+        self.window_loss.append(out.loss)
+        cfg, step = self.config, out.step
         if step % cfg.log_every and step != cfg.max_steps:
             return
+        # every rank logs at the same steps, so the sum over ranks is a collective they all join
+        losses = self.model.all_reduce_sum([loss.item() for loss in self.window_loss])
         elapsed = time.perf_counter() - self.window_start
-        record = {"step": step, "loss": float(np.mean(self.window_loss)),
-                  "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+        record = {"step": step, "loss": float(np.mean(losses)), "lr": out.lr,
+                  "grad_norm": out.grad_norm.item(),
                   "tokens_per_s": self.window_tokens / max(elapsed, 1e-9)}
         self.metrics.write(record)
-        progress.update(task, loss=record["loss"], tps=record["tokens_per_s"])
+        self.progress.update(self.task, loss=record["loss"], tps=record["tokens_per_s"])
         self.window_loss, self.window_tokens = [], 0
         self.window_start = time.perf_counter()
 
@@ -223,16 +205,13 @@ class _Run:
             return False
         valid_loss = evaluate_loss(self.model, self.valid_data, cfg)
         self.metrics.write({"step": loop.step, "valid_loss": valid_loss})
-        if valid_loss < loop.best_valid - 1e-6:
-            loop.best_valid, loop.evals_without_improvement = valid_loss, 0
+        if self.stopper.update(valid_loss):
             publish_model(self.model, self.run_dir / "best")
-        else:
-            loop.evals_without_improvement += 1
-        if cfg.patience and loop.evals_without_improvement >= cfg.patience:
+        loop.best_valid, loop.evals_without_improvement = self.stopper.best, self.stopper.stale
+        if self.stopper.stop:
             self._say(f"early stop at step {loop.step}: no improvement in "
                       f"{cfg.patience} evaluations")
-            return True
-        return False
+        return self.stopper.stop
 
     def _finish(self) -> None:
         """final/ = best/ when there was validation, else the last weights."""
@@ -305,51 +284,3 @@ def _plan(data: Sequence[Sequence[int]], config: TrainConfig, model: FoundationM
 
 def _due(step: int, every: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
-
-
-class _MetricsLog:
-    """metrics.jsonl (rewritten from the checkpoint's history on resume) + TensorBoard.
-
-    With `path` None (ranks other than 0) records only go to `history`.
-    """
-
-    def __init__(self, path: Path | None, history: list[dict[str, Any]], tensorboard: bool) -> None:
-        self.history = history
-        self.fh = open(path, "w") if path is not None else None
-        self.tb = None
-        if self.fh is None:
-            return
-        for record in history:
-            self.fh.write(json.dumps(record) + "\n")
-        self.fh.flush()
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(path.parent / "tensorboard"))
-            except ImportError:
-                self.tb = None
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.history.append(record)
-        if self.fh is None:
-            return
-        self.fh.write(json.dumps(record) + "\n")
-        self.fh.flush()
-        if self.tb is not None:
-            for key, value in record.items():
-                if key != "step":
-                    self.tb.add_scalar(key, value, record["step"])
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
-def _progress(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=console, disable=not enabled, transient=False)

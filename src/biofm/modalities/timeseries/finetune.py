@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,12 +33,14 @@ import torch
 from biofm.adapt.finetune import FinetuneConfig, inject_lora
 from biofm.adapt.saving import merged_base
 from biofm.data.collate import ValuedSequence, pad_collate
+from biofm.device import resolve_device
 from biofm.errors import BiofmError
-from biofm.model import FoundationModel
 from biofm.modalities.timeseries.model import PatchForecaster
 from biofm.modalities.timeseries.pretraining import window_ends
 from biofm.modalities.timeseries.series import Series
-from biofm.train.loop import autocast_context, resolve_device
+from biofm.model import FoundationModel
+from biofm.outputs import Batch
+from biofm.train.trainer import FitConfig, Loss, Trainer, fit
 
 Mode = Literal["full", "lora", "scratch"]
 DEFAULT_LR: dict[str, float] = {"full": 3e-4, "lora": 1e-3, "scratch": 1e-3}
@@ -108,25 +111,25 @@ def _short_ends(n: int, window: int, stride: int) -> list[int]:
 
 def _train(model: FoundationModel, windows: list[ValuedSequence], steps: int, lr: float,
            batch_size: int, seed: int, device: torch.device) -> list[float]:
-    """`steps` AdamW steps on seeded random batches of windows; the losses per step."""
+    """`steps` optimizer steps on seeded random batches of windows; the losses per step."""
     model.to(device).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    generator = torch.Generator().manual_seed(seed)
+    defaults = FinetuneConfig()
+    config = FitConfig(lr=lr, max_steps=steps, weight_decay=defaults.weight_decay,
+                       warmup_steps=round(defaults.warmup_ratio * steps),
+                       min_lr_ratio=defaults.min_lr_ratio, grad_clip=defaults.grad_clip)
+    generator = torch.Generator().manual_seed(seed)  # batch order and masking
     pad_id = model.tokenizer.pad_id
-    losses = []
-    for _ in range(steps):
+
+    def next_batch() -> Batch:
         index = torch.randperm(len(windows), generator=generator)[:batch_size]
-        batch = model.objective.prepare(pad_collate([windows[i] for i in index], pad_id),
-                                        generator)
-        with autocast_context(device, "auto"):
-            out = model(batch.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        losses.append(out.loss.item())
+        batch = pad_collate([windows[i] for i in index], pad_id)
+        return model.objective.prepare(batch, generator).to(device)
+
+    step_losses: list[torch.Tensor] = []
+    fit(Trainer(model, config, device), next_batch, lambda batch: Loss(model(batch).loss),
+        after_step=lambda out: step_losses.append(out.loss))
     model.cpu().eval()
+    losses = [loss.item() for loss in step_losses]
     if not all(math.isfinite(x) for x in losses):
         raise BiofmError("fine-tuning diverged (the loss is not finite)",
                          fix="lower lr, or check the series for extreme values")

@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from biofm.device import autocast_context, resolve_device
 from biofm.errors import BiofmError
 from biofm.model import FoundationModel
 from biofm.modalities.timeseries.metrics import FLUSIGHT_QUANTILES
@@ -42,7 +43,6 @@ from biofm.modalities.timeseries.patching import (PatchTokenizer, denormalise, i
                                                   patchify)
 from biofm.objectives.patch import MaskedPatch, NextPatch, masked_batch, next_patch_batch
 from biofm.outputs import Batch
-from biofm.train.loop import autocast_context, resolve_device
 
 MIN_HISTORY = 1  # observed values a history needs in the context window
 

@@ -1,0 +1,169 @@
+"""The shared optimizer step (`biofm.train.trainer`) and the three paths that use it."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import biofm
+import biofm.train.trainer as trainer_module
+from biofm.adapt import FinetuneConfig, finetune
+from biofm.config import TrainConfig
+from biofm.modalities.timeseries.finetune import finetune_forecaster
+from biofm.train import EarlyStopping, FitConfig, Loss, Trainer, fit, train
+from biofm.train.schedule import warmup_cosine
+from tests.adapt.test_finetune import _splits
+from tests.helpers import random_proteins, tiny_model
+from tests.modalities.timeseries.forecaster_helpers import seasonal_series, tiny_forecaster_model
+
+CPU = torch.device("cpu")
+
+
+class Toy(nn.Module):
+    """Embedding → mean over T → LayerNorm → Linear: (B, T) ids → (B,)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.norm = nn.LayerNorm(8)
+        self.proj = nn.Linear(8, 1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(self.embed(ids).mean(1)))[:, 0]
+
+
+def _toy(seed: int = 0) -> Toy:
+    torch.manual_seed(seed)
+    return Toy()
+
+
+def _micro_batches(ids: torch.Tensor, y: torch.Tensor, size: int):
+    parts = iter(zip(ids.split(size), y.split(size)))
+    return lambda: next(parts)
+
+
+def _mse(model: nn.Module):
+    return lambda batch: Loss(F.mse_loss(model(batch[0]), batch[1]))
+
+
+def test_two_accumulated_micro_batches_give_the_gradient_of_one_batch():
+    generator = torch.Generator().manual_seed(1)
+    ids, y = torch.randint(0, 10, (4, 5), generator=generator), torch.randn(4, generator=generator)
+    grads, losses = [], []
+    for size, accum in ((4, 1), (2, 2)):
+        model = _toy()
+        trainer = Trainer(model, FitConfig(lr=1e-2, max_steps=1, grad_accum=accum, grad_clip=0),
+                          CPU)
+        out = trainer.step(_micro_batches(ids, y, size), _mse(model))
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        losses.append(out.loss)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7, msg=name)
+    assert losses[0].dtype == torch.float64  # a tensor: read only when logged
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-6, atol=0)
+
+
+def test_norms_biases_and_embeddings_get_no_weight_decay():
+    model = _toy()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = Trainer(model, FitConfig(lr=0.1, max_steps=1, weight_decay=0.5), CPU)
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    # a zero gradient: AdamW moves a parameter only by its decay, p * (1 - lr * wd)
+    trainer.step(lambda: ids, lambda batch: Loss(model(batch).sum() * 0.0))
+    after = dict(model.named_parameters())
+    torch.testing.assert_close(after["proj.weight"], before["proj.weight"] * 0.95)
+    for name in ("embed.weight", "norm.weight", "norm.bias", "proj.bias"):
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=0, msg=name)
+
+
+def test_foundation_model_parameter_groups():
+    model = tiny_model()
+    names = {id(p): n for n, p in model.named_parameters()}
+    trainer = Trainer(model, FitConfig(lr=1e-3, max_steps=1), CPU)
+    decay, no_decay = ([names[id(p)] for p in group["params"]]
+                       for group in trainer.optimizer.param_groups)
+    assert "backbone.embed_tokens.weight" in no_decay
+    assert all("norm" in n or "embed" in n or n.endswith("bias") for n in no_decay)
+    assert decay and all(n.endswith("weight") and "norm" not in n and "embed" not in n
+                         for n in decay)
+    assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [0.01, 0.0]
+
+
+def test_the_schedule_warms_up_then_decays_and_steps_are_counted():
+    model = _toy()
+    config = FitConfig(lr=0.1, max_steps=6, warmup_steps=2, min_lr_ratio=0.1)
+    trainer = Trainer(model, config, CPU)
+    ids, seen = torch.zeros(2, 3, dtype=torch.long), []
+    stopped = fit(trainer, lambda: ids, lambda b: Loss(model(b).pow(2).mean()),
+                  after_step=lambda out: seen.append((out.step, out.lr)))
+    factor = warmup_cosine(2, 6, 0.1)
+    assert not stopped and trainer.steps_done == 6
+    assert seen == [(k, pytest.approx(0.1 * factor(k))) for k in range(1, 7)]
+
+
+def test_fit_stops_when_the_hook_says_so():
+    model = _toy()
+    trainer = Trainer(model, FitConfig(lr=0.1, max_steps=50), CPU)
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    stopped = fit(trainer, lambda: ids, lambda b: Loss(model(b).pow(2).mean()),
+                  after_step=lambda out: out.step == 3)
+    assert stopped and trainer.steps_done == 3
+
+
+def test_early_stopping_counts_evaluations_without_improvement():
+    lower = EarlyStopping(patience=2, min_delta=0.01)
+    assert [lower.update(x) for x in (1.0, 0.995, 0.9, 0.95)] == [True, False, True, False]
+    assert (lower.best, lower.stale, lower.stop) == (0.9, 1, False)
+    assert not lower.update(0.9) and lower.stop
+    higher = EarlyStopping(patience=1, higher_is_better=True)
+    assert higher.update(0.5) and higher.update(0.6) and not higher.update(0.6)
+    assert higher.stop
+    never = EarlyStopping(patience=0)
+    for _ in range(5):
+        never.update(1.0)
+    assert not never.stop
+
+
+def test_autocast_follows_the_precision():
+    model, seen = _toy(), []
+    ids = torch.zeros(2, 3, dtype=torch.long)
+
+    def loss_fn(batch):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return Loss(model(batch).float().pow(2).mean())
+
+    for precision in ("bf16", "fp32", "auto"):  # auto is fp32 on a CPU
+        Trainer(model, FitConfig(lr=0.1, max_steps=1, precision=precision), CPU).step(
+            lambda: ids, loss_fn)
+    assert seen == [True, False, False]
+
+
+def test_the_one_optimizer_step_serves_pretraining_and_both_fine_tunings(tmp_path, monkeypatch):
+    source = Path(biofm.__file__).parent
+    sites = [p.relative_to(source).as_posix() for p in source.rglob("*.py")
+             for line in p.read_text().splitlines() if "optimizer.step()" in line]
+    assert sites == ["train/trainer.py"]
+
+    calls: list[int] = []
+    real_step = trainer_module.Trainer.step
+    monkeypatch.setattr(trainer_module.Trainer, "step",
+                        lambda self, *args: calls.append(1) or real_step(self, *args))
+
+    def steps(run) -> int:
+        calls.clear()
+        run()
+        return len(calls)
+
+    model = tiny_model()
+    config = TrainConfig(max_steps=3, batch_size=8, eval_every=0, save_every=0, progress=False)
+    assert steps(lambda: train(model, model.encode(random_proteins(16)), None, config,
+                               tmp_path / "pretrain")) == 3
+    # 96 training sequences in batches of 16: 6 steps an epoch
+    assert steps(lambda: finetune(tiny_model(), _splits("classification"), "classification",
+                                  FinetuneConfig(mode="full", epochs=1, batch_size=16))) == 6
+    tiny_forecaster_model("masked-patch").save(tmp_path / "ts")
+    assert steps(lambda: finetune_forecaster(tmp_path / "ts", [seasonal_series(60, seed=1)],
+                                             mode="lora", steps=2, device="cpu")) == 2
