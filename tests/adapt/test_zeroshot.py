@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers
 
 from biofm.adapt.zeroshot import (STANDARD_AMINO_ACIDS, Substitution, parse_variant,
                                   score_all_substitutions, score_variants)
@@ -77,7 +78,6 @@ def test_mutant_outside_vocabulary(model):
 
 
 def test_parity_with_hf_brute_force(model):
-    transformers = pytest.importorskip("transformers")
     hf = transformers.EsmForMaskedLM(transformers.EsmConfig(**backbone_to_esm_config(model)))
     missing, unexpected = hf.load_state_dict(biofm_to_esm(model.state_dict()), strict=False)
     assert not unexpected and all("contact_head" in k or "inv_freq" in k for k in missing)

@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
-transformers = pytest.importorskip("transformers")
-
-from biofm.errors import BiofmError  # noqa: E402
-from biofm.interop import (bert_config_to_backbone, bert_to_biofm, bert_tokenizer,  # noqa: E402
+from biofm.errors import BiofmError
+from biofm.interop import (bert_config_to_backbone, bert_to_biofm, bert_tokenizer,
                            biofm_to_bert, is_hf_bert_dir, load_bert_model, load_pretrained,
                            save_hf_bert)
-from biofm.interop.wordpiece import WordPieceTokenizer  # noqa: E402
-from biofm.model import FoundationModel  # noqa: E402
-from biofm.tokenizer import load_tokenizer  # noqa: E402
+from biofm.interop.wordpiece import WordPieceTokenizer
+from biofm.model import FoundationModel
+from biofm.tokenizer import load_tokenizer
 
 ATOL = 1e-4
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

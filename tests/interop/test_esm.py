@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
-transformers = pytest.importorskip("transformers")
-
-from biofm.config import PretrainConfig  # noqa: E402
-from biofm.errors import BiofmError  # noqa: E402
-from biofm.interop import (biofm_to_esm, esm_config_to_backbone, esm_to_biofm,  # noqa: E402
+from biofm.config import PretrainConfig
+from biofm.errors import BiofmError
+from biofm.interop import (biofm_to_esm, esm_config_to_backbone, esm_to_biofm,
                            is_hf_esm_dir, load_hf_esm, load_pretrained, save_hf_esm)
-from biofm.modalities.proteins.tokenizer import ESM2_VOCAB, EsmTokenizer  # noqa: E402
-from biofm.model import FoundationModel  # noqa: E402
+from biofm.modalities.proteins.tokenizer import ESM2_VOCAB, EsmTokenizer
+from biofm.model import FoundationModel
 
 ATOL = 1e-4
 HF_TINY = dict(vocab_size=33, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
