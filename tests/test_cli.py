@@ -211,7 +211,7 @@ def test_embed_smiles(cli, molecule_mlm_run, tmp_path):
 @pytest.fixture(scope="module")
 def hf_esm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny `transformers` ESM-2 saved as on the Hub (config.json, weights, vocab.txt)."""
-    transformers = pytest.importorskip("transformers")
+    import transformers
     import torch
 
     from biofm.modalities.proteins.tokenizer import ESM2_VOCAB
@@ -238,7 +238,7 @@ def test_embed_with_an_hf_esm2_directory(cli, hf_esm_dir, tmp_path):
 
 
 def test_export_round_trips_through_transformers(cli, protein_mlm_run, tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers
     import torch
 
     from biofm.interop import load_pretrained

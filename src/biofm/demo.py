@@ -172,7 +172,8 @@ def _forecasting(model_dir: Path, seeds: int, quick: bool) -> ResultTable:
         label, _, seed = str(row.forecaster).partition("#")
         table.add(FORECAST.target, label, int(seed or 0),
                   {"rel_wis": row.rel_WIS, "wis": row.WIS, "mae": row.MAE,
-                   "cov50": row.cov50, "cov95": row.cov95})
+                   "cov50": row.cov50, "cov95": row.cov95,
+                   "fallbacks": row.fallbacks})  # ARIMA / ETS points that fell back
     return table
 
 
