@@ -141,8 +141,9 @@ def test_fasta_suffixes_shared_with_proteins_are_told_apart_by_content(tmp_path)
     protein, dna, molecule = tiny_model(), tiny_model(), tiny_model()
     dna.config = dna.config.replace(data={"modality": "dna", "input": "ecoli-k12"})
     molecule.config = molecule.config.replace(data={"modality": "molecule", "input": "nci"})
-    assert modality_of(protein, prots) == "protein" and modality_of(protein, "x.fa.gz") == "protein"
-    assert modality_of(dna, genome) == "dna" and modality_of(dna, "reads.fq.gz") == "dna"
+    assert modality_of(protein, prots).name == "protein"
+    assert modality_of(protein, "x.fa.gz").name == "protein"
+    assert modality_of(dna, genome).name == "dna" and modality_of(dna, "reads.fq.gz").name == "dna"
     for model, path, looks in [(protein, "genome.fna", "dna"), (dna, prots, "protein"),
                                (dna, "prots.faa", "protein"), (molecule, prots, "protein"),
                                (molecule, genome, "dna")]:
