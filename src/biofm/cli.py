@@ -23,6 +23,8 @@ err = Console(stderr=True)
 ModelOpt = typer.Option(..., "--model", help="biofm checkpoint dir, or an HF ESM (ESM-2, "
                                               "Nucleotide Transformer) or BERT (BERT, DNABERT, "
                                               "Geneformer) dir")
+DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when there is a GPU, with bf16 "
+                                                  "autocast) | cpu | cuda | cuda:N")
 OverwriteOpt = typer.Option(False, "--overwrite", help="replace an existing output file")
 LayerOpt = typer.Option(None, help=".h5ad: the counts matrix (X, raw or a layer name; "
                                    "default: the first that holds counts)")
@@ -134,12 +136,14 @@ def embed(
     on_error: str = typer.Option("raise", help="raise | skip bad records"),
     layer: Optional[str] = LayerOpt,
     overwrite: bool = OverwriteOpt,
+    device: str = DeviceOpt,
 ) -> None:
     """Per-sequence embeddings of a FASTA / SMILES file, or per-cell of an .h5ad."""
     from biofm import commands
 
     vectors = commands.embed(model, input, output, pooling=pooling, batch_size=batch_size,
-                             column=column, on_error=on_error, layer=layer, overwrite=overwrite)
+                             column=column, on_error=on_error, layer=layer, overwrite=overwrite,
+                             device=device)
     out.print(f"wrote {vectors.shape[0]} embeddings of width {vectors.shape[1]} to {output}")
 
 
@@ -174,6 +178,7 @@ def finetune(
     config: Optional[Path] = typer.Option(None, help="FinetuneConfig YAML"),
     output: Path = typer.Option(Path("runs/finetune"), help="output directory"),
     set_: List[str] = typer.Option([], "--set", help="override a field: lora_r=16"),
+    device: str = DeviceOpt,
 ) -> None:
     """Fine-tune / probe / LoRA-adapt a pretrained model on a labeled task."""
     from biofm import commands
@@ -184,7 +189,8 @@ def finetune(
         raise BiofmError("--model is required", fix="pass a pretrained checkpoint directory "
                          "(mode scratch uses its architecture with random weights)")
     base = FinetuneConfig.load(config).model_dump(mode="json") if config else {}
-    flags = {k: v for k, v in {"mode": mode, "epochs": epochs, "lr": lr, "seed": seed}.items()
+    flags = {k: v for k, v in {"mode": mode, "epochs": epochs, "lr": lr, "seed": seed,
+                               "device": device}.items()
              if v is not None}
     cfg = FinetuneConfig.from_dict(deep_merge(deep_merge(base, flags), parse_overrides(set_)))
     from biofm.interop import load_pretrained
@@ -209,6 +215,7 @@ def evaluate(
     split: str = typer.Option("test", help="train | valid | test"),
     seed: Optional[int] = typer.Option(None, help="default: the fine-tuning seed"),
     output: Optional[Path] = typer.Option(None, help="metrics JSON"),
+    device: str = DeviceOpt,
 ) -> None:
     """Metrics of a fine-tuned model: ROC-AUC/PR-AUC/accuracy or RMSE/MAE/Spearman."""
     from biofm import commands
@@ -226,7 +233,7 @@ def evaluate(
     the_task = _task(task or (None if input else info.get("task")), input, label,
                      kind or info["kind"], modality, strategy, column, layer,
                      classes=commands.saved_classes(model))
-    metrics = commands.evaluate(model, the_task, output, seed=seed, split=split)
+    metrics = commands.evaluate(model, the_task, output, seed=seed, split=split, device=device)
     out.print_json(json.dumps(metrics))
 
 
@@ -240,12 +247,13 @@ def predict(
     layer: Optional[str] = LayerOpt,
     on_error: str = typer.Option("raise", help="raise | skip bad records"),
     overwrite: bool = OverwriteOpt,
+    device: str = DeviceOpt,
 ) -> None:
     """Apply a fine-tuned model to unlabeled data: predictions and class probabilities."""
     from biofm import commands
 
     frame = commands.predict(model, input, output, column=column, layer=layer,
-                             on_error=on_error, overwrite=overwrite)
+                             on_error=on_error, overwrite=overwrite, device=device)
     out.print(f"wrote {len(frame)} predictions to {output}")
 
 
@@ -266,6 +274,7 @@ def compare(
                                    help="transfer modes to run (repeat)"),
     max_train: int = typer.Option(0, help="cap on training examples (0: all)"),
     output: Optional[Path] = typer.Option(None, help="directory for results.md / .csv"),
+    device: str = DeviceOpt,
 ) -> None:
     """What pretraining buys on one task: classical baselines, scratch, probe, fine-tune
     and LoRA on the same splits, as a table."""
@@ -276,7 +285,7 @@ def compare(
     the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column,
                      layer)
     table = run_compare(pretrained, the_task, seeds=seeds, modes=list(mode),
-                        max_train=max_train, say=err.print)
+                        max_train=max_train, say=err.print, device=device)
     table.render(out, title=f"{the_task.name}: test metrics, mean ± sd over {seeds} seed(s)")
     if output is not None:
         table.save(output)
@@ -303,6 +312,7 @@ def generate(
     keep_invalid: bool = typer.Option(False, "--keep-invalid", help="write invalid samples too "
                                                                     "(e.g. unparsable SMILES)"),
     overwrite: bool = OverwriteOpt,
+    device: str = DeviceOpt,
 ) -> None:
     """Sample from a causal-LM model; report on the samples (molecules: validity /
     uniqueness / novelty; proteins: length and composition)."""
@@ -311,7 +321,7 @@ def generate(
     _, report = commands.generate(model, num, output, temperature=temperature, top_k=top_k,
                                   top_p=top_p, seed=seed, max_new_tokens=max_length,
                                   reference=reference, keep_invalid=keep_invalid,
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, device=device)
     out.print_json(json.dumps(report))
     out.print(f"wrote {report['written']} of {num} samples to {output}"
               + (f" ({report['invalid']} invalid left out; --keep-invalid keeps them)"
@@ -327,12 +337,14 @@ def score_variants(
                                                                          "column, or one per line"),
     output: Optional[Path] = typer.Option(None, help="CSV of scores"),
     overwrite: bool = OverwriteOpt,
+    device: str = DeviceOpt,
 ) -> None:
     """Zero-shot mutation effect: masked-marginal log-likelihood ratio (ESM-1v)."""
     from biofm import commands
 
     frame = commands.score_variants(model, sequence, list(variants), output,
-                                    variants_file=variants_file, overwrite=overwrite)
+                                    variants_file=variants_file, overwrite=overwrite,
+                                    device=device)
     out.print(frame.to_string(index=False))
 
 
@@ -344,6 +356,8 @@ def forecast(
                                           "flu-chicago | us-contagious | covid-daily"),
     output: Path = typer.Option(..., "--output", help="directory for forecasts.csv, plots/ "
                                                       "and evaluation/"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier forecast in "
+                                                              "--output"),
     horizon: int = typer.Option(4, help="periods ahead (weeks for weekly series)"),
     mode: List[str] = typer.Option(["zero-shot"], help="zero-shot | full | lora (fine-tune on "
                                                        "the history) | scratch (same "
@@ -356,13 +370,20 @@ def forecast(
     steps: int = typer.Option(100, help="fine-tuning steps (--mode full | lora | scratch)"),
     seed: int = typer.Option(0),
     target: Optional[str] = typer.Option(None, help="FluSight `target` column (default: 'wk inc "
-                                                    "ili' weekly, 'day inc' daily)"),
+                                                    "ili' weekly, 'day inc' daily, 'mo inc' "
+                                                    "monthly)"),
     series: List[str] = typer.Option([], "--series", help="only these series ids (repeat)"),
     layout: str = typer.Option("auto", help="auto | long | wide"),
     id_column: str = typer.Option("series_id", help="series id column (long layout)"),
     date_column: Optional[str] = typer.Option(None, help="date column (default: date / week)"),
     value_column: str = typer.Option("value", help="value column (long layout)"),
-    freq: Optional[str] = typer.Option(None, help="D | W (default: detected from the dates)"),
+    freq: Optional[str] = typer.Option(None, help="D | W | M (default: detected from the "
+                                                  "dates)"),
+    date_format: Optional[str] = typer.Option(None, "--date-format",
+                                              help="strftime format of every date, e.g. "
+                                                   "%d/%m/%Y (default: ISO dates, epi-weeks "
+                                                   "YYYYWW, or d/m/y vs m/d/y read from the "
+                                                   "data)"),
     negative: str = typer.Option("error", help="error | nan: negative values"),
     no_plots: bool = typer.Option(False, "--no-plots", help="skip the per-series PNGs"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
@@ -375,17 +396,22 @@ def forecast(
         model, input, output, horizon=horizon, mode=list(mode), evaluate=evaluate, origins=origins,
         context=context, steps=steps, seed=seed, target=target, series_ids=list(series),
         plots=not no_plots, layout=layout, id_column=id_column, date_column=date_column,
-        value_column=value_column, freq=freq, negative=negative, progress=not no_progress)
+        value_column=value_column, freq=freq, negative=negative, date_format=date_format,
+        overwrite=overwrite, progress=not no_progress)
     if len(result.repairs):
         err.print(result.repairs.summary(), highlight=False)
     if result.evaluation is not None:
-        out.print(result.evaluation.table(f"rolling-origin evaluation: {result.forecaster} vs "
-                                          "baselines (rel_WIS vs seasonal naive)"))
+        out.print(result.evaluation.table(f"rolling-origin evaluation: "
+                                          f"{', '.join(result.forecasters)} vs baselines "
+                                          "(rel_WIS vs seasonal naive)"))
     for note in result.notes:
         err.print(note, highlight=False)
     n = result.forecasts["location"].nunique()
-    out.print(f"{result.forecaster}: forecasts of {n} series in {result.paths['forecasts']}"
-              + (f", plots in {output / 'plots'}" if result.plots else ""))
+    for name in result.forecasters:
+        plots = result.plots[name]
+        out.print(f"{name}: forecasts of {n} series in {result.files[name]}"
+                  + (f", plots in {plots[0].parent}" if plots else ""), markup=False,
+                  highlight=False)
 
 
 @app.command()

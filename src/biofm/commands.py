@@ -28,6 +28,7 @@ from biofm.config import DataConfig, PretrainConfig
 from biofm.data.records import Record, SkipLog
 from biofm.data.shards import DEFAULT_SHARD_TOKENS, ShardedCorpus, is_prepared_corpus, prepare_corpus
 from biofm.data.splits import random_split
+from biofm.device import autocast_context
 from biofm.data.tasks import Split, Task
 from biofm.errors import BiofmError, require_file
 from biofm.interop import load_pretrained
@@ -336,17 +337,18 @@ def _counted(records: Iterable[Record], tick: Callable[[], None]) -> Iterator[Re
 def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = None, *,
           pooling: Literal["mean", "cls"] = "mean", batch_size: int = 64,
           column: str | None = None, on_error: Literal["raise", "skip"] = "raise",
-          layer: str | None = None, overwrite: bool = False) -> np.ndarray:
+          layer: str | None = None, overwrite: bool = False, device: str = "auto") -> np.ndarray:
     """Per-record embeddings of an input file, written in one of the modality's
-    `embedding_formats` (.parquet, .npy; cells also a copy of the .h5ad)."""
-    model = load_pretrained(model_dir)
+    `embedding_formats` (.parquet, .npy; cells also a copy of the .h5ad); on `device`
+    ("auto": CUDA when there is a GPU, under bf16 autocast)."""
+    model = load_pretrained(model_dir, device=device)
     modality = modality_of(model, input)
     input = require_file(input)
     if output is not None:  # before any work: a wrong name should not cost the computation
         modality.check_embedding_output(input, Path(output))
         check_new_output(output, overwrite)
     skipped = SkipLog()
-    with _progress() as progress:
+    with _progress() as progress, autocast_context(model.device, "auto"):
         ids, vectors = modality.embed_file(
             model, input, pooling=pooling, batch_size=batch_size, on_error=on_error,
             skipped=skipped, progress=_Advance(progress, progress.add_task("embed", total=None)),
@@ -410,13 +412,13 @@ def saved_classes(model_dir: str | Path) -> tuple[str, ...] | None:
 def predict(model_dir: str | Path, input: str | Path, output: str | Path | None = None, *,
             column: str | None = None, layer: str | None = None,
             on_error: Literal["raise", "skip"] = "raise", batch_size: int = 64,
-            overwrite: bool = False) -> pd.DataFrame:
+            overwrite: bool = False, device: str = "auto") -> pd.DataFrame:
     """Apply a fine-tuned model to unlabeled inputs: one row per input with its id, the
     prediction (class name / id, or value) and, for classification, each class's
     probability. `input` is any file its modality reads, or a CSV with an input column."""
     if output is not None:
         check_new_output(output, overwrite)
-    adapted = load_finetuned(model_dir)
+    adapted = load_finetuned(model_dir, device=device)
     modality = modality_of(adapted.base, input)
     skipped = SkipLog()
     ids, inputs = modality.unlabeled(require_file(input), column=column, layer=layer,
@@ -424,7 +426,9 @@ def predict(model_dir: str | Path, input: str | Path, output: str | Path | None 
     if skipped:
         console.print(skipped.summary(), markup=False, highlight=False)
     modality.check_inputs(adapted.base, inputs, input, _log)
-    frame = prediction_table(ids, adapted.predict(inputs), adapted.kind, saved_classes(model_dir))
+    with autocast_context(adapted.base.device, "auto"):
+        predictions = adapted.predict(inputs)
+    frame = prediction_table(ids, predictions, adapted.kind, saved_classes(model_dir))
     if output is not None:
         with atomic_path(output) as tmp:
             frame.to_csv(tmp, index=False)
@@ -446,15 +450,16 @@ def prediction_table(ids: list[str], predictions: np.ndarray, kind: str,
 
 
 def evaluate(model_dir: str | Path, task: Task, output: str | Path | None = None,
-             seed: int = 0, split: str = "test") -> dict[str, float]:
+             seed: int = 0, split: str = "test", device: str = "auto") -> dict[str, float]:
     """Metrics of a fine-tuned model on a task split; written as JSON when asked."""
     from biofm.adapt.finetune import task_metrics
 
     if split not in ("train", "valid", "test"):
         raise BiofmError(f"unknown split {split!r}", fix="use train, valid or test")
-    adapted = load_finetuned(model_dir)
+    adapted = load_finetuned(model_dir, device=device)
     part: Split = getattr(task.load(seed), split)
-    predictions = adapted.predict(part.inputs)
+    with autocast_context(adapted.base.device, "auto"):
+        predictions = adapted.predict(part.inputs)
     metrics = task_metrics(task.kind, part.labels, predictions)
     if output is not None:
         atomic_write_text(output, json.dumps({"task": task.name, "split": split, "n": len(part),
@@ -470,7 +475,8 @@ def get_task(name: str) -> Task:
 def generate(model_dir: str | Path, num: int, output: str | Path | None = None, *,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
              max_new_tokens: int = 128, reference: str | None = None,
-             keep_invalid: bool = False, overwrite: bool = False) -> tuple[list[str], dict]:
+             keep_invalid: bool = False, overwrite: bool = False,
+             device: str = "auto") -> tuple[list[str], dict]:
     """Sample from a causal LM; the modality reports on the samples (molecules:
     validity / uniqueness / novelty; proteins: length and composition) and writes
     them (proteins as FASTA). Invalid samples are counted and left out of the file
@@ -479,10 +485,11 @@ def generate(model_dir: str | Path, num: int, output: str | Path | None = None, 
 
     if output is not None:
         check_new_output(output, overwrite)
-    model = load_pretrained(model_dir)
+    model = load_pretrained(model_dir, device=device)
     modality = MODALITIES.get(model.config.data.modality)
-    samples = sample(model, num, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                     max_new_tokens=max_new_tokens)
+    with autocast_context(model.device, "auto"):
+        samples = sample(model, num, temperature=temperature, top_k=top_k, top_p=top_p,
+                         seed=seed, max_new_tokens=max_new_tokens)
     valid = [s for s in samples if modality.is_valid_sample(s)]
     kept = samples if keep_invalid else valid
     report: dict = {"num": num, "invalid": len(samples) - len(valid), "written": len(kept),
@@ -495,7 +502,7 @@ def generate(model_dir: str | Path, num: int, output: str | Path | None = None, 
 def score_variants(model_dir: str | Path, sequence: str, variants: list[str],
                    output: str | Path | None = None, *,
                    variants_file: str | Path | None = None,
-                   overwrite: bool = False) -> pd.DataFrame:
+                   overwrite: bool = False, device: str = "auto") -> pd.DataFrame:
     """Masked-marginal zero-shot scores of substitutions (ESM-1v method), for models
     of a modality with a `variant_alphabet` (proteins). Variants come from the list
     and / or a file (a CSV with a `variant` column, or one variant per line)."""
@@ -507,7 +514,7 @@ def score_variants(model_dir: str | Path, sequence: str, variants: list[str],
     if not variants:
         raise BiofmError("no variants to score", fix="pass --variant A23G (repeat) or "
                                                      "--variants FILE")
-    model = load_pretrained(model_dir)
+    model = load_pretrained(model_dir, device=device)
     modality = MODALITIES.get(model.config.data.modality)
     if not modality.variant_alphabet:
         raise BiofmError(f"score-variants scores amino-acid substitutions; this is a "
@@ -517,7 +524,9 @@ def score_variants(model_dir: str | Path, sequence: str, variants: list[str],
     if odd:
         raise BiofmError(f"the sequence holds letters that are not {modality.name} residues "
                          f"({''.join(odd)})", fix=f"pass a {modality.name} sequence")
-    frame = pd.DataFrame({"variant": variants, "score": _score(model, sequence, variants)})
+    with autocast_context(model.device, "auto"):
+        scores = _score(model, sequence, variants)
+    frame = pd.DataFrame({"variant": variants, "score": scores})
     if output is not None:
         with atomic_path(output) as tmp:
             frame.to_csv(tmp, index=False)

@@ -11,14 +11,35 @@ import contextlib
 
 import torch
 
+from biofm.errors import BiofmError
+
 __all__ = ["autocast_context", "resolve_device"]
 
 
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """"auto" is CUDA when there is a GPU; under torchrun each rank takes GPU LOCAL_RANK."""
+def resolve_device(name: str | torch.device, local_rank: int | None = None) -> torch.device:
+    """"auto" is CUDA when there is a GPU; under torchrun each rank takes GPU LOCAL_RANK.
+
+    A device that is not there (cuda without a GPU, cuda:3 on a 2-GPU machine) or a
+    name torch does not know is a `BiofmError` naming the choices.
+    """
+    if isinstance(name, torch.device):
+        return name
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BiofmError(f"unknown device {name!r}",
+                         fix="use --device auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise BiofmError(f"device {name!r} asked for, but this machine has no CUDA GPU",
+                             fix="use --device cpu (or auto, which picks the GPU when there is "
+                                 "one)")
+        if device.index is not None and device.index >= count:
+            raise BiofmError(f"device {name!r} asked for, but there are {count} GPU(s)",
+                             fix=f"use cuda:0 … cuda:{count - 1}")
     if device.type == "cuda" and device.index is None and local_rank is not None:
         device = torch.device("cuda", local_rank)
     return device

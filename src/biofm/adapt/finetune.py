@@ -33,7 +33,7 @@ from biofm.bench.metrics import classification_metrics, primary_metric, regressi
 from biofm.config import Config
 from biofm.data.collate import length_batches, pad_collate
 from biofm.data.tasks import Splits, TaskKind
-from biofm.device import resolve_device
+from biofm.device import autocast_context, resolve_device
 from biofm.model import FoundationModel
 from biofm.outputs import Batch
 from biofm.registry import HEADS
@@ -158,10 +158,14 @@ def finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
 
 def _probe(base: FoundationModel, splits: Splits, kind: TaskKind,
            config: FinetuneConfig) -> FinetuneResult:
-    device = resolve_device(config.device)
-    base.to(device)
-    x_train, x_valid, x_test = (base.embed(s.inputs, pooling=config.pooling)
-                                for s in (splits.train, splits.valid, splits.test))
+    device, home = resolve_device(config.device), base.device
+    base.to(device)  # embedding runs where asked; the caller's model goes back home after
+    try:
+        with autocast_context(device, config.precision):
+            x_train, x_valid, x_test = (base.embed(s.inputs, pooling=config.pooling)
+                                        for s in (splits.train, splits.valid, splits.test))
+    finally:
+        base.to(home)
     probe = LinearProbe.fit(kind, x_train, splits.train.labels, x_valid, splits.valid.labels)
     valid_pred, test_pred = probe.predict(x_valid), probe.predict(x_test)
     return FinetuneResult("probe", task_metrics(kind, splits.valid.labels, valid_pred),

@@ -103,8 +103,19 @@ def _last_weight(model: TaskModel) -> str:
     return [k for k in model.head.state_dict() if k.endswith("weight")][-1]
 
 
-def load_finetuned(directory: str | Path) -> AdaptedModel:
-    directory = Path(directory)
+def load_finetuned(directory: str | Path, device: str | torch.device = "cpu") -> AdaptedModel:
+    """A `biofm finetune` output directory, on `device` ("auto": CUDA when there is one)."""
+    from biofm.device import resolve_device
+
+    adapted = _load_finetuned(Path(directory))
+    device = resolve_device(device)
+    adapted.base.to(device)
+    if not isinstance(adapted.predictor, LinearProbe):
+        adapted.predictor.to(device)
+    return adapted
+
+
+def _load_finetuned(directory: Path) -> AdaptedModel:
     info_path = directory / INFO_FILE
     if not info_path.is_file():
         raise BiofmError("not a fine-tuned model directory (no finetune.json)", path=directory,

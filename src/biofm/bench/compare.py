@@ -29,7 +29,7 @@ MODES = ("scratch", "probe", "full", "lora")
 
 def compare(model: FoundationModel, task: Task, *, seeds: int = 3,
             modes: Sequence[str] = MODES, max_train: int = 0, quick: bool = False,
-            say: Callable[[str], None] | None = None) -> ResultTable:
+            say: Callable[[str], None] | None = None, device: str = "auto") -> ResultTable:
     """Baselines + `modes` on `task` over `seeds` seeds (test metrics per seed)."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -44,7 +44,8 @@ def compare(model: FoundationModel, task: Task, *, seeds: int = 3,
         for label, metrics in baselines(task, splits, seed).items():
             table.add(task.name, label, seed, metrics)
         for mode in modes:
-            result = finetune(model, splits, task.kind, finetune_config(mode, seed, quick))
+            result = finetune(model, splits, task.kind,
+                              finetune_config(mode, seed, quick).replace(device=device))
             table.add(task.name, mode_label(mode), seed, keep_metrics(task, result.test_metrics))
     if say is not None:
         methods = len({r["method"] for r in table.rows})

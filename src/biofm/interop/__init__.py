@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from biofm.errors import BiofmError
 from biofm.interop.bert import (bert_config_to_backbone, bert_to_biofm, bert_tokenizer,
                                 biofm_to_bert, is_hf_bert_dir, load_bert_model, save_hf_bert)
@@ -18,11 +20,16 @@ __all__ = ["bert_config_to_backbone", "bert_to_biofm", "bert_tokenizer", "biofm_
            "save_hf_esm"]
 
 
-def load_pretrained(path: str | Path) -> FoundationModel:
+def load_pretrained(path: str | Path, *, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None) -> FoundationModel:
     """A biofm checkpoint directory (biofm.json), an HF ESM directory (ESM-2, Nucleotide
     Transformer) or an HF BERT directory (BERT, MiniLM, DNABERT, Geneformer) →
-    FoundationModel, in eval mode (no dropout; training code calls `.train()`)."""
-    return _load_any(Path(path)).eval()
+    FoundationModel, in eval mode (no dropout; training code calls `.train()`), on
+    `device` ("auto": CUDA when there is a GPU) in `dtype` (default: as saved)."""
+    from biofm.device import resolve_device
+
+    model = _load_any(Path(path)).eval()
+    return model.to(device=resolve_device(device), dtype=dtype)
 
 
 def _load_any(directory: Path) -> FoundationModel:

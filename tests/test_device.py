@@ -1,0 +1,64 @@
+"""Every inference command takes --device; a device that is not there is a clear error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import biofm
+from biofm.adapt import FinetuneConfig, finetune
+from biofm.device import resolve_device
+from biofm.errors import BiofmError
+from biofm.registry import TASKS
+from biofm.bench.compare import cap_train
+from tests.helpers import squeeze
+
+COMMANDS = ("embed", "generate", "score-variants", "evaluate", "predict", "finetune", "compare")
+
+
+def test_auto_is_the_cpu_without_a_gpu_and_cuda_without_one_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(BiofmError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(BiofmError, match="unknown device 'tpu7'"):
+        resolve_device("tpu7")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_inference_commands_take_device(cli, command):
+    run = cli(command, "--help")
+    assert run.code == 0 and "--device" in run.out
+
+
+def test_load_puts_the_model_on_the_device_in_the_dtype(protein_mlm_run):
+    model = biofm.load(protein_mlm_run / "final", device="cpu", dtype=torch.float64)
+    assert {p.dtype for p in model.parameters()} == {torch.float64} and not model.training
+    assert model.embed(["MKTAYIAK"]).shape == (1, model.config.backbone.d_model)
+
+
+def test_a_cuda_request_on_a_cpu_machine_is_one_paragraph(cli, protein_mlm_run, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    fasta = tmp_path / "p.fasta"
+    fasta.write_text(">a\nMKTAYIAK\n")
+    run = cli("embed", "--model", protein_mlm_run / "final", "--input", fasta,
+              "--output", tmp_path / "e.parquet", "--device", "cuda")
+    assert run.code == 2 and "noCUDAGPU" in squeeze(run.err) and "Traceback" not in run.err
+
+
+def test_the_probe_leaves_the_callers_model_where_it_was(protein_mlm_run):
+    model = biofm.load(protein_mlm_run / "final", dtype=torch.float64)
+    splits = cap_train(TASKS.get("amp")().load(0), 40, 0)
+    finetune(model, splits, "classification", FinetuneConfig(mode="probe", device="cpu"))
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_embeddings_on_the_gpu_match_the_cpu(protein_mlm_run):
+    seqs = ["MKTAYIAKQR", "GSHMLEK", "MKVLAAGIVGLL"]
+    cpu = biofm.load(protein_mlm_run / "final").embed(seqs)
+    gpu = biofm.load(protein_mlm_run / "final", device="cuda").embed(seqs)
+    torch.testing.assert_close(torch.as_tensor(gpu), torch.as_tensor(cpu), atol=1e-4, rtol=1e-4)
