@@ -103,3 +103,12 @@ def test_a_dna_window_longer_than_the_context_is_refused(cli, tmp_path):
     text = squeeze(run.err)
     assert run.code == 2 and "awindowof200basesis202tokens" in text
     assert "--setbackbone.max_len=202" in text
+
+
+def test_a_dna_file_is_not_read_as_proteins(cli, tmp_path):
+    genome = tmp_path / "g.fasta"
+    genome.write_text("".join(f">r{i}\nACGTTGCAACGTAGGCTTAACGNNACGT\n" for i in range(5)))
+    run = cli("pretrain", "--modality", "protein", "--input", genome, "--steps", "2",
+              "--output", tmp_path / "run")
+    text = squeeze(run.err)
+    assert run.code == 2 and "holdsnucleotidesequences" in text and "--modalitydna" in text

@@ -47,7 +47,7 @@ Format = Literal["fasta", "fastq"]
 GZIP_MAGIC = b"\x1f\x8b"
 COMMENT_PREFIXES = ("#", ";")
 _COMMENT_CHARS = "".join(COMMENT_PREFIXES)
-SKIP_FIX = "or pass on_error='skip' to drop such records"
+SKIP_FIX = "or pass --on-error skip to drop such records"
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 _GZIP_FIX = "re-download or re-compress the file (check it with `gzip -t`)"
 _FASTQ_SHAPE = ("each read is four lines: '@id', sequence, '+', quality (multi-line FASTQ is "

@@ -20,7 +20,7 @@ from biofm.data.records import OnError, Record, SkipLog, handle_bad_record
 from biofm.errors import BiofmError, require_file
 
 SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
-SKIP_FIX = "fix or remove it, or pass `--on-error skip` (on_error='skip') to skip bad records"
+SKIP_FIX = "fix or remove it, or pass --on-error skip to skip bad records"
 
 
 def parse_smiles(smiles: str) -> Chem.Mol | None:
@@ -129,7 +129,7 @@ def _column_index(path: Path, header: list[str], column: str | None, role: str =
         looked = ", ".join(repr(c) for c in SMILES_COLUMNS)
         raise BiofmError(f"no SMILES column found (looked for {looked}); available columns: "
                          f"{available}", path=path,
-                         fix="name the SMILES column with --column NAME (column=...)")
+                         fix="name the SMILES column with --column NAME")
     if column not in header:
         flag = "--column" if role == "SMILES" else "--id-column"
         raise BiofmError(f"no {role} column {column!r}; available columns: {available}", path=path,

@@ -7,15 +7,17 @@ the corpora "proteome", "pfam-hemopexin", "pfam-ww" and the tasks "amp",
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from biofm.bench.baselines import Baseline, per_input
 from biofm.data.records import Record
+from biofm.errors import BiofmError
 from biofm.modalities.base import Modality
 from biofm.modalities.proteins import datasets  # noqa: F401  (registers corpora and tasks)
 from biofm.modalities.proteins.fasta import read_fasta, write_fasta
@@ -33,6 +35,24 @@ def _esm_tokenizer(texts: Sequence[str]) -> EsmTokenizer:
     """ESM-2's vocabulary is fixed, so the corpus is not needed (a named function
     rather than a lambda so the modality pickles into worker processes)."""
     return EsmTokenizer()
+
+
+NUCLEOTIDES = frozenset("ACGTUN")
+NUCLEOTIDE_CHECK = 50  # records looked at before deciding a file holds nucleotides
+
+
+def read_proteins(path: str | Path, **options: Any) -> Iterator[Record]:
+    """`read_fasta`, refusing a file whose sequences are all nucleotides (A, C, G, T/U,
+    N): a genome read as protein would train a "protein" model on DNA letters."""
+    records = read_fasta(path, **options)
+    head = list(itertools.islice(records, NUCLEOTIDE_CHECK))
+    letters = "".join(r.data for r in head).upper()
+    if len(letters) >= 50 and set(letters) <= NUCLEOTIDES:
+        raise BiofmError("this file holds nucleotide sequences (only A, C, G, T, N in its first "
+                         f"{len(head)} records), not proteins", path=path,
+                         fix="pass --modality dna (or a DNA model), or translate the sequences")
+    yield from head
+    yield from records
 
 
 @dataclass(frozen=True)
@@ -58,7 +78,7 @@ class ProteinModality(Modality):
 
 
 PROTEIN = MODALITIES.register("protein")(ProteinModality(
-    name="protein", read=read_fasta, build_tokenizer=_esm_tokenizer,
+    name="protein", read=read_proteins, build_tokenizer=_esm_tokenizer,
     suffixes=(".fasta", ".fa", ".faa", ".fas"), csv_column="sequence",
     variant_alphabet=AMINO_ACIDS,
     baselines=(Baseline("RF on AA + dipeptide composition", per_input(composition),

@@ -59,7 +59,7 @@ def _clean_residues(reader: FastxReader, alphabet: str | None) -> Clean:
         if (bad := disallowed.search(seq)) is not None:
             reader.reject(f"character {bad.group()!r} at residue {bad.start() + 1} of this line "
                           f"is not allowed (allowed: {allowed})", "fix or remove the character, "
-                          f"pass alphabet= to allow it, {SKIP_FIX}", line)
+                          f"{SKIP_FIX}", line)
             return None
         if alphabet is None and seq.endswith("*"):
             stop_header, stop_line = header, line

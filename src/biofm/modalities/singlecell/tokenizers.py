@@ -279,6 +279,6 @@ def check_gene_overlap(tokenizer: Tokenizer, cells: Iterable[CellCounts],
             f"{', '.join(overlap.unknown_examples)}) look like {_id_space(overlap.unknown_examples)}"
             f", the vocabulary's (e.g. {', '.join(vocab)}) like {_id_space(vocab)}", path=path,
             fix="use gene identifiers of the model's vocabulary (Ensembl ids or symbols; a var "
-                "column 'gene_ids' or 'gene_symbols' lets biofm map between them), or lower "
-                "data.min_gene_overlap")
+                "column 'gene_ids' or 'gene_symbols' lets biofm map between them), or pretrain "
+                "with a lower minimum (--set data.min_gene_overlap=0.2)")
     return overlap
