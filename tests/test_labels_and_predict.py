@@ -80,3 +80,15 @@ def test_a_header_only_csv_is_an_error(cli, protein_mlm_run, tmp_path):
     run = cli("finetune", "--model", protein_mlm_run / "final", "--input", empty, "--label", "y",
               "--output", tmp_path / "ft")
     assert run.code == 2 and "headerbutnorows" in squeeze(run.err) and "Traceback" not in run.err
+
+
+def test_finetune_and_compare_say_how_far_they_are(cli, protein_mlm_run, tmp_path):
+    data = _csv(tmp_path / "d.csv", lambda s: [int("K" in x) for x in s])
+    run = cli("finetune", "--model", protein_mlm_run / "final", "--input", data, "--label", "y",
+              "--mode", "full", "--epochs", "2", "--output", tmp_path / "ft")
+    assert run.code == 0, run.err
+    text = squeeze(run.err)
+    assert "full:trainloss" in text and "afterepoch1of2" in text
+    run = cli("compare", "--model", protein_mlm_run / "final", "--input", data, "--label", "y",
+              "--seeds", "1", "--mode", "probe")
+    assert run.code == 0 and "seed1/1:pretrained:probe:roc_auc" in squeeze(run.err), run.err

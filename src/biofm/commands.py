@@ -388,7 +388,7 @@ def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
     MODALITIES.get(task.modality).check_inputs(
         base, splits.train.inputs + splits.valid.inputs + splits.test.inputs,
         task.source if Path(task.source).is_file() else task.name, _log)
-    result = _finetune(base, splits, task.kind, config)
+    result = _finetune(base, splits, task.kind, config, log=_log)
     if output is not None:
         save_finetuned(result, base, output, config, task.kind, task.name, task.split)
         atomic_write_text(Path(output) / "metrics.json",

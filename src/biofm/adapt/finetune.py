@@ -20,7 +20,7 @@ import copy
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -149,11 +149,13 @@ def n_outputs_for(kind: TaskKind, labels: np.ndarray) -> int:
 
 
 def finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
-             config: FinetuneConfig = FinetuneConfig()) -> FinetuneResult:
-    """Adapt `base` to the task and report validation and test metrics."""
+             config: FinetuneConfig = FinetuneConfig(),
+             log: Callable[[str], None] | None = None) -> FinetuneResult:
+    """Adapt `base` to the task and report validation and test metrics; `log` gets a
+    line per epoch (train loss, validation metric) of gradient-trained modes."""
     if config.mode == "probe":
         return _probe(base, splits, kind, config)
-    return _gradient_finetune(base, splits, kind, config)
+    return _gradient_finetune(base, splits, kind, config, log)
 
 
 def _probe(base: FoundationModel, splits: Splits, kind: TaskKind,
@@ -173,7 +175,8 @@ def _probe(base: FoundationModel, splits: Splits, kind: TaskKind,
 
 
 def _gradient_finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
-                       config: FinetuneConfig) -> FinetuneResult:
+                       config: FinetuneConfig,
+                       log: Callable[[str], None] | None = None) -> FinetuneResult:
     torch.manual_seed(config.seed)
     base = copy.deepcopy(base)
     if config.mode == "scratch":
@@ -186,7 +189,7 @@ def _gradient_finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
                     targets=config.lora_targets, dropout=config.lora_dropout)
     device = resolve_device(config.device)
     model.to(device)
-    history = _fit(model, splits, kind, config, device)
+    history = _fit(model, splits, kind, config, device, log)
     valid_pred, test_pred = model.predict(splits.valid.inputs), model.predict(splits.test.inputs)
     return FinetuneResult(config.mode, task_metrics(kind, splits.valid.labels, valid_pred),
                           task_metrics(kind, splits.test.labels, test_pred), test_pred,
@@ -208,7 +211,8 @@ def inject_lora(base: FoundationModel, *, r: int, alpha: int, targets: Sequence[
 
 
 def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfig,
-         device: torch.device) -> list[dict[str, float]]:
+         device: torch.device, log: Callable[[str], None] | None = None
+         ) -> list[dict[str, float]]:
     """Train for up to `epochs`; keep the weights of the best validation epoch."""
     train_ids = model.base.encode(splits.train.inputs)
     # length-bucketed, seeded batches (as in pretraining): little padding, same order on rerun
@@ -226,7 +230,9 @@ def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfi
         raw = model(batch.input_ids, batch.attention_mask, batch.values)  # (B, n_outputs)
         return Loss(_loss(raw.float(), target.to(device), kind))
 
-    epochs = _EpochEnd(model, splits, kind, config.patience, plan.per_epoch)
+    epochs = _EpochEnd(model, splits, kind, config.patience, plan.per_epoch,
+                       None if log is None else
+                       (lambda line: log(f"{config.mode}: {line} of {config.epochs}")))
     model.train()
     fit(Trainer(model, _fit_config(config, config.epochs * plan.per_epoch), device),
         next_batch, loss_fn, epochs)
@@ -247,8 +253,9 @@ class _EpochEnd:
     weights, and stop after `patience` epochs without improvement."""
 
     def __init__(self, model: TaskModel, splits: Splits, kind: TaskKind, patience: int,
-                 steps_per_epoch: int) -> None:
+                 steps_per_epoch: int, log: Callable[[str], None] | None = None) -> None:
         self.model, self.splits, self.kind, self.per_epoch = model, splits, kind, steps_per_epoch
+        self.log = log
         self.metric, higher_is_better = primary_metric(kind)
         self.stopper = EarlyStopping(patience, higher_is_better=higher_is_better)
         self.losses: list[torch.Tensor] = []
@@ -265,6 +272,10 @@ class _EpochEnd:
                              "train_loss": torch.stack(self.losses).mean().item(),
                              f"valid_{self.metric}": score})
         self.losses = []
+        if self.log is not None:
+            last = self.history[-1]
+            self.log(f"train loss {last['train_loss']:.4f}, valid {self.metric} {score:.4f} "
+                     f"after epoch {last['epoch']}")
         if self.stopper.update(score):
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.model.train()  # predict() left it in eval mode

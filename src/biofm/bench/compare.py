@@ -43,15 +43,27 @@ def compare(model: FoundationModel, task: Task, *, seeds: int = 3,
         splits = cap_train(task.load(seed), 200 if quick else max_train, seed)
         for label, metrics in baselines(task, splits, seed).items():
             table.add(task.name, label, seed, metrics)
+            _progress(say, task, seed, seeds, label, metrics, start)
         for mode in modes:
             result = finetune(model, splits, task.kind,
                               finetune_config(mode, seed, quick).replace(device=device))
-            table.add(task.name, mode_label(mode), seed, keep_metrics(task, result.test_metrics))
+            metrics = keep_metrics(task, result.test_metrics)
+            table.add(task.name, mode_label(mode), seed, metrics)
+            _progress(say, task, seed, seeds, mode_label(mode), metrics, start)
     if say is not None:
         methods = len({r["method"] for r in table.rows})
         say(f"{task.name}: {seeds} seed(s) x {methods} methods in "
             f"{time.perf_counter() - start:.0f} s")
     return table
+
+
+def _progress(say: Callable[[str], None] | None, task: Task, seed: int, seeds: int,
+              method: str, metrics: dict[str, float], start: float) -> None:
+    """One line per finished (seed, method): readable in a terminal and in a log file."""
+    if say is not None:
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+        say(f"{task.name} seed {seed + 1}/{seeds}: {method}: {shown} "
+            f"({time.perf_counter() - start:.0f} s)")
 
 
 def finetune_config(mode: str, seed: int, quick: bool = False) -> FinetuneConfig:
