@@ -143,7 +143,8 @@ class BackboneConfig(Config):
         type_vocab_size: BERT's token-type (segment) embeddings; > 0 adds the
             embedding of type 0 to every token (0 = none).
         activation: the MLP's non-linearity, "gelu" (exact erf GELU; ESM,
-            BERT) or "relu" (Geneformer).
+            BERT), "gelu_tanh" (its tanh approximation; GPT-2) or "relu"
+            (Geneformer).
     """
 
     kind: Literal["encoder", "decoder"] = "encoder"
@@ -167,7 +168,7 @@ class BackboneConfig(Config):
     norm: Literal["pre", "post"] = "pre"
     embed_norm: bool = False
     type_vocab_size: int = 0
-    activation: Literal["gelu", "relu"] = "gelu"
+    activation: Literal["gelu", "gelu_tanh", "relu"] = "gelu"
 
     @model_validator(mode="after")
     def _fill_size(self) -> "BackboneConfig":

@@ -31,7 +31,13 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x)
 
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": gelu, "relu": F.relu}
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """The tanh approximation of GELU, as GPT-2 uses (transformers' "gelu_new")."""
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": gelu, "gelu_tanh": gelu_tanh, "relu": F.relu}
 
 
 class Rotary(nn.Module):
@@ -208,7 +214,7 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """(…, d) → (…, d): fc1, activation ("gelu" or "relu"), fc2."""
+    """(…, d) → (…, d): fc1, activation (a key of `ACTIVATIONS`), fc2."""
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "gelu") -> None:
         super().__init__()
