@@ -112,3 +112,36 @@ def test_a_failed_fit_falls_back_to_last_value_and_is_recorded(monkeypatch):
     np.testing.assert_array_equal(q, LastValue().forecast(history, 2, FLUSIGHT_QUANTILES))
     assert forecaster.failures == ["LinAlgError: singular"]
     Ets().forecast(history[:3], 1, FLUSIGHT_QUANTILES)  # too short to fit: falls back too
+
+
+@pytest.mark.parametrize("model", [Arima, Ets])
+def test_monthly_arima_and_ets_are_seasonal_given_two_seasons(model):
+    """A clean yearly cycle of months: with period 12 the fit follows it, without it
+    (or with under two seasons of history, where the period is ignored) it cannot."""
+    t = np.arange(48)
+    history = 100 + 40 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(0).normal(0, 1, 48)
+    truth = 100 + 40 * np.sin(2 * np.pi * np.arange(48, 54) / 12)
+    errors = {}
+    for period in (12, None):
+        forecaster = model(period=period)
+        q = forecaster.forecast(history, 6, FLUSIGHT_QUANTILES)
+        assert_valid(q, 6)
+        assert not forecaster.failures
+        errors[period] = np.abs(q[:, MID] - truth).mean()
+    assert errors[12] < 5 < errors[None]
+    short = history[:23]  # under two seasons: the non-seasonal model, exactly
+    np.testing.assert_array_equal(model(period=12).forecast(short, 3, FLUSIGHT_QUANTILES),
+                                  model().forecast(short, 3, FLUSIGHT_QUANTILES))
+
+
+def test_the_forecast_baselines_take_the_season_of_the_series_frequency():
+    from biofm.modalities.timeseries.forecast import baselines_for
+    from biofm.modalities.timeseries.series import Series, date_range
+
+    def periods(freq: str) -> list:
+        series = Series("s", date_range(np.datetime64("2020-01-01"), 3, freq), [1.0] * 3, freq)
+        return [getattr(b, "period", None) for b in baselines_for([series])]
+
+    assert periods("M") == [12, None, 12, 12]  # seasonal naive, last value, ARIMA, ETS
+    assert periods("W") == [52, None, None, None]  # 52-week seasonal fits: too slow, too few
+    assert periods("D") == [7, None, None, None]

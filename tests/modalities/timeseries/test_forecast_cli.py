@@ -82,20 +82,30 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def test_a_checkpoint_zero_shot_and_lora_scored_against_the_baselines(cli, checkpoint, wide_csv,
-                                                                      tmp_path):
-    run = cli("forecast", checkpoint, wide_csv, "--output", tmp_path, "--mode", "zero-shot",
-              "--mode", "lora", "--steps", "2", "--evaluate", "--origins", "2", "--context", "60",
-              "--no-plots")
+def test_a_checkpoint_zero_shot_full_and_lora_scored_against_the_baselines(cli, checkpoint,
+                                                                           wide_csv, tmp_path):
+    """Every mode writes its own forecasts and plots, labelled by its forecaster."""
+    out = tmp_path / "out"
+    run = cli("forecast", checkpoint, wide_csv, "--output", out, "--mode", "zero-shot",
+              "--mode", "full", "--mode", "lora", "--steps", "2", "--evaluate", "--origins", "2",
+              "--context", "60")
     assert run.code == 0, run.err
-    summary = pd.read_csv(tmp_path / "evaluation" / "summary.csv")
-    assert summary["forecaster"].tolist() == ["biofm-masked-patch", "biofm-masked-patch-lora",
-                                              "seasonal-naive", "last-value", "arima", "ets"]
+    names = ["biofm-masked-patch", "biofm-masked-patch-full", "biofm-masked-patch-lora"]
+    summary = pd.read_csv(out / "evaluation" / "summary.csv")
+    assert summary["forecaster"].tolist() == [*names, "seasonal-naive", "last-value", "arima",
+                                              "ets"]
     assert np.isfinite(summary["rel_WIS"]).all() and set(summary["n"]) == {2 * 2 * 4}
-    zero_shot = pd.read_csv(tmp_path / "forecasts.csv")
-    lora = pd.read_csv(tmp_path / "forecasts-biofm-masked-patch-lora.csv")
-    assert len(zero_shot) == len(lora) == 2 * 4 * 23
-    assert not np.array_equal(zero_shot["value"], lora["value"])  # fine-tuning changed the model
+    assert not (out / "forecasts.csv").exists()  # no unlabelled file that holds one mode only
+    frames = {name: pd.read_csv(out / f"forecasts-{name}.csv") for name in names}
+    for name, frame in frames.items():
+        assert tuple(frame.columns) == FLUSIGHT_COLUMNS and len(frame) == 2 * 4 * 23
+        assert sorted(p.name for p in (out / "plots" / name).iterdir()) == ["north.png",
+                                                                            "south.png"]
+        assert squeeze(f"{name}: forecasts of 2 series in {out / f'forecasts-{name}.csv'}, "
+                       f"plots in {out / 'plots' / name}") in squeeze(run.out)
+    zero_shot = frames["biofm-masked-patch"]["value"]
+    for tuned in names[1:]:  # fine-tuning changed the model
+        assert not np.array_equal(zero_shot, frames[tuned]["value"])
 
 
 def test_bad_inputs_exit_2_naming_file_series_and_fix(cli, tmp_path):
@@ -105,8 +115,9 @@ def test_bad_inputs_exit_2_naming_file_series_and_fix(cli, tmp_path):
                       str(bad), "needs column(s) ['series_id', 'date', 'value']", "--id-column")
     neg = tmp_path / "neg.csv"
     neg.write_text("date,x\n2020-01-05,1\n2020-01-12,-2\n2020-01-19,3\n")
-    assert_user_error(cli("forecast", "arima", neg, "--output", tmp_path / "o"),
-                      str(neg), "line 3", "series 'x': negative value -2", "--negative nan")
+    run = cli("forecast", "arima", neg, "--output", tmp_path / "o")
+    assert_user_error(run, str(neg), "line 3", "series 'x': negative value -2", "--negative nan")
+    assert "negative=" not in run.err  # the flag, not the Python keyword
     run = cli("forecast", "last-value", neg, "--output", tmp_path / "ok", "--negative", "nan",
               "--no-plots")
     assert run.code == 0 and "set to missing" in (tmp_path / "ok" / "repairs.txt").read_text()

@@ -99,9 +99,20 @@ def test_negative_values_error_or_become_missing(tmp_path):
     ("date,x\n2020-01-05,1\nsoon,2\n", ["line 3", "'soon'", "not a date"]),
     ("epiweek,x\n202152,1\n202153,2\n", ["line 3", "2021 has no epi-week 53"]),
     ("date,x\n2020-01-05,1\n2020-01-12,many\n", ["line 3", "'many'", "not a number"]),
-    ("date,x\n2020-01-05,1\n2020-01-13,2\n", ["8 days apart", "--freq W or D"]),
+    ("date,x\n2020-01-05,1\n2020-01-13,2\n",
+     ["line 3", "8 days apart at the closest (2020-01-05 on line 2, 2020-01-13 on line 3)",
+      "--freq D, W or M"]),
     ("date,x\n2020-01-05,1\n2020-01-12,2\n2020-01-20,3\n",
-     ["line 4", "not a whole number of weeks"]),
+     ["line 4", "2020-01-20 (a Monday) is not a whole number of weeks after 2020-01-05 "
+                "(a Sunday)"]),
+    # one mistyped date in a weekly series: still weekly, and that date's line is named
+    ("date,x\n2020-01-05,1\n2020-01-12,2\n2020-01-13,3\n2020-01-19,4\n2020-01-26,5\n",
+     ["line 4", "2020-01-13 (a Monday) is not a whole number of weeks"]),
+    ("date,x\n2020-01-15,1\n2020-02-15,2\n", ["31 days apart", "must be daily, weekly or monthly",
+                                               "first day (YYYY-MM-01)"]),
+    ("date,x\n2020-01-01,1\n2020-02-01,2\n2020-03-31,3\n",
+     ["line 4", "monthly date 2020-03-31 is not the first day of its month, as 2020-01-01 is"]),
+    ("date,x\n2020-01-05,1\n", ["line 2", "one date", "--freq D, W or M"]),
     ("series_id,date,value\n", ["line 2", "header (series_id, date, value) but no data rows"]),
     ("date\n2020-01-05\n2020-01-12\n", ["line 1", "only its date column 'date': no series"]),
     # an id column means long: a misnamed value column is named, not read as a wide series
@@ -173,3 +184,28 @@ def test_the_modality_reader_yields_each_series_as_a_typed_record(tmp_path):
     assert isinstance(a.data, Series) and a.data.values.dtype == np.float64
     np.testing.assert_array_equal(a.data.values, [1, 2, np.nan, 4])  # no text round trip
     assert str(a.data.dates[0]) == "2020-01-05" and a.data.covariates["temp"][0] == 10
+
+
+def test_monthly_long_files_take_the_file_frequency_for_a_one_row_series(tmp_path):
+    path = write(tmp_path, "series_id,month,value\na,2020-01,1\na,2020-02,2\na,2020-04,4\n"
+                           "b,2020-03,7\nc,2019-11,1\nc,2020-01,3\n")
+    repairs = RepairLog()
+    a, b, c = read_series(path, repairs=repairs)
+    assert (a.freq, b.freq, c.freq) == ("M", "M", "M") and a.season == 12
+    assert a.dates.astype(str).tolist() == ["2020-01-01", "2020-02-01", "2020-03-01",
+                                            "2020-04-01"]
+    np.testing.assert_array_equal(c.values, [1, np.nan, 3])
+    assert "1 missing month(s) inserted as NaN (first 2020-03-01)" in repairs.notes["a"][0]
+
+
+def test_day_first_dates_of_a_long_file_are_read_day_first_across_its_series(tmp_path):
+    """Only series b shows the order (13 > 12): a's ambiguous dates follow it."""
+    path = write(tmp_path, "series_id,date,value\na,06/01/1849,1\na,07/01/1849,2\n"
+                           "b,12/01/1849,3\nb,13/01/1849,4\n")
+    repairs = RepairLog()
+    a, b = read_series(path, repairs=repairs)
+    assert a.dates.astype(str).tolist() == ["1849-01-06", "1849-01-07"] and a.freq == "D"
+    assert b.dates.astype(str).tolist() == ["1849-01-12", "1849-01-13"] and not repairs.notes
+    with pytest.raises(BiofmError, match=r"line 5.*'13/01/1849', which is not a date in the "
+                                         r"format %m/%d/%Y"):
+        read_series(path, date_format="%m/%d/%Y")  # a format given is a format obeyed

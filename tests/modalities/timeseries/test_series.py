@@ -33,7 +33,7 @@ def test_irregular_dates_are_rejected(dates):
 
 def test_unknown_frequency_and_shape_mismatch_are_rejected():
     with pytest.raises(ValueError, match="freq"):
-        Series("a", ["2020-01-05"], [1.0], "M")
+        Series("a", ["2020-01-05"], [1.0], "Q")
     with pytest.raises(ValueError, match="equal length"):
         Series("a", ["2020-01-05"], [1.0, 2.0], "W")
 
@@ -43,3 +43,17 @@ def test_head_keeps_the_first_periods_and_covariates():
     s = Series(s.id, s.dates, s.values, "W", covariates={"temp": np.arange(10.0) * 2})
     h = s.head(4)
     assert h.values.tolist() == [0, 1, 2, 3] and h.covariates["temp"].tolist() == [0, 2, 4, 6]
+
+
+def test_monthly_series_step_calendar_months_from_month_starts_or_month_ends():
+    starts = date_range(np.datetime64("2019-11-01"), 4, "M")
+    assert starts.astype(str).tolist() == ["2019-11-01", "2019-12-01", "2020-01-01", "2020-02-01"]
+    ends = date_range(np.datetime64("2019-12-31"), 3, "M")
+    assert ends.astype(str).tolist() == ["2019-12-31", "2020-01-31", "2020-02-29"]
+    s = Series("m", ends, [1.0, 2.0, 3.0], "M")
+    assert s.season == 12 and s.future_dates(2).astype(str).tolist() == ["2020-03-31",
+                                                                         "2020-04-30"]
+    with pytest.raises(ValueError, match="first or the last day of their month"):
+        Series("m", ["2020-01-15", "2020-02-15"], [1.0, 2.0], "M")
+    with pytest.raises(ValueError, match="one month apart"):
+        Series("m", ["2020-01-01", "2020-03-01"], [1.0, 2.0], "M")

@@ -1,10 +1,15 @@
-"""Public health time series: surveillance-series readers (long / wide CSV, daily and
-weekly, epi-weeks), packaged real corpora, forecast metrics (pinball loss, WIS,
-interval coverage), baselines (last value, seasonal naive, ARIMA, ETS) and
-rolling-origin evaluation with strict temporal splits.
+"""Public health time series: surveillance-series readers (long / wide CSV, daily,
+weekly and monthly, epi-weeks, day-first or month-first dates), packaged real
+corpora, forecast metrics (pinball loss, WIS, interval coverage), baselines (last
+value, seasonal naive, ARIMA, ETS) and rolling-origin evaluation with strict
+temporal splits.
 
 Importing this package registers the "timeseries" modality and the corpora
-"flu-boston", "flu-chicago", "us-contagious", "covid-daily" (each → list[Series]).
+"flu-boston", "flu-chicago", "us-contagious", "covid-daily". Like the modality's
+CSV reader, a registered corpus gives `list[Record]` (id, data = the `Series`,
+source), so `Modality.records` treats a corpus name and a file alike;
+`load_corpus(name)` gives the series themselves (`list[Series]`), as forecasting
+and pretraining read them.
 """
 
 from __future__ import annotations

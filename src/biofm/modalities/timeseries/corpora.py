@@ -1,7 +1,12 @@
 """Real surveillance series that ship inside installed packages (nothing is downloaded).
 
-Each corpus is a zero-argument callable registered in `CORPORA` that returns
-`list[Series]` (so `data.input=flu-chicago` names it for pretraining):
+Each corpus is registered in `CORPORA` as a zero-argument callable returning
+`list[Record]` like every other modality's corpora and like the modality's CSV
+reader: `Record(id, data=Series, source)`, so the generic record path
+(`Modality.records`) gives the same thing for a corpus name and for a file.
+Forecasting and pretraining want the series themselves: `load_corpus(name)`
+returns them as `list[Series]`, and `load_input` takes a corpus name or a CSV.
+`data.input=flu-chicago` names a corpus for pretraining.
 
 - "flu-boston": weekly emergency-department influenza-like-illness (ILI) visit
   rate per 100,000 residents, 14 Boston neighbourhoods, 2017-12-31 .. 2026-05-03
@@ -38,10 +43,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
 from biofm.data.packaged import package_file
+from biofm.data.records import Record
 from biofm.errors import BiofmError
 from biofm.modalities.timeseries.readers import RepairLog, read_series
 from biofm.modalities.timeseries.series import Series, date_range
@@ -62,16 +69,21 @@ def _flu(city: str) -> tuple[tuple[Series, ...], RepairLog]:
     return tuple(series), repairs
 
 
+def series_records(series: Iterable[Series]) -> list[Record]:
+    """The Record view of series, as the modality's reader yields them (data = the Series)."""
+    return [Record(s.id, s, s.source) for s in series]
+
+
 @CORPORA.register("flu-boston")
-def flu_boston() -> list[Series]:
+def flu_boston() -> list[Record]:
     """Weekly ILI rates per 100,000, 14 Boston neighbourhoods, 436 weeks (2017-12-31 ..)."""
-    return list(_flu("boston")[0])
+    return series_records(_flu("boston")[0])
 
 
 @CORPORA.register("flu-chicago")
-def flu_chicago() -> list[Series]:
+def flu_chicago() -> list[Record]:
     """Weekly ILI activity levels (1-10), 58 Chicago ZIP codes, 365 weeks (2019-09-29 ..)."""
-    return list(_flu("chicago")[0])
+    return series_records(_flu("chicago")[0])
 
 
 @lru_cache(maxsize=1)
@@ -97,9 +109,9 @@ def _contagious() -> tuple[Series, ...]:
 
 
 @CORPORA.register("us-contagious")
-def us_contagious() -> list[Series]:
+def us_contagious() -> list[Record]:
     """Yearly cases per 100,000 of 7 diseases x 51 US states, 1928-2011 (357 series, freq "Y")."""
-    return list(_contagious())
+    return series_records(_contagious())
 
 
 def read_ts_file(path: str | Path, name: str) -> list[Series]:
@@ -140,12 +152,16 @@ def _covid() -> tuple[Series, ...]:
 
 
 @CORPORA.register("covid-daily")
-def covid_daily() -> list[Series]:
+def covid_daily() -> list[Record]:
     """Daily confirmed COVID-19 cases, 201 countries (unnamed), 84 days (nominal dates)."""
-    return list(_covid())
+    return series_records(_covid())
 
 
-TIMESERIES_CORPORA = ("flu-boston", "flu-chicago", "us-contagious", "covid-daily")
+# corpus name -> its series (what forecasting and pretraining read)
+_SERIES: dict[str, Callable[[], tuple[Series, ...]]] = {
+    "flu-boston": lambda: _flu("boston")[0], "flu-chicago": lambda: _flu("chicago")[0],
+    "us-contagious": _contagious, "covid-daily": _covid}
+TIMESERIES_CORPORA = tuple(_SERIES)
 
 
 def load_corpus(name: str, repairs: RepairLog | None = None) -> list[Series]:
@@ -154,7 +170,7 @@ def load_corpus(name: str, repairs: RepairLog | None = None) -> list[Series]:
     if name not in TIMESERIES_CORPORA:
         raise BiofmError(f"unknown time-series corpus {name!r}",
                          fix=f"choose one of: {', '.join(TIMESERIES_CORPORA)}, or pass a CSV")
-    series = CORPORA.get(name)()
+    series = list(_SERIES[name]())
     city = name.removeprefix("flu-")
     if repairs is not None and city in FLU_FILES:
         for series_id, notes in _flu(city)[1].notes.items():
@@ -165,17 +181,18 @@ def load_corpus(name: str, repairs: RepairLog | None = None) -> list[Series]:
 
 def load_input(input: str, *, layout: str = "auto", id_column: str = "series_id",
                date_column: str | None = None, value_column: str = "value",
-               freq: str | None = None, negative: str = "error",
+               freq: str | None = None, negative: str = "error", date_format: str | None = None,
                repairs: RepairLog | None = None) -> list[Series]:
-    """Series of a packaged corpus name or of a long / wide CSV."""
+    """Series of a packaged corpus name or of a long / wide CSV (options: `read_series`)."""
     if input in TIMESERIES_CORPORA and not Path(input).exists():
         return load_corpus(input, repairs)
     if not Path(input).exists():
         raise BiofmError(f"{input!r} is neither a file nor a time-series corpus", path=input,
                          fix=f"pass a CSV, or one of: {', '.join(TIMESERIES_CORPORA)}")
     return read_series(input, layout=layout, id_column=id_column, date_column=date_column,
-                       value_column=value_column, freq=freq, negative=negative, repairs=repairs)
+                       value_column=value_column, freq=freq, negative=negative,
+                       date_format=date_format, repairs=repairs)
 
 
-__all__ = ["TIMESERIES_CORPORA", "covid_daily", "flu_boston", "flu_chicago", "load_corpus", "load_input",
-           "read_ts_file", "us_contagious"]
+__all__ = ["TIMESERIES_CORPORA", "covid_daily", "flu_boston", "flu_chicago", "load_corpus",
+           "load_input", "read_ts_file", "series_records", "us_contagious"]

@@ -9,7 +9,8 @@ evaluation against the baselines.
 MODEL is a checkpoint directory, or a baseline name: "seasonal-naive",
 "last-value", "arima", "ets" ("baselines" = "seasonal-naive").
 
-Writes into OUTPUT:
+Writes into OUTPUT (refused when an earlier forecast is there, unless
+--overwrite, which replaces all of it; checked before any work):
 - forecasts.csv: FluSight quantile layout, the forecast from each series' last date;
 - plots/<series>.png: observed values, median, 50% and 95% bands;
 - repairs.txt: what the reader repaired, per series (when anything was);
@@ -18,8 +19,10 @@ Writes into OUTPUT:
   WIS against seasonal naive.
 
 Several modes (`--mode zero-shot --mode lora`) are evaluated in one table (the
-baselines run once); the first mode writes forecasts.csv and the plots, each
-other one forecasts-<forecaster>.csv.
+baselines run once), and every mode's forecasts are written, labelled by the
+forecaster that made them (e.g. "biofm-masked-patch", "biofm-masked-patch-lora"):
+forecasts-<forecaster>.csv and plots/<forecaster>/<series>.png, each file in
+the plain FluSight layout.
 
 Strict temporal split of fine-tuning (--mode full | lora): with --evaluate the
 model is fine-tuned once on each series' values *before its first evaluation
@@ -39,7 +42,7 @@ import pandas as pd
 
 from biofm.errors import BiofmError
 from biofm.io import atomic_write_text
-from biofm.modalities.timeseries.baselines import Arima, Ets, LastValue, SeasonalNaive
+from biofm.modalities.timeseries.baselines import default_baselines
 from biofm.modalities.timeseries.corpora import load_input
 from biofm.modalities.timeseries.evaluation import (Evaluation, Forecaster, choose_origins,
                                                     forecasts_at, rolling_origin)
@@ -51,17 +54,28 @@ from biofm.modalities.timeseries.series import Series
 Mode = Literal["zero-shot", "full", "lora", "scratch"]
 BASELINE_NAMES = ("seasonal-naive", "last-value", "arima", "ets", "baselines")
 # the FluSight `target` column when none is given: FluSight's own for weekly ILI
-DEFAULT_TARGETS = {"W": "wk inc ili", "D": "day inc", "Y": "yr inc"}
+DEFAULT_TARGETS = {"W": "wk inc ili", "D": "day inc", "M": "mo inc", "Y": "yr inc"}
+# what a forecast run writes into its output directory (replaced as a whole by --overwrite)
+OUTPUT_FILES = ("forecasts.csv", "forecasts-*.csv", "repairs.txt", "plots/*.png",
+                "plots/*/*.png", "evaluation/rows.csv", "evaluation/summary.csv",
+                "evaluation/summary_by_horizon.csv", "evaluation/summary.json")
 
 
 @dataclass
 class ForecastResult:
-    """What `run_forecast` wrote and computed."""
+    """What `run_forecast` wrote and computed.
 
-    forecaster: str
+    `forecasters`: one name per mode, in the order given. `forecasts`: every
+    mode's FluSight rows, with a `model` column naming the forecaster (the files
+    hold one forecaster each, in the plain FluSight layout). `files`: forecaster →
+    its CSV; `plots`: forecaster → its PNGs.
+    """
+
+    forecasters: list[str]
     forecasts: pd.DataFrame
     paths: dict[str, Path]
-    plots: list[Path]
+    files: dict[str, Path]
+    plots: dict[str, list[Path]]
     repairs: RepairLog
     evaluation: Evaluation | None = None
     notes: list[str] = field(default_factory=list)
@@ -69,8 +83,8 @@ class ForecastResult:
 
 def baselines_for(series: Sequence[Series]) -> list[Forecaster]:
     """Seasonal naive (the reference, period from the series' frequency), last value,
-    ARIMA and ETS."""
-    return [SeasonalNaive(period=series[0].season), LastValue(), Arima(), Ets()]
+    ARIMA and ETS (seasonal, with that period, for monthly series)."""
+    return default_baselines(series[0].season, seasonal_models=series[0].freq == "M")
 
 
 def _baseline(name: str, series: Sequence[Series]) -> Forecaster:
@@ -96,9 +110,9 @@ def build_forecaster(model: str, series: list[Series], *, mode: Mode, steps: int
     if mode == "zero-shot":
         return PatchForecaster.load(model)
     if mode not in ("full", "lora", "scratch"):
-        raise BiofmError(f"unknown mode {mode!r}", fix="use zero-shot, full, lora or scratch "
-                                                       "(the architecture trained from random "
-                                                       "weights on the same history)")
+        raise BiofmError(f"unknown mode {mode!r}",
+                         fix="pass --mode zero-shot, full, lora or scratch (the architecture "
+                             "trained from random weights on the same history)")
     from biofm.modalities.timeseries.finetune import finetune_forecaster
 
     train = [s.head(first_origins[s.id]) if first_origins else s for s in series]
@@ -114,14 +128,16 @@ def run_forecast(model: str, input: str, output: str | Path, *, horizon: int = 4
                  origins: int = 10, context: int = 52, steps: int = 100, seed: int = 0,
                  target: str | None = None, plots: bool = True,
                  quantiles: Sequence[float] = FLUSIGHT_QUANTILES, series_ids: Sequence[str] = (),
-                 progress: bool = False, **read_options) -> ForecastResult:
+                 progress: bool = False, overwrite: bool = False,
+                 **read_options) -> ForecastResult:
     """Forecast every series of `input` with `model`; see the module docstring.
 
     `mode` may list several modes ("zero-shot", "lora"): each becomes a forecaster,
-    all are evaluated in one table; the first writes forecasts.csv and the plots,
-    the others forecasts-<name>.csv.
+    all are evaluated in one table and each writes its own labelled forecasts and
+    plots. `read_options` go to the reader (layout, id_column, date_format, freq, ...).
     """
     output = Path(output)
+    _check_output(output, overwrite, input)
     repairs = RepairLog()
     series = _checked(_select(load_input(input, repairs=repairs, **read_options), series_ids,
                               input), input, horizon)
@@ -135,29 +151,66 @@ def run_forecast(model: str, input: str, output: str | Path, *, horizon: int = 4
         raise BiofmError("no forecasting mode given", fix="pass --mode zero-shot, full or lora")
     forecasters = [build_forecaster(model, series, mode=m, steps=steps, seed=seed,
                                     first_origins=first) for m in modes]
-    paths: dict[str, Path] = {}
-    frames: list[pd.DataFrame] = []
-    plotted: list[Path] = []
-    for i, forecaster in enumerate(forecasters):
-        final = [forecasts_at(forecaster, s, [len(s) - 1], horizon, quantiles)[0] for s in series]
-        frame = [flusight_frame(s, q, quantiles, target=target or DEFAULT_TARGETS[s.freq])
-                 for s, q in zip(series, final)]
-        key = "forecasts" if i == 0 else f"forecasts-{forecaster.name}"
-        paths[key] = write_flusight(frame, output / f"{key}.csv")
-        if i == 0:
-            frames = frame
-            plotted = [plot_forecast(s, q, quantiles, output / "plots" / f"{slug(s.id)}.png",
-                                     title=f"{s.id} — {forecaster.name}")
-                       for s, q in zip(series, final)] if plots else []
+    finals = {f.name: [forecasts_at(f, s, [len(s) - 1], horizon, quantiles)[0] for s in series]
+              for f in forecasters}
+    for stale in previous_outputs(output):  # --overwrite: nothing of the last run is left over
+        stale.unlink()
+    result = ForecastResult(forecasters=list(finals), forecasts=pd.DataFrame(), paths={},
+                            files={}, plots={}, repairs=repairs)
+    frames = [_write_forecasts(result, name, series, final, output, labelled=len(finals) > 1,
+                               plots=plots, target=target, quantiles=quantiles)
+              for name, final in finals.items()]
+    result.forecasts = pd.concat(frames, ignore_index=True)
     if len(repairs):
-        paths["repairs"] = output / "repairs.txt"
-        atomic_write_text(paths["repairs"], repairs.summary(limit=10**9) + "\n")
-    result = ForecastResult(forecasters[0].name, pd.concat(frames, ignore_index=True), paths,
-                            plotted, repairs)
+        result.paths["repairs"] = output / "repairs.txt"
+        atomic_write_text(result.paths["repairs"], repairs.summary(limit=10**9) + "\n")
     if evaluate:
         _evaluate(result, series, forecasters, output, progress, horizon=horizon,
                   context=context, origins=origins, quantiles=quantiles)
     return result
+
+
+def _write_forecasts(result: ForecastResult, name: str, series: list[Series],
+                     final: list, output: Path, *, labelled: bool, plots: bool,
+                     target: str | None, quantiles: Sequence[float]) -> pd.DataFrame:
+    """One forecaster's FluSight CSV and plots (named after it when several modes ran);
+    returns its rows with a `model` column."""
+    frame = [flusight_frame(s, q, quantiles, target=target or DEFAULT_TARGETS[s.freq])
+             for s, q in zip(series, final)]
+    key = f"forecasts-{slug(name)}" if labelled else "forecasts"
+    result.paths[key] = result.files[name] = write_flusight(frame, output / f"{key}.csv")
+    folder = output / "plots" / slug(name) if labelled else output / "plots"
+    result.plots[name] = [plot_forecast(s, q, quantiles, folder / f"{slug(s.id)}.png",
+                                        title=f"{s.id} — {name}")
+                          for s, q in zip(series, final)] if plots else []
+    return pd.concat(frame, ignore_index=True).assign(model=name)
+
+
+def previous_outputs(output: Path) -> list[Path]:
+    """The files an earlier `biofm forecast` wrote into `output` (see OUTPUT_FILES)."""
+    if not output.is_dir():
+        return []
+    return sorted({p for pattern in OUTPUT_FILES for p in output.glob(pattern) if p.is_file()})
+
+
+def _check_output(output: Path, overwrite: bool, input: str) -> None:
+    """Refuse an output directory that holds an earlier forecast, unless `overwrite`
+    (never when the input is one of its files: replacing them would delete it)."""
+    if output.exists() and not output.is_dir():
+        raise BiofmError("--output names a file, not a directory", path=output,
+                         fix="pass a directory for forecasts.csv, plots/ and evaluation/")
+    found = previous_outputs(output)
+    if found and not overwrite:
+        names = ", ".join(str(p.relative_to(output)) for p in found[:3])
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        raise BiofmError(f"the output directory already holds a forecast ({names}{more})",
+                         path=output, fix="choose another --output, or pass --overwrite to "
+                                          "replace that forecast")
+    if Path(input).exists() and Path(input).resolve() in {p.resolve() for p in found}:
+        raise BiofmError("the input is a file of an earlier forecast in --output, which "
+                         "--overwrite would delete", path=input,
+                         fix="move the input out of the output directory, or choose another "
+                             "--output")
 
 
 def _checked(series: list[Series], source: str, horizon: int) -> list[Series]:
@@ -167,11 +220,14 @@ def _checked(series: list[Series], source: str, horizon: int) -> list[Series]:
     if not series:
         raise BiofmError("no series to forecast", path=source,
                          fix="pass a CSV with at least one series, or a corpus name")
-    check_length(series, 1, what="forecast", source=source)
+    check_length(series, 1, what="forecast", source=source,
+                 fix="give each series at least one observed value, or name the others with "
+                     "--series")
     freqs = sorted({s.freq for s in series})
     if len(freqs) > 1:
         raise BiofmError(f"the series mix frequencies {freqs}", path=source,
-                         fix="forecast daily and weekly series in separate runs (--series)")
+                         fix="forecast the daily, weekly and monthly series in separate runs "
+                             "(--series)")
     return series
 
 
@@ -218,4 +274,4 @@ def _select(series: list[Series], ids: Sequence[str], source: str) -> list[Serie
 
 
 __all__ = ["BASELINE_NAMES", "ForecastResult", "baselines_for", "build_forecaster", "load_input",
-           "run_forecast"]
+           "previous_outputs", "run_forecast"]

@@ -54,8 +54,8 @@ def window_length(config: PretrainConfig, patch_len: int) -> int:
     if math.ceil(window / patch_len) > config.backbone.max_len:
         raise BiofmError(f"data.window={window} steps is {math.ceil(window / patch_len)} patches "
                          f"of {patch_len}; the backbone takes at most {config.backbone.max_len}",
-                         fix=f"set data.window <= {config.backbone.max_len * patch_len} or raise "
-                             "backbone.max_len")
+                         fix=f"pass --set data.window={config.backbone.max_len * patch_len} "
+                             "(or less), or raise --set backbone.max_len")
     return window
 
 
@@ -129,7 +129,7 @@ def timeseries_data(config: PretrainConfig, tokenizer: PatchTokenizer
     """
     if config.train.packing:
         raise BiofmError("time-series windows are not packed (instance statistics are per row)",
-                         fix="set train.packing=false")
+                         fix="pass --set train.packing=false")
     P = tokenizer.patch_len
     window = window_length(config, P)
     stride = config.data.stride or P
@@ -150,7 +150,8 @@ def timeseries_data(config: PretrainConfig, tokenizer: PatchTokenizer
     if not out["train"]:
         raise BiofmError(f"no training window has more than {P} observed values",
                          path=config.data.input,
-                         fix="give longer series, or a shorter patch (backbone.value_size)")
+                         fix="give longer series, or shorter patches (--set "
+                             "backbone.value_size=8: patches of 4 steps)")
     return out["train"], out["valid"] or None
 
 
