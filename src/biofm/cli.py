@@ -434,15 +434,19 @@ def export(
     model: str = ModelOpt,
     output: Path = typer.Option(..., "--output", help="directory to write"),
     format: str = typer.Option("hf-esm", help="hf-esm: transformers EsmForMaskedLM layout; "
-                                              "hf-bert: BertForMaskedLM (BERT-layout models)"),
+                                              "hf-bert: BertForMaskedLM (BERT-layout models); "
+                                              "hf-gpt2: GPT2LMHeadModel (GPT-2-layout causal "
+                                              "LMs)"),
 ) -> None:
-    """Export a biofm encoder to Hugging Face layout (loadable with `transformers`)."""
-    from biofm.interop import load_pretrained, save_hf_bert, save_hf_esm
+    """Export a biofm model to Hugging Face layout (loadable with `transformers`)."""
+    from biofm.interop import load_pretrained, save_hf_bert, save_hf_esm, save_hf_gpt2
 
     writers = {"hf-esm": (save_hf_esm, "EsmForMaskedLM"),
-               "hf-bert": (save_hf_bert, "BertForMaskedLM")}
+               "hf-bert": (save_hf_bert, "BertForMaskedLM"),
+               "hf-gpt2": (save_hf_gpt2, "GPT2LMHeadModel")}
     if format not in writers:
-        raise BiofmError(f"unknown export format {format!r}", fix="use --format hf-esm or hf-bert")
+        raise BiofmError(f"unknown export format {format!r}",
+                         fix="use --format hf-esm, hf-bert or hf-gpt2")
     save, architecture = writers[format]
     save(load_pretrained(model), output)
     out.print(f"wrote a {architecture} directory to {output}")
