@@ -167,3 +167,14 @@ def test_the_one_optimizer_step_serves_pretraining_and_both_fine_tunings(tmp_pat
     tiny_forecaster_model("masked-patch").save(tmp_path / "ts")
     assert steps(lambda: finetune_forecaster(tmp_path / "ts", [seasonal_series(60, seed=1)],
                                              mode="lora", steps=2, device="cpu")) == 2
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    from biofm.errors import BiofmError
+    from biofm.train.trainer import MetricsLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    with pytest.raises(BiofmError, match="biofm\\[tensorboard\\]"):
+        MetricsLog(tmp_path / "metrics.jsonl", [], tensorboard=True)

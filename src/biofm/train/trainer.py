@@ -33,6 +33,7 @@ from torch import nn
 
 from biofm.config import Config
 from biofm.device import autocast_context
+from biofm.errors import BiofmError
 from biofm.train.schedule import build_optimizer, warmup_cosine
 
 __all__ = ["EarlyStopping", "FitConfig", "Loss", "MetricsLog", "StepOutput", "Trainer",
@@ -208,9 +209,11 @@ class MetricsLog:
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(path.parent / "tensorboard"))
             except ImportError:
-                self.tb = None
+                raise BiofmError("train.tensorboard=true, but TensorBoard is not installed",
+                                 fix="pip install 'biofm[tensorboard]', or drop "
+                                     "--set train.tensorboard=true") from None
+            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
         self.history.append(record)
