@@ -42,7 +42,7 @@ def sample(model: FoundationModel, num: int, *, max_new_tokens: int = 128,
     # never emit special or placeholder tokens (<cls>, <pad>, <mask>, ESM's <null_1>)
     banned = torch.tensor([i for i, t in enumerate(tok.vocab) if i != tok.eos_id and
                            (i in tok.special_ids or (t.startswith("<") and t.endswith(">")))],
-                          device=model.device)
+                          dtype=torch.long, device=model.device)
     out: list[str] = []
     with evaluating(model):
         while len(out) < num:

@@ -314,8 +314,8 @@ def test_bad_hf_dirs(tmp_path, generic_dir, breakage, message):
 def test_load_pretrained_dispatches_bert_dirs(tmp_path, generic_dir):
     assert load_pretrained(generic_dir[1]).config.backbone.norm == "post"
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(BiofmError, match="'gpt2'; only 'esm' and 'bert'"):
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(BiofmError, match="'llama'; only 'esm', 'bert' and 'gpt2'"):
         load_pretrained(tmp_path / "other")
 
 

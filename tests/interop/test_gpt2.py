@@ -240,15 +240,8 @@ def test_saved_as_a_biofm_checkpoint(tmp_path, hf_dirs):
     assert torch.equal(logits_of(again, input_ids, mask), logits_of(model, input_ids, mask))
 
 
-# biofm.generate.sample builds its tensor of banned ids without a dtype: with nothing to
-# ban (GPT-2's only special token is <|endoftext|>, the eos) it is an empty float tensor and
-# indexing fails. The fix belongs to generate.py (dtype=torch.long); strict, so that these
-# tests report when it lands.
-NEEDS_SAMPLE_FIX = pytest.mark.xfail(strict=True, raises=IndexError,
-                                     reason="generate.py: empty banned-id tensor is float")
 
 
-@NEEDS_SAMPLE_FIX
 def test_generate_proteins_through_the_cli(tmp_path, hf_dirs, cli):
     run = cli("generate", "--model", hf_dirs["protein"][1], "--num", 4, "--max-length", 24,
               "--output", tmp_path / "x.fasta")
@@ -261,7 +254,6 @@ def test_generate_proteins_through_the_cli(tmp_path, hf_dirs, cli):
     assert all(set("".join(r.split("\n")[1:])) <= set("ACDEFGHIKLMNPQRSTVWYX") for r in records)
 
 
-@NEEDS_SAMPLE_FIX
 def test_generate_molecules_through_the_cli(tmp_path, hf_dirs, cli):
     (tmp_path / "train.smi").write_text("\n".join(SMILES) + "\n")
     run = cli("generate", "--model", hf_dirs["molecule"][1], "--num", 4, "--max-length", 16,
