@@ -110,7 +110,7 @@ def bert_config_to_backbone(hf_config: dict[str, Any], *,
     position = hf_config.get("position_embedding_type", "absolute")
     act = hf_config.get("hidden_act", "gelu")
     reasons = [
-        (hf_config.get("model_type") != "bert",
+        (hf_config.get("model_type", "bert") != "bert",  # absent: a legacy BERT config
          f"model_type is {hf_config.get('model_type')!r}, not 'bert'"),
         (bool(hf_config.get("is_decoder")) or bool(hf_config.get("add_cross_attention")),
          "it is configured as a decoder"),
@@ -208,9 +208,25 @@ def _tokenizer_options(directory: Path) -> dict[str, Any]:
 
 # -- directories -----------------------------------------------------------------
 
+# what a config.json without model_type needs to be read as BERT's
+_LEGACY_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                  "intermediate_size", "type_vocab_size")
+
+
 def is_hf_bert_dir(path: str | Path) -> bool:
-    """A directory with a config.json whose model_type is "bert"."""
-    return has_model_type(path, "bert")
+    """A directory with a config.json whose model_type is "bert", or a legacy BERT
+    directory: a config.json written before transformers recorded model_type (BERT's
+    fields, no model_type, as some early biomedical and clinical BERTs converted from
+    TensorFlow ship) beside a vocab.txt."""
+    if has_model_type(path, "bert"):
+        return True
+    config, vocab = Path(path) / "config.json", Path(path) / VOCAB_FILE
+    try:
+        fields = json.loads(config.read_text()) if config.is_file() and vocab.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(fields, dict) and "model_type" not in fields \
+        and all(k in fields for k in _LEGACY_FIELDS)
 
 
 def load_bert_model(directory: str | Path, tokenizer: Tokenizer | None = None, *,

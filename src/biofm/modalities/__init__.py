@@ -1,3 +1,4 @@
 """Modalities register readers, tokenizers, corpora and tasks on import."""
 
 from biofm.modalities import dna, molecules, proteins, singlecell, timeseries  # noqa: F401
+from biofm.modalities import text  # noqa: F401
