@@ -452,6 +452,49 @@ def export(
     out.print(f"wrote a {architecture} directory to {output}")
 
 
+@app.command()
+def effects(
+    data: str = typer.Option("acic2016", "--data", help="acic2016 | nhefs | a CSV file (with "
+                                                       "--treatment and --outcome)"),
+    output: Path = typer.Option(..., "--output", help="directory for results.md / results.csv "
+                                                      "(and cate.csv)"),
+    simulations: str = typer.Option("1", help="ACIC 2016 simulations, e.g. 1-3 or 1,4,7 (1-10)"),
+    seeds: int = typer.Option(3, help="TransTEE bootstrap members (2+ give an interval)"),
+    units: Optional[int] = typer.Option(None, help="a random subset of units, 0 = all (default: "
+                                                   "1000 for acic2016, all otherwise)"),
+    bootstrap: Optional[int] = typer.Option(None, help="bootstrap replicates for the baselines' "
+                                                       "intervals (default: 0 for acic2016, 30 "
+                                                       "otherwise)"),
+    steps: Optional[int] = typer.Option(None, help="TransTEE optimizer steps per member at most "
+                                                   "(default 1000; early stopping)"),
+    method: List[str] = typer.Option([], "--method", help="only these methods (repeat): transtee, "
+                                                          "s-learner-gbm, t-learner-gbm, "
+                                                          "x-learner-gbm, ipw-logistic, "
+                                                          "standardisation-ols"),
+    treatment: Optional[str] = typer.Option(None, help="CSV: the 0/1 treatment column"),
+    outcome: Optional[str] = typer.Option(None, help="CSV: the numeric outcome column"),
+    covariates: List[str] = typer.Option([], "--covariates", help="CSV: covariate columns (repeat "
+                                                                  "or comma-separate; default: "
+                                                                  "all other columns)"),
+    seed: int = typer.Option(0),
+    device: str = DeviceOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Treatment effects: TransTEE against S/T/X-learners, IPW and standardisation
+    (ACIC 2016: PEHE and ATE error; NHEFS or a CSV: ATE with 95% intervals)."""
+    from biofm.causal import effects_note, run_effects
+
+    names = [c.strip() for item in covariates for c in item.split(",") if c.strip()]
+    table = run_effects(data, output, simulations=simulations, seeds=seeds, units=units,
+                        bootstrap=bootstrap, steps=steps, methods=list(method),
+                        treatment=treatment, outcome=outcome, covariates=names or None,
+                        seed=seed, device=device, overwrite=overwrite,
+                        log=lambda line: err.print(line, markup=False, highlight=False))
+    table.render(out, title=f"treatment effects: {data}")
+    out.print(effects_note(data), markup=False, highlight=False)
+    out.print(f"wrote {output / 'results.md'} and results.csv", markup=False, highlight=False)
+
+
 @app.command("list")
 def list_components() -> None:
     """Registered modalities, tokenizers, backbones, objectives, corpora, tasks, presets."""
