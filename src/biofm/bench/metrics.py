@@ -192,3 +192,11 @@ def _weighted_binary_metrics(y: np.ndarray, s: np.ndarray,
         ap = (pos * precision).sum(1) / n_pos
     both = (n_pos > 0) & (n_neg > 0)
     return {"roc_auc": np.where(both, auc, np.nan), "pr_auc": np.where(both, ap, np.nan)}
+
+
+def interval_columns(y_true: np.ndarray, scores: np.ndarray, *, seed: int = 0,
+                     n_resamples: int = 1000, level: float = 0.95) -> dict[str, float]:
+    """`bootstrap_ci` as flat table columns: roc_auc_lo, roc_auc_hi, pr_auc_lo, pr_auc_hi."""
+    intervals = bootstrap_ci(y_true, scores, seed=seed, n_resamples=n_resamples, level=level)
+    return {f"{name}_{end}": value for name, (low, high) in intervals.items()
+            for end, value in (("lo", low), ("hi", high))}

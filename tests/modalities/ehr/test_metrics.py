@@ -11,7 +11,7 @@ from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from biofm.bench.baselines import Baseline, per_input
-from biofm.bench.metrics import _weighted_binary_metrics, bootstrap_ci
+from biofm.bench.metrics import _weighted_binary_metrics, bootstrap_ci, interval_columns
 from biofm.data.tasks import Split, Splits
 from biofm.errors import BiofmError
 
@@ -67,6 +67,11 @@ def test_seeded_nested_levels_and_checks():
     assert all(math.isnan(x) for x in one_class)
     with pytest.raises(BiofmError, match="one binary score per label"):
         bootstrap_ci(y, s[:10])
+    columns = interval_columns(y, s, seed=7)
+    assert columns == {"roc_auc_lo": bootstrap_ci(y, s, seed=7)["roc_auc"][0],
+                       "roc_auc_hi": bootstrap_ci(y, s, seed=7)["roc_auc"][1],
+                       "pr_auc_lo": bootstrap_ci(y, s, seed=7)["pr_auc"][0],
+                       "pr_auc_hi": bootstrap_ci(y, s, seed=7)["pr_auc"][1]}
 
 
 def test_gradient_boosting_baseline_model():
