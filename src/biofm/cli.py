@@ -495,6 +495,124 @@ def effects(
     out.print(f"wrote {output / 'results.md'} and results.csv", markup=False, highlight=False)
 
 
+# -- pairs (issue #15): two towers, one value per pair; typed functions in biofm.pairs.commands --
+PairModelsOpt = typer.Option(..., "--model", help="two tower checkpoints, --model twice (biofm "
+                                                  "or HF ESM-2 dirs); a packaged task gives "
+                                                  "each the column of its modality")
+PairColumnsOpt = typer.Option([], "--column", help="with --input: the two input columns, in "
+                                                   "the order of the --model towers")
+
+
+def _say(line: str) -> None:
+    err.print(line, markup=False, highlight=False)
+
+
+@app.command("pair-finetune")
+def pair_finetune_command(
+    model: List[str] = PairModelsOpt,
+    task: Optional[str] = typer.Option(None, help="packaged pair task: kiba"),
+    input: Optional[Path] = typer.Option(None, "--input", help="CSV of labeled pairs"),
+    column: List[str] = PairColumnsOpt,
+    label: Optional[str] = typer.Option(None, help="value column of --input"),
+    split: str = typer.Option("random", help="random | cold-target | cold-drug (kiba; "
+                                              "cold-COLUMN for --input) | cold-both | given"),
+    mode: str = typer.Option("full", help="probe (frozen towers) | lora | full | scratch"),
+    tower_mode: List[str] = typer.Option([], "--tower-mode", help="per tower, twice in side "
+                                                                  "order: frozen | lora | full "
+                                                                  "| scratch"),
+    head: str = typer.Option("concat-mlp", help="concat-mlp | cross-attention"),
+    epochs: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None),
+    seed: int = typer.Option(0),
+    max_train: int = typer.Option(0, "--max-train", help="at most this many training pairs"),
+    on_error: str = typer.Option("raise", help="raise | skip pairs with an invalid input"),
+    set_: List[str] = typer.Option([], "--set", help="a PairConfig field: max_tokens=512, "
+                                                     "long_inputs=truncate, per_item=8"),
+    output: Path = typer.Option(Path("runs/pair-finetune"), help="pair model directory"),
+    device: str = DeviceOpt,
+) -> None:
+    """Train a two-tower pair model (e.g. protein x SMILES affinity) and save it."""
+    from biofm.config import deep_merge, parse_overrides
+    from biofm.pairs.commands import run_pair_finetune
+    from biofm.pairs.model import PairConfig
+
+    flags = {"mode": mode, "head": head, "epochs": epochs, "lr": lr, "seed": seed,
+             "device": device, "tower_modes": list(tower_mode) or None}
+    cfg = PairConfig.from_dict(deep_merge({k: v for k, v in flags.items() if v is not None},
+                                          parse_overrides(set_)))
+    result = run_pair_finetune(model, cfg, task=task, input=input, columns=column, label=label,
+                               split=split, max_train=max_train, on_error=on_error,
+                               output=output, log=_say)
+    out.print_json(json.dumps({"mode": result.mode, "valid": result.valid_metrics,
+                               "test": result.test_metrics}))
+    out.print(f"pair model and metrics in {output}", markup=False, highlight=False)
+
+
+@app.command("pair-compare")
+def pair_compare_command(
+    model: List[str] = PairModelsOpt,
+    task: Optional[str] = typer.Option(None, help="packaged pair task: kiba"),
+    input: Optional[Path] = typer.Option(None, "--input", help="CSV of labeled pairs"),
+    column: List[str] = PairColumnsOpt,
+    label: Optional[str] = typer.Option(None, help="value column of --input"),
+    split: str = typer.Option("cold-target", help="random | cold-target | cold-drug | "
+                                                   "cold-both | given"),
+    seeds: int = typer.Option(3),
+    mode: List[str] = typer.Option([], "--mode", help="only these (repeat): scratch, probe, "
+                                                      "lora, full"),
+    max_train: int = typer.Option(0, "--max-train", help="at most this many training pairs"),
+    epochs: int = typer.Option(15, help="epochs at most (early stopping, patience 4)"),
+    max_tokens: int = typer.Option(1024, "--max-tokens", help="inputs cut to this many tokens "
+                                                             "before windowing"),
+    quick: bool = typer.Option(False, "--quick", help="a seconds-long run (tests)"),
+    on_error: str = typer.Option("raise", help="raise | skip pairs with an invalid input"),
+    output: Optional[Path] = typer.Option(None, help="directory for results.md / .csv"),
+    device: str = DeviceOpt,
+) -> None:
+    """Pretrained towers (probe / LoRA / fine-tune) vs scratch towers vs GBT on ECFP +
+    composition on a pair task: CI, MSE, Pearson, Spearman, per-target ranking."""
+    from biofm.pairs.commands import run_pair_compare
+    from biofm.pairs.compare import MODES
+
+    table = run_pair_compare(model, task=task, input=input, columns=column, label=label,
+                             split=split, seeds=seeds, modes=list(mode) or MODES,
+                             max_train=max_train, epochs=epochs, max_tokens=max_tokens,
+                             quick=quick, device=device, on_error=on_error, output=output,
+                             log=_say)
+    table.render(out, title=f"pair comparison ({split})")
+    if output is not None:
+        out.print(f"wrote {output / 'results.md'} and results.csv", markup=False,
+                  highlight=False)
+
+
+@app.command("screen")
+def screen_command(
+    model: Path = typer.Option(..., "--model", help="output dir of `biofm pair-finetune`"),
+    target: Path = typer.Option(..., "--target", help="targets to screen against (FASTA)"),
+    library: str = typer.Option("chembl-drugs", help="CSV of compounds, or chembl-drugs "
+                                                     "(approved drugs: repurposing)"),
+    column: Optional[str] = typer.Option(None, help="input column of the library"),
+    output: Path = typer.Option(..., "--output", help="ranked CSV: target_id, rank, score, "
+                                                      "library_line, the library's columns"),
+    top: int = typer.Option(0, help="keep each target's best N (0: all)"),
+    chunk_size: int = typer.Option(5000, "--chunk-size", help="library rows read at a time"),
+    on_error: str = typer.Option("raise", help="raise | skip invalid compounds (counted)"),
+    overwrite: bool = OverwriteOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Score every library compound against each target and rank them."""
+    from biofm.pairs.screen import screen
+
+    result = screen(model, target, library, output, column=column, chunk_size=chunk_size,
+                    top=top, on_error=on_error, overwrite=overwrite, device=device, log=_say)
+    for note in result.notes:
+        _say(note)
+    if result.skipped:
+        _say(result.skipped.summary())
+    out.print(f"ranked {result.compounds:,} compounds against {len(result.targets)} target(s) "
+              f"in {result.output}", markup=False, highlight=False)
+
+
 @app.command("list")
 def list_components() -> None:
     """Registered modalities, tokenizers, backbones, objectives, corpora, tasks, presets."""
