@@ -1,4 +1,9 @@
-"""Autoregressive sampling from a causal-LM model (temperature, top-k, top-p, seed)."""
+"""Autoregressive sampling from a causal-LM model (temperature, top-k, top-p, seed).
+
+Each new token runs through the decoder once, attending to the keys and
+values cached for the tokens before it (`Transformer.decode`), instead of the
+whole prefix running again for every token.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +31,12 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 @torch.no_grad()
 def sample(model: FoundationModel, num: int, *, max_new_tokens: int = 128,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
-           batch_size: int = 64) -> list[str]:
+           batch_size: int = 64, cache: bool = True) -> list[str]:
     """Sample `num` sequences starting from <bos>; each stops at <eos> or the length limit.
 
     Runs in eval mode (no dropout); the model's own mode is restored afterwards.
+    cache: reuse each step's keys and values (False runs the whole prefix again
+    for every token: the same draws, to float rounding, and much slower).
     """
     if model.config.backbone.kind != "decoder":
         raise BiofmError("generation needs a causal-LM (decoder) model",
@@ -47,27 +54,33 @@ def sample(model: FoundationModel, num: int, *, max_new_tokens: int = 128,
     with evaluating(model):
         while len(out) < num:
             out += _sample_batch(model, min(batch_size, num - len(out)), limit, temperature,
-                                 top_k, top_p, banned, generator)
+                                 top_k, top_p, banned, generator, cache)
     return out
 
 
 def _sample_batch(model: FoundationModel, n: int, limit: int, temperature: float, top_k: int,
-                  top_p: float, banned: torch.Tensor, generator: torch.Generator) -> list[str]:
+                  top_p: float, banned: torch.Tensor, generator: torch.Generator,
+                  use_cache: bool) -> list[str]:
     """`n` sequences sampled together, each up to `limit` tokens including <bos>."""
-    tok = model.tokenizer
+    tok, backbone = model.tokenizer, model.backbone
     ids = torch.full((n, 1), tok.bos_id, dtype=torch.long, device=model.device)
     done = torch.zeros(n, dtype=torch.bool, device=model.device)
-    for _ in range(limit - 1):
-        logits = model.objective.logits(model.backbone(ids).last_hidden_state[:, -1])  # (n, V)
-        logits = logits.float() / temperature
+    cache = backbone.new_cache(limit) if use_cache else None
+    last = backbone.decode(ids, cache)[:, -1] if cache is not None else None  # (n, d)
+    for step in range(limit - 1):
+        if cache is None:
+            last = backbone(ids).last_hidden_state[:, -1]
+        logits = model.objective.logits(last).float() / temperature  # (n, V)
         logits[:, banned] = float("-inf")
         probs = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1)
         nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         nxt = torch.where(done, torch.full_like(nxt, tok.pad_id), nxt)
         ids = torch.cat([ids, nxt[:, None]], dim=1)
         done |= nxt == tok.eos_id
-        if bool(done.all()):
+        if bool(done.all()) or step == limit - 2:
             break
+        if cache is not None:  # finished rows keep decoding padding: their output is unused
+            last = backbone.decode(nxt[:, None], cache)[:, -1]
     out = []
     for row in ids.tolist():
         body = row[1:]

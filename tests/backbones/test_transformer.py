@@ -208,19 +208,20 @@ def test_packed_attention_kernels_agree_and_the_choice_is_logged(caplog, monkeyp
         expected = run()
         monkeypatch.setattr(layers, "choose_kernel", lambda q, p: ("reference", reference_varlen))
         torch.testing.assert_close(run(), expected, atol=1e-6, rtol=1e-6)
-    assert "SDPA per document segment" in caplog.text and "reference" in caplog.text
+    assert "similar-length documents" in caplog.text and "reference" in caplog.text
 
 
-def test_kernel_choice_on_cpu_is_per_segment_sdpa():
+def test_kernel_choice_on_cpu_is_grouped_sdpa():
     q = torch.zeros(4, 2, 8)
-    assert layers.choose_kernel(q, 0.0)[1] is layers.sdpa_per_segment
-    assert layers.choose_kernel(q.bfloat16(), 0.0)[1] is layers.sdpa_per_segment
+    assert layers.choose_kernel(q, 0.0)[1] is layers.sdpa_grouped
+    assert layers.choose_kernel(q.bfloat16(), 0.0)[1] is layers.sdpa_grouped
 
 
 def test_segments_of_a_packed_batch():
     docs = torch.tensor([[0, 0, 0, 1, 1, -1], [0, 0, 0, 0, 0, 0]])
     seg = layers.Segments.from_document_ids(docs)
-    assert seg.lengths == (3, 2, 1, 6) and seg.longest == 6
+    assert seg.lengths == (3, 2, 1, 6) and seg.longest == 6 and seg.longest_document == 6
+    assert seg.documents == (True, True, False, True)
     assert seg.cu_seqlens.tolist() == [0, 3, 5, 6, 12]
     assert seg.positions().tolist() == [[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 4, 5]]
     assert seg.sum(torch.ones(2, 6, 1)).flatten().tolist() == [3, 2, 1, 6]
@@ -406,3 +407,49 @@ def test_odd_head_width_is_only_refused_for_rope():
         BackboneConfig(size=None, d_model=36, n_layers=1, n_heads=4, d_ff=8, position="rope")
     with pytest.raises(ValueError, match="multiple of n_heads"):
         BackboneConfig(size=None, d_model=30, n_layers=1, n_heads=4, d_ff=8, position="learned")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("lengths", [[5, 40, 38, 39, 7, 1, 20, 21, 40], [12, 12, 12], [1]])
+def test_grouped_kernel_matches_per_segment_attention_forward_and_backward(causal, lengths):
+    """Blocks of similar-length segments, padded within the block, give each segment
+    the attention (and gradients) it gets alone."""
+    g = torch.Generator().manual_seed(0)
+    docs = torch.cat([torch.full((n,), d) for d, n in enumerate(lengths)])[None]  # (1, N)
+    segments = layers.Segments.from_document_ids(docs)
+    grads = []
+    for kernel in (layers.sdpa_per_segment, layers.sdpa_grouped):
+        q, k, v = (torch.randn(docs.shape[1], 4, 8, generator=torch.Generator().manual_seed(i))
+                   .requires_grad_() for i in range(3))
+        out = kernel(q, k, v, segments, causal, 0.0)
+        out.mul(torch.randn(out.shape, generator=g.manual_seed(9))).sum().backward()
+        grads.append((out.detach(), q.grad, k.grad, v.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    groups = segments.groups
+    assert sum(index.numel() for index in groups.gather) < 1.3 * sum(lengths) or len(lengths) < 4
+
+
+def test_segments_built_on_the_cpu_drive_the_forward_without_document_ids():
+    """`segments=` built beforehand (as a collator does) gives the same outputs as
+    deriving them from document_ids inside the forward."""
+    model = tiny_model().eval()
+    batch, _ = _packed(model, model.encode(random_proteins(6, seed=1)), 64)
+    segments = layers.Segments.from_document_ids(batch.document_ids)
+    with torch.no_grad():
+        a = model.backbone(batch.input_ids, batch.attention_mask, batch.document_ids)
+        b = model.backbone(batch.input_ids, batch.attention_mask, segments=segments.to("cpu"))
+    torch.testing.assert_close(b.last_hidden_state, a.last_hidden_state, rtol=0, atol=0)
+
+
+def test_padding_runs_do_not_count_against_the_context():
+    """A packed row padded far beyond max_len is fine: only documents are limited."""
+    model = tiny_model().eval()  # max_len 64
+    batch = pack_collate([[0, 5, 6, 2], [0] + [5] * 62 + [2]], 1, 200)
+    wide = batch.with_(**{f: torch.nn.functional.pad(getattr(batch, f), (0, 100), value=v)
+                          for f, v in (("input_ids", 1), ("attention_mask", False),
+                                       ("document_ids", -1))})
+    model.backbone(wide.input_ids, wide.attention_mask, wide.document_ids)
+    too_long = pack_collate([[0] + [5] * 70 + [2]], 1, 200)
+    with pytest.raises(ValueError, match="72 tokens"):
+        model.backbone(too_long.input_ids, too_long.attention_mask, too_long.document_ids)

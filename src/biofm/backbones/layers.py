@@ -3,9 +3,9 @@
 Shapes: B batch, T tokens, d model width, h heads, hd head width (d = h * hd);
 N = B * T tokens of a packed batch laid end to end, S segments.
 
-Packed batches (`document_ids`) never build a (T, T) mask: each run of one
-document is a `Segments` entry and attention runs on the runs alone, through
-the fastest kernel available (`packed_attention`).
+Packed batches (`document_ids`) never build a (T, T) mask across documents:
+each run of one document is a `Segments` entry and attention runs on the runs
+alone, through the fastest kernel available (`packed_attention`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,27 +75,43 @@ class Segments:
     exactly and attention never crosses a boundary. Documents must be
     contiguous within a row (as `pack_collate` lays them out).
 
-    lengths:    tokens per segment (S Python ints, for splitting)
-    cu_seqlens: (S + 1,) int32 offsets of the segments in the N tokens
-    segment_of: (B, T) long, the segment of each token
-    longest:    the longest segment
+    Build it where the batch is still on the CPU (`from_document_ids` reads
+    no accelerator memory then) and move it with `to`: the sizes the kernels
+    need are Python ints, so a packed forward never waits on the device.
+
+    lengths:     tokens per segment (S Python ints, for splitting)
+    documents:   per segment, True for a document and False for padding
+    cu_seqlens:  (S + 1,) int32 offsets of the segments in the N tokens
+    segment_of:  (B, T) long, the segment of each token
+    longest:     the longest segment (padding runs included: the kernels' bound)
+    longest_document: the longest document (what the context length limits)
     """
 
     lengths: tuple[int, ...]
+    documents: tuple[bool, ...]
     cu_seqlens: torch.Tensor
     segment_of: torch.Tensor
     longest: int
+    longest_document: int
 
     @classmethod
     def from_document_ids(cls, document_ids: torch.Tensor) -> "Segments":
+        """From (B, T) document ids (-1 on padding). One read of two (S,) vectors:
+        free for CPU tensors, a device sync for accelerator ones."""
         B, T = document_ids.shape
         starts = torch.ones_like(document_ids, dtype=torch.bool)  # (B, T)
         starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
         segment_of = starts.flatten().cumsum(0).view(B, T) - 1
         lengths = torch.bincount(segment_of.flatten())  # (S,)
         cu_seqlens = F.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
-        sizes = lengths.tolist()  # the one host sync of a packed forward
-        return cls(tuple(sizes), cu_seqlens, segment_of, max(sizes))
+        is_document = document_ids.flatten()[cu_seqlens[:-1].long()] >= 0  # (S,)
+        sizes, docs = torch.stack([lengths, is_document.long()]).tolist()
+        return cls(tuple(sizes), tuple(map(bool, docs)), cu_seqlens, segment_of,
+                   max(sizes), max((n for n, d in zip(sizes, docs) if d), default=0))
+
+    def to(self, device: torch.device | str) -> "Segments":
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return replace(self, cu_seqlens=move(self.cu_seqlens), segment_of=move(self.segment_of))
 
     def positions(self) -> torch.Tensor:
         """(B, T) position of each token within its segment."""
@@ -108,6 +125,55 @@ class Segments:
         out = flat.new_zeros((len(self.lengths), *flat.shape[1:]))
         return out.index_add_(0, self.segment_of.flatten(), flat)
 
+    @functools.cached_property
+    def groups(self) -> "SegmentGroups":
+        """Segments of similar length gathered into padded blocks (the CPU kernel's
+        layout); built once per batch and shared by every layer."""
+        return SegmentGroups.build(self.lengths, self.segment_of.device)
+
+
+@dataclass(frozen=True)
+class SegmentGroups:
+    """Segments grouped by length, each group padded to its longest member.
+
+    gather:  per group, (G, L) token indices into the N tokens (padding slots
+             repeat the segment's first token and are masked as keys)
+    masks:   per group, (G, 1, 1, L) bool key mask, or None when all G are full
+    scatter: (N,) where each token's output lies in the groups' outputs laid end to end
+    """
+
+    gather: tuple[torch.Tensor, ...]
+    masks: tuple[torch.Tensor | None, ...]
+    scatter: torch.Tensor
+
+    # a segment joins a group while its attention work (L^2) is at least this
+    # share of the group's padded work: at most ~20% of the work is padding
+    MIN_FILL = 0.8
+
+    @classmethod
+    def build(cls, lengths: tuple[int, ...], device: torch.device) -> "SegmentGroups":
+        order = sorted(range(len(lengths)), key=lambda s: -lengths[s])
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        gathers, masks, scatter, placed = [], [], np.empty(sum(lengths), np.int64), 0
+        i = 0
+        while i < len(order):
+            top = lengths[order[i]]
+            j = i + 1
+            while j < len(order) and lengths[order[j]] ** 2 >= cls.MIN_FILL * top ** 2:
+                j += 1
+            members = order[i:j]
+            sizes = np.array([lengths[s] for s in members])  # (G,)
+            slot = np.arange(top)  # (L,)
+            real = slot[None, :] < sizes[:, None]  # (G, L)
+            index = starts[members][:, None] + np.where(real, slot[None, :], 0)  # (G, L)
+            gathers.append(torch.from_numpy(index).to(device))
+            masks.append(None if real.all() else torch.from_numpy(real[:, None, None, :]).to(device))
+            for g, s in enumerate(members):  # token t of segment s sits at placed + g * L + t
+                scatter[starts[s]: starts[s] + lengths[s]] = placed + g * top + np.arange(lengths[s])
+            placed += len(members) * top
+            i = j
+        return cls(tuple(gathers), tuple(masks), torch.from_numpy(scatter).to(device))
+
 
 # -- packed attention kernels: q, k, v (N, h, hd) → (N, h, hd) ----------------------
 
@@ -115,13 +181,31 @@ Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Segments, bool, flo
                   torch.Tensor]
 
 
+def sdpa_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
+                 causal: bool, dropout_p: float) -> torch.Tensor:
+    """SDPA over blocks of similar-length segments, each padded to its longest
+    (`Segments.groups`): a few batched calls instead of one per document, no
+    (T, T) mask across documents, and the padding within a block is only keys
+    masked out. A block of equal lengths runs unmasked (fused kernels on CUDA)."""
+    groups = segments.groups
+    out = []
+    for index, mask in zip(groups.gather, groups.masks):
+        qg, kg, vg = (t[index].transpose(1, 2) for t in (q, k, v))  # (G, h, L, hd) views
+        if mask is not None and causal:  # causal within the block, padding keys never visible
+            L = index.shape[1]
+            mask = mask & torch.ones(L, L, dtype=torch.bool, device=mask.device).tril()
+        y = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=mask, dropout_p=dropout_p,
+                                           is_causal=causal and mask is None)
+        out.append(y.transpose(1, 2).flatten(0, 1))  # (G * L, h, hd)
+    return torch.cat(out)[groups.scatter]
+
+
 def sdpa_per_segment(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
                      causal: bool, dropout_p: float) -> torch.Tensor:
-    """One unmasked SDPA call per segment: no (T, T) mask, no work across documents,
-    and PyTorch's fused flash kernels (on CUDA a mask rules them out)."""
+    """One unmasked SDPA call per segment (the reference the other kernels are tested against)."""
     out = []
     for qs, ks, vs in zip(*(t.split(segments.lengths) for t in (q, k, v))):  # (L, h, hd)
-        y = F.scaled_dot_product_attention(  # on (1, h, L, hd) views: the 4-D CPU kernel is faster
+        y = F.scaled_dot_product_attention(  # on (1, h, L, hd) views
             qs[None].transpose(1, 2), ks[None].transpose(1, 2), vs[None].transpose(1, 2),
             is_causal=causal, dropout_p=dropout_p)
         out.append(y[0].transpose(0, 1))
@@ -148,7 +232,8 @@ def choose_kernel(q: torch.Tensor, dropout_p: float) -> tuple[str, Kernel]:
     """The fastest packed-attention kernel for these inputs, by name.
 
     On CUDA in fp16/bf16 a fused variable-length kernel (PyTorch's own, else
-    flash-attn when installed); anywhere else one SDPA call per segment.
+    flash-attn when installed); anywhere else SDPA over blocks of similar-length
+    segments (`sdpa_grouped`).
     FlexAttention is not used: it is only fast under `torch.compile`, which
     recompiles for every new packed shape.
     """
@@ -157,7 +242,7 @@ def choose_kernel(q: torch.Tensor, dropout_p: float) -> tuple[str, Kernel]:
             return "torch varlen_attn", torch_varlen
         if _installed("flash_attn"):
             return "flash-attn varlen", flash_attn_varlen
-    return "SDPA per document segment", sdpa_per_segment
+    return "SDPA over blocks of similar-length documents", sdpa_grouped
 
 
 @functools.cache
@@ -181,6 +266,46 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments
     return kernel(q, k, v, segments, causal, dropout_p).view(B, T, h, hd)
 
 
+class KVCache:
+    """Keys and values of the tokens a decoder has seen, per layer, for sampling one
+    token at a time (`Transformer.decode`): each new token attends to the cache
+    instead of running the whole prefix again.
+
+    Per layer (B, capacity, h, hd) buffers, allocated on first use in the dtype
+    the keys come in (bf16 under autocast); `length` tokens are filled.
+    """
+
+    def __init__(self, n_layers: int, capacity: int) -> None:
+        self.layers = [LayerCache(capacity) for _ in range(n_layers)]
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+
+class LayerCache:
+    """One layer's share of a `KVCache`."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity, self.length = capacity, 0
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append k, v (B, t, h, hd); return every cached key and value (B, length, h, hd)."""
+        t = k.shape[1]
+        if self.length + t > self.capacity:
+            raise ValueError(f"the cache holds {self.capacity} tokens; {self.length + t} asked")
+        if self.keys is None or self.values is None:
+            B, _, h, hd = k.shape
+            self.keys = k.new_empty(B, self.capacity, h, hd)
+            self.values = v.new_empty(B, self.capacity, h, hd)
+        self.keys[:, self.length: self.length + t] = k
+        self.values[:, self.length: self.length + t] = v
+        self.length += t
+        return self.keys[:, : self.length], self.values[:, : self.length]
+
+
 class Attention(nn.Module):
     """Multi-head self-attention through `scaled_dot_product_attention`."""
 
@@ -196,8 +321,10 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None,
-                segments: Segments | None = None) -> torch.Tensor:
-        """x (B, T, d); `mask` (B, 1, T, T) for padded batches, or `segments` for packed ones."""
+                segments: Segments | None = None,
+                cache: LayerCache | None = None) -> torch.Tensor:
+        """x (B, T, d); `mask` (B, 1, T, T) for padded batches, `segments` for packed
+        ones, or `cache` (causal decoding): x holds the T tokens after the cached ones."""
         B, T, d = x.shape
         heads = lambda t: t.view(B, T, self.n_heads, self.head_dim)  # noqa: E731  (B, T, h, hd)
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
@@ -206,6 +333,15 @@ class Attention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         if segments is not None:
             y = packed_attention(q, k, v, segments, is_causal, dropout_p)  # (B, T, h, hd)
+        elif cache is not None:
+            past = cache.length
+            k, v = cache.extend(k, v)  # (B, past + T, h, hd)
+            # the new tokens see every cached one and, among themselves, the causal triangle
+            mask = None if T == 1 else torch.ones(T, past + T, dtype=torch.bool,
+                                                  device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                dropout_p=dropout_p).transpose(1, 2)
         else:
             y = F.scaled_dot_product_attention(  # on (B, h, T, hd) views
                 q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
@@ -246,12 +382,14 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None,
-                segments: Segments | None = None) -> torch.Tensor:
+                segments: Segments | None = None,
+                cache: LayerCache | None = None) -> torch.Tensor:
         """x (B, T, d) → (B, T, d)."""
         if self.post_norm:
-            x = self.attn_norm(x + self.drop(self.attn(x, mask, is_causal, rotary, segments)))
+            x = self.attn_norm(x + self.drop(self.attn(x, mask, is_causal, rotary, segments,
+                                                       cache)))
             return self.mlp_norm(x + self.drop(self.mlp(x)))
-        x = x + self.drop(self.attn(self.attn_norm(x), mask, is_causal, rotary, segments))
+        x = x + self.drop(self.attn(self.attn_norm(x), mask, is_causal, rotary, segments, cache))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from biofm.backbones.layers import Block, Rotary, Segments, build_attention_mask
+from biofm.backbones.layers import Block, KVCache, Rotary, Segments, build_attention_mask
 from biofm.config import BackboneConfig
 from biofm.outputs import BackboneOutput
 from biofm.registry import BACKBONES
@@ -60,44 +60,32 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 document_ids: torch.Tensor | None = None, *,
-                values: torch.Tensor | None = None,
+                values: torch.Tensor | None = None, segments: Segments | None = None,
                 output_hidden_states: bool = False) -> BackboneOutput:
         """input_ids, attention_mask (B, T). document_ids (B, T) marks packed rows:
         each document a contiguous run, -1 on padding; attention stays within a
-        document and positions restart at its start. values: the second input
-        when `config.values` is not "none" ((B, T) bins or (B, T, P) patches),
-        embedded and added to the token embedding."""
+        document and positions restart at its start. segments: the same layout
+        built on the CPU beforehand (`Segments.from_document_ids(...).to(device)`),
+        so the forward reads nothing back from the device. values: the second
+        input when `config.values` is not "none" ((B, T) bins or (B, T, P)
+        patches), embedded and added to the token embedding."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         attention_mask = attention_mask.bool()
-        segments = None
-        if document_ids is None:
+        if segments is None and document_ids is not None:
+            segments = Segments.from_document_ids(document_ids)
+        if segments is None:
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
             positions = positions.expand_as(input_ids)  # (B, T)
+            longest = input_ids.shape[1]
         else:  # packed rows: attention within each document's run, positions restart
-            segments = Segments.from_document_ids(document_ids)
             positions = segments.positions() * attention_mask  # (B, T), padding at 0
-        longest = int(positions.max()) + 1 if positions.numel() else 0
+            longest = segments.longest_document
         if longest > self.config.max_len:  # per document when packed
             raise ValueError(f"input has {longest} tokens, the backbone's max_len is "
                              f"{self.config.max_len}")
 
-        x = self.embed_tokens(input_ids)  # (B, T, d)
-        if self.embed_values is not None:
-            if values is None:
-                raise ValueError(f"this backbone takes values={self.config.values!r} beside "
-                                 "the token ids; the batch has none")
-            x = x + self.embed_values(values).to(x.dtype)
-        if self.config.token_dropout:
-            x = self._esm_token_dropout(x, input_ids, attention_mask, segments)
-        if self.embed_positions is not None:
-            x = x + self.embed_positions(positions)
-        if self.embed_token_types is not None:  # every token is of type 0 (one segment)
-            x = x + self.embed_token_types.weight[0]
-        if self.embed_norm is not None:
-            x = self.embed_drop(self.embed_norm(x))
-        x = x * attention_mask[..., None].to(x.dtype)
-
+        x = self._embed(input_ids, attention_mask, positions, segments, values)
         mask = build_attention_mask(attention_mask, self.causal) if segments is None else None
         rotary = self.rotary(positions) if self.rotary is not None else None
         hidden = [x] if output_hidden_states else None
@@ -114,6 +102,53 @@ class Transformer(nn.Module):
             hidden[-1] = x  # as in transformers: the last entry is after the final norm
         return BackboneOutput(last_hidden_state=x,
                               hidden_states=tuple(hidden) if hidden is not None else None)
+
+    def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               positions: torch.Tensor, segments: Segments | None,
+               values: torch.Tensor | None) -> torch.Tensor:
+        """Token (+ value, position, type) embeddings (B, T, d), zero on padding."""
+        x = self.embed_tokens(input_ids)  # (B, T, d)
+        if self.embed_values is not None:
+            if values is None:
+                raise ValueError(f"this backbone takes values={self.config.values!r} beside "
+                                 "the token ids; the batch has none")
+            x = x + self.embed_values(values).to(x.dtype)
+        if self.config.token_dropout:
+            x = self._esm_token_dropout(x, input_ids, attention_mask, segments)
+        if self.embed_positions is not None:
+            x = x + self.embed_positions(positions)
+        if self.embed_token_types is not None:  # every token is of type 0 (one segment)
+            x = x + self.embed_token_types.weight[0]
+        if self.embed_norm is not None:
+            x = self.embed_drop(self.embed_norm(x))
+        x = x * attention_mask[..., None].to(x.dtype)
+        return x
+
+    def new_cache(self, capacity: int) -> KVCache:
+        """An empty key/value cache for `decode`, room for `capacity` tokens per row."""
+        return KVCache(len(self.layers), capacity)
+
+    def decode(self, input_ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Causal decoding: input_ids (B, t) continue the `cache.length` tokens the
+        cache holds (no padding); returns their hidden states (B, t, d), as the last
+        t positions of a forward over the whole sequence (to float rounding).
+
+        ESM token dropout, when on, rescales by the new tokens' <mask> share
+        (samplers never emit <mask>, so it is the constant a full forward uses)."""
+        if not self.causal:
+            raise ValueError("decode needs a decoder (kind='decoder')")
+        B, t = input_ids.shape
+        past = cache.length
+        if past + t > self.config.max_len:
+            raise ValueError(f"input has {past + t} tokens, the backbone's max_len is "
+                             f"{self.config.max_len}")
+        positions = torch.arange(past, past + t, device=input_ids.device).expand(B, t)
+        attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        x = self._embed(input_ids, attention_mask, positions, None, None)
+        rotary = self.rotary(positions) if self.rotary is not None else None
+        for layer, layer_cache in zip(self.layers, cache.layers):
+            x = layer(x, None, True, rotary, None, layer_cache)
+        return self.final_norm(x)
 
     def _esm_token_dropout(self, x: torch.Tensor, input_ids: torch.Tensor,
                            attention_mask: torch.Tensor,
