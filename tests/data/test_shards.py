@@ -176,3 +176,18 @@ def test_packing_reads_a_prepared_corpus(tmp_path, corpus_dir):
                          save_every=0, log_every=1, progress=False, shuffle_buffer=32)
     result = train(tiny_model(), ShardedCorpus(corpus_dir), None, config, tmp_path / "run")
     assert result.steps == 2 and all(np.isfinite(h["loss"]) for h in result.history)
+
+
+def test_a_process_pool_writes_the_same_files(tmp_path, monkeypatch):
+    """workers=2 tokenises chunks in other processes; every file is byte-for-byte the same."""
+    import biofm.data.shards as shards
+    monkeypatch.setattr(shards, "CHUNK_RECORDS", 7)  # many chunks, several in flight
+    texts = random_proteins(300, seed=4, low=10, high=80)
+    for workers in (1, 2):
+        prepare_corpus(iter(texts), EsmTokenizer(), tmp_path / str(workers), shard_tokens=500,
+                       max_len=64, valid_fraction=0.2, seed=3, workers=workers)
+    one, two = tmp_path / "1", tmp_path / "2"
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in two.iterdir()) and len(names) > 10
+    for name in names:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name

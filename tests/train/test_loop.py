@@ -170,3 +170,60 @@ def test_compile_gradient_checkpointing_and_bf16_switches(tmp_path, monkeypatch)
     assert losses(gradient_checkpointing=True) == plain  # recomputation repeats the same ops
     torch.testing.assert_close(losses(CONFIG.replace(precision="bf16")), plain, rtol=5e-2, atol=0)
     torch._dynamo.reset()
+
+
+def test_prefetching_thread_gives_the_same_run_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+    """num_workers > 0 collates and masks ahead on a thread: the same batches, the same
+    numbers, and a checkpoint holds the masking state of the batches consumed, not of
+    those made ahead."""
+    model = _fresh()
+    train_ids, valid_ids = _data(model)
+    plain = train(model, train_ids, valid_ids, CONFIG, tmp_path / "plain")
+    ahead = CONFIG.replace(num_workers=2)
+
+    real_save = loop_module.save_training_checkpoint
+
+    def save_then_die(run_dir, model, *args, **kwargs):
+        path = real_save(run_dir, model, *args, **kwargs)
+        if args[-1].step == 8:
+            raise Killed
+        return path
+
+    monkeypatch.setattr(loop_module, "save_training_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(_fresh(), train_ids, valid_ids, ahead, tmp_path / "cut")
+    monkeypatch.undo()
+    resumed = train(_fresh(), train_ids, valid_ids, ahead, tmp_path / "cut", resume=True)
+    assert _without_timing(resumed.history) == _without_timing(plain.history)
+    a = FoundationModel.load(tmp_path / "plain" / "step-0000012")
+    b = FoundationModel.load(tmp_path / "cut" / "step-0000012")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_micro_batches_come_in_order_and_errors_reach_the_consumer():
+    made = []
+
+    def make(k):
+        if k == 7:
+            raise ValueError("bad record 7")
+        made.append(k)
+        return k * 10
+
+    batches = loop_module.MicroBatches(make, 3, depth=2)
+    assert [next(batches) for _ in range(4)] == [30, 40, 50, 60]
+    with pytest.raises(ValueError, match="bad record 7"):
+        next(batches)
+    batches.close()
+    inline = loop_module.MicroBatches(make, 0, depth=0)
+    assert [next(inline) for _ in range(3)] == [0, 10, 20]
+
+
+def test_packing_keeps_the_batch_size_asked_for():
+    model = tiny_model()
+    lengths = [len(s) for s in model.encode(random_proteins(200, seed=1))]
+    cfg = CONFIG.replace(packing=True, batch_size=8)
+    plan, _ = loop_module._plan(model.encode(random_proteins(200, seed=1)), cfg, model)
+    assert plan.tokens == loop_module.default_token_budget(lengths, 8)
+    sizes = [len(plan(k)) for k in range(plan.per_epoch - 1)]
+    assert 6.5 < sum(sizes) / len(sizes) <= 8  # about batch_size sequences, not 64 x max_len

@@ -13,16 +13,21 @@ budget, so a corpus far larger than RAM trains without ever being loaded.
 
 `split` is "train" or "valid": each record is assigned at prepare time by a
 seeded draw. The directory is written under a temporary name beside DIR and
-renamed into place only when complete.
+renamed into place only when complete. With `workers` > 1 a process pool
+tokenises chunks of records while this process reads and writes; the files
+are byte-for-byte those of one worker.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import multiprocessing
 import shutil
 import tempfile
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -38,6 +43,7 @@ FORMAT = {"format": "biofm-corpus", "version": 1}
 SPLITS = ("train", "valid")
 DEFAULT_SHARD_TOKENS = 1 << 24  # 32 MiB of uint16 ids per shard
 PREPARE_FIX = "run `biofm prepare` again to rebuild the directory"
+CHUNK_RECORDS = 512  # records per task sent to a tokenising worker
 
 
 def is_prepared_corpus(path: str | Path | None) -> bool:
@@ -48,13 +54,15 @@ def is_prepared_corpus(path: str | Path | None) -> bool:
 def prepare_corpus(records: Iterable[Record | str], tokenizer: Tokenizer, out_dir: str | Path, *,
                    shard_tokens: int = DEFAULT_SHARD_TOKENS, max_len: int = 1026,
                    valid_fraction: float = 0.0, seed: int = 0,
-                   meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                   meta: dict[str, Any] | None = None, workers: int = 1) -> dict[str, Any]:
     """Tokenise `records` into shards under `out_dir`; return the index.
 
     Sequences are encoded with `max_length=max_len` (the tokenizer truncates),
     and a record goes to the valid split with probability `valid_fraction`
-    (one draw per record from `seed`). Memory stays O(shard_tokens). `meta`
-    (modality, source, ...) is stored in the index.
+    (one draw per record from `seed`). Memory stays O(shard_tokens) (with
+    `workers` > 1, plus a few chunks of records in flight). `meta` (modality,
+    source, ...) is stored in the index. `workers`: tokenising processes (1:
+    this process alone); the output does not depend on it.
     """
     out_dir = Path(out_dir)
     _check_target(out_dir)
@@ -64,10 +72,11 @@ def prepare_corpus(records: Iterable[Record | str], tokenizer: Tokenizer, out_di
         dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.int32)
         writers = {split: _SplitWriter(staging, split, dtype, shard_tokens) for split in SPLITS}
         rng = np.random.default_rng(seed)
-        for record in records:
-            text = record.data if isinstance(record, Record) else record
-            held_out = valid_fraction > 0 and rng.random() < valid_fraction
-            writers["valid" if held_out else "train"].add(tokenizer.encode(text, max_length=max_len))
+        splits_of = (valid_fraction > 0 and rng.random() < valid_fraction
+                     for _ in itertools.count())  # one draw per record, in order
+        texts = (record.data if isinstance(record, Record) else record for record in records)
+        for held_out, ids in zip(splits_of, _encoded(texts, tokenizer, max_len, workers, dtype)):
+            writers["valid" if held_out else "train"].add(ids)
         splits = {split: writer.close() for split, writer in writers.items()}
         if not splits["train"]["sequences"]:
             raise BiofmError("no records to prepare (or all went to the valid split)",
@@ -81,6 +90,58 @@ def prepare_corpus(records: Iterable[Record | str], tokenizer: Tokenizer, out_di
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
     return index
+
+
+def _encoded(texts: Iterable[Any], tokenizer: Tokenizer, max_len: int, workers: int,
+             dtype: np.dtype) -> Iterator[np.ndarray]:
+    """Each text's token ids, in order; with `workers` > 1 from a process pool that
+    holds at most 2 x workers chunks of `CHUNK_RECORDS` records in flight."""
+    if workers <= 1:
+        for text in texts:
+            yield np.asarray(tokenizer.encode(text, max_length=max_len), dtype=dtype)
+        return
+    # forkserver: workers fork from a clean process that imported this module once
+    # (no copy of this one's threads, no per-worker import of biofm); else spawn
+    forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if forkserver else "spawn")
+    if forkserver:
+        context.set_forkserver_preload([__name__])
+    with context.Pool(workers, initializer=_start_worker, initargs=(tokenizer, max_len, dtype)) as pool:
+        pending: deque = deque()
+        chunk: list[Any] = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) == CHUNK_RECORDS:
+                pending.append(pool.apply_async(_encode_chunk, (chunk,)))
+                chunk = []
+                while len(pending) > 2 * workers:
+                    yield from _split_chunk(*pending.popleft().get())
+        if chunk:
+            pending.append(pool.apply_async(_encode_chunk, (chunk,)))
+        while pending:
+            yield from _split_chunk(*pending.popleft().get())
+
+
+_worker: dict[str, Any] = {}  # the tokenizer, max_len and dtype of a pool process
+
+
+def _start_worker(tokenizer: Tokenizer, max_len: int, dtype: np.dtype) -> None:
+    _worker.update(tokenizer=tokenizer, max_len=max_len, dtype=dtype)
+
+
+def _encode_chunk(texts: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk's ids end to end and the (n + 1,) offsets between them (cheap to send back)."""
+    tokenizer, max_len = _worker["tokenizer"], _worker["max_len"]
+    ids = [tokenizer.encode(text, max_length=max_len) for text in texts]
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in ids], out=offsets[1:])
+    flat = np.fromiter((i for x in ids for i in x), dtype=_worker["dtype"], count=int(offsets[-1]))
+    return flat, offsets
+
+
+def _split_chunk(flat: np.ndarray, offsets: np.ndarray) -> Iterator[np.ndarray]:
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        yield flat[a:b]
 
 
 def read_index(directory: str | Path) -> dict[str, Any]:
@@ -205,7 +266,7 @@ class _SplitWriter:
         self.pending_tokens = self.sequences = self.tokens = self.longest = 0
         self.lengths = open(directory / f"{split}.lengths.bin", "wb")
 
-    def add(self, ids: list[int]) -> None:
+    def add(self, ids: np.ndarray | list[int]) -> None:
         self.pending.append(np.asarray(ids, dtype=self.dtype))
         self.pending_tokens += len(ids)
         self.lengths.write(np.int32(len(ids)).tobytes())

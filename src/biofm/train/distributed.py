@@ -177,14 +177,6 @@ class ParallelModel:
             self.engine.set_requires_gradient_sync(sync)  # type: ignore[operator]
         yield
 
-    def clip_grad_norm(self, max_norm: float) -> float:
-        params = [p for p in self.core.parameters() if p.grad is not None]
-        total = torch.nn.utils.get_total_norm([p.grad for p in params])
-        if hasattr(total, "full_tensor"):  # FSDP2: the norm of sharded grads is a DTensor
-            total = total.full_tensor()
-        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
-        return float(total)
-
     # -- collectives ----------------------------------------------------------------
     def all_reduce_sum(self, values: list[float]) -> list[float]:
         if self.info.world_size == 1:

@@ -7,18 +7,26 @@ stopping, a rich progress bar, metrics as JSON lines, and atomic checkpoints
 that resume bit-for-bit: the data order, the masking generator and the RNG
 states are all part of the checkpoint. The same loop runs in one process or
 data-parallel under `torchrun` (DDP or FSDP2, `train.strategy`).
+
+The hot path never waits on the device: micro-batches are collated, masked
+and split between ranks on the CPU (on a background thread when
+`train.num_workers` > 0, in pinned memory on CUDA), and the loss and gradient
+norm stay tensors until a `log_every` step reads them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -37,7 +45,8 @@ from biofm.train.plans import BatchPlan, ShardPlan, TokenBudgetPlan
 from biofm.train.trainer import (EarlyStopping, FitConfig, Loss, MetricsLog, StepOutput,
                                  Trainer, fit, progress_bar)
 
-__all__ = ["BatchPlan", "TokenBudgetPlan", "TrainResult", "evaluate_loss", "train"]
+__all__ = ["BatchPlan", "MicroBatches", "TokenBudgetPlan", "TrainResult", "evaluate_loss",
+           "train"]
 
 logger = logging.getLogger("biofm")
 Augment = Callable[[list, int, Sequence[int]], list]
@@ -119,6 +128,8 @@ class _Run:
         self.window_loss: list[torch.Tensor] = []  # this rank's share of each step's loss
         self.window_tokens, self.window_start = 0, time.perf_counter()
         self.augment: Augment | None = None
+        self.batches: MicroBatches[_MicroBatch] | None = None  # started after a restore
+        self.mask_state = self.mask_generator.get_state()  # after the last consumed batch
 
     def run(self) -> TrainResult:
         self._restore()
@@ -127,11 +138,16 @@ class _Run:
                                   loop.history, cfg.tensorboard)
         self.stopper = EarlyStopping(cfg.patience, min_delta=1e-6, best=loop.best_valid,
                                      stale=loop.evals_without_improvement)
-        with progress_bar(self.console, cfg.progress and self.info.is_main) as progress:
-            self.progress = progress
-            self.task = progress.add_task("pretrain", total=cfg.max_steps, completed=loop.step,
-                                          loss=float("nan"), tps=0.0)
-            stopped_early = fit(self.trainer, self._next_batch, self._loss, self._after_step)
+        self.batches = MicroBatches(self._make_batch, loop.micro_step, 2 * cfg.num_workers)
+        try:
+            with progress_bar(self.console, cfg.progress and self.info.is_main) as progress:
+                self.progress = progress
+                self.task = progress.add_task("pretrain", total=cfg.max_steps,
+                                              completed=loop.step, loss=float("nan"), tps=0.0)
+                stopped_early = fit(self.trainer, self._next_batch, self._loss,
+                                    self._after_step)
+        finally:
+            self.batches.close()
         self._finish()
         self.metrics.close()
         train_losses = [h["loss"] for h in loop.history if "loss" in h]
@@ -149,26 +165,37 @@ class _Run:
         self.model.load_optimizer_state(self.trainer.optimizer, state["optimizer"])
         self.trainer.scheduler.load_state_dict(state["scheduler"])  # and the step count
         restore_rng(state, self.mask_generator, self.info.rank)
+        self.mask_state = self.mask_generator.get_state()
         self.loop = LoopState(**state["loop"])
         self._say(f"resuming from {self.checkpoint} (step {self.loop.step})")
 
-    def _next_batch(self) -> Batch:
-        """Global micro-batch `micro_step`, collated and prepared (masked) on the CPU."""
+    def _make_batch(self, k: int) -> "_MicroBatch":
+        """Global micro-batch `k`: collated, prepared (masked) and this rank's share
+        taken, all on the CPU; called in order k = micro_step, micro_step + 1, ..."""
         core = self.model.core
-        indices = self.plan(self.loop.micro_step)
+        indices = self.plan(k)
         sequences = [self.train_data[int(i)] for i in indices]
         if self.augment is not None:
-            sequences = self.augment(sequences, self.loop.micro_step, indices)
+            sequences = self.augment(sequences, k, indices)
         batch = self.collate(sequences, core.tokenizer.pad_id)
-        self.loop.micro_step += 1
-        self.window_tokens += batch.num_tokens
-        return core.objective.prepare(batch, self.mask_generator)
+        prepared = core.objective.prepare(batch, self.mask_generator)
+        part, weight = self.model.share(prepared)
+        if self.model.device.type == "cuda":  # pinned: the copy to the GPU overlaps compute
+            part = _pinned(part)
+        return _MicroBatch(part, weight, batch.num_tokens, self.mask_generator.get_state())
 
-    def _loss(self, batch: Batch) -> Loss:
+    def _next_batch(self) -> "_MicroBatch":
+        assert self.batches is not None
+        item = next(self.batches)
+        self.loop.micro_step += 1
+        self.mask_state = item.mask_state
+        self.window_tokens += item.num_tokens
+        return item
+
+    def _loss(self, item: "_MicroBatch") -> Loss:
         """This rank's rows of a global micro-batch, weighted by their share of its targets."""
-        part, weight = self.model.share(batch)
-        out = self.model.engine(part.to(self.model.device))
-        return Loss(self.model.loss_for_backward(out, weight), out.loss, weight)
+        out = self.model.engine(item.part.to(self.model.device))
+        return Loss(self.model.loss_for_backward(out, item.weight), out.loss, item.weight)
 
     def _after_step(self, out: StepOutput) -> bool:
         """Log, validate, checkpoint; True when early stopping triggers."""
@@ -177,8 +204,11 @@ class _Run:
         self._log(out)
         stop = self._validate()
         if _due(loop.step, cfg.save_every, cfg.max_steps) or stop:
+            # the masking state of the consumed batches, not of the ones prefetched
+            consumed = torch.Generator()
+            consumed.set_state(self.mask_state)
             save_training_checkpoint(self.run_dir, self.model, self.trainer.optimizer,
-                                     self.trainer.scheduler, self.mask_generator, loop)
+                                     self.trainer.scheduler, consumed, loop)
         self.progress.update(self.task, completed=loop.step)
         return stop
 
@@ -187,8 +217,9 @@ class _Run:
         cfg, step = self.config, out.step
         if step % cfg.log_every and step != cfg.max_steps:
             return
-        # every rank logs at the same steps, so the sum over ranks is a collective they all join
-        losses = self.model.all_reduce_sum([loss.item() for loss in self.window_loss])
+        # every rank logs at the same steps, so the sum over ranks is a collective they all join;
+        # the window's losses are read from the device here, in one transfer
+        losses = self.model.all_reduce_sum(torch.stack(self.window_loss).tolist())
         elapsed = time.perf_counter() - self.window_start
         record = {"step": step, "loss": float(np.mean(losses)), "lr": out.lr,
                   "grad_norm": out.grad_norm.item(),
@@ -267,7 +298,8 @@ def _plan(data: Sequence[Sequence[int]], config: TrainConfig, model: FoundationM
     """The micro-batch plan for `data` and the collator (pad, or pack into rows)."""
     lengths = _lengths(data)
     max_len = model.config.backbone.max_len
-    tokens = (config.tokens_per_batch or config.batch_size * max_len) if config.packing else 0
+    tokens = (config.tokens_per_batch or default_token_budget(lengths, config.batch_size)
+              if config.packing else 0)
     # packed attention runs per document, so one row per micro-batch wastes nothing
     row = config.row_tokens or max(tokens, max_len)
     if hasattr(data, "shard_sizes"):
@@ -282,5 +314,93 @@ def _plan(data: Sequence[Sequence[int]], config: TrainConfig, model: FoundationM
     return plan, collate
 
 
+def default_token_budget(lengths: np.ndarray, batch_size: int) -> int:
+    """Packing keeps the batch size asked for: `batch_size` sequences of the mean
+    length (batch_size × max_len would make steps several times larger)."""
+    return max(1, round(batch_size * float(np.mean(lengths)))) if len(lengths) else batch_size
+
+
 def _due(step: int, every: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
+
+
+@dataclass
+class _MicroBatch:
+    """A micro-batch ready for the model: this rank's part, its loss weight, the
+    global batch's real tokens, and the masking generator's state after it."""
+
+    part: Batch
+    weight: float
+    num_tokens: int
+    mask_state: torch.Tensor
+
+
+def _pinned(batch: Batch) -> Batch:
+    pin = {f.name: getattr(batch, f.name).pin_memory() for f in dataclasses.fields(batch)
+           if isinstance(getattr(batch, f.name), torch.Tensor)}
+    return batch.with_(**pin)
+
+
+T = TypeVar("T")
+
+
+class MicroBatches(Generic[T]):
+    """`make(start)`, `make(start + 1)`, ... in order.
+
+    depth 0: each is made when asked for. depth > 0: one background thread
+    makes them up to `depth` ahead, so collation and masking overlap the
+    model's step; `make` must then only touch state that the caller leaves
+    alone (the loop's plan, data reader and masking generator). One thread,
+    not several: masking draws from one generator in batch order, which keeps
+    the batches identical to depth 0 and to an uninterrupted run.
+    """
+
+    def __init__(self, make: Callable[[int], T], start: int, depth: int) -> None:
+        self.make, self.next_k, self.depth = make, start, depth
+        self.queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        if depth > 0:
+            self.thread = threading.Thread(target=self._work, name="biofm-batches", daemon=True)
+            self.thread.start()
+
+    def __iter__(self) -> "MicroBatches[T]":
+        return self
+
+    def __next__(self) -> T:
+        if self.thread is None:
+            item = self.make(self.next_k)
+            self.next_k += 1
+            return item
+        item = self.queue.get()
+        if isinstance(item, _Failed):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stop the background thread (batches made ahead are dropped)."""
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+
+    def _work(self) -> None:
+        k = self.next_k
+        while not self.stop.is_set():
+            try:
+                item: Any = self.make(k)
+            except BaseException as exc:  # raised again in the consumer
+                item = _Failed(exc)
+            while not self.stop.is_set():
+                try:
+                    self.queue.put(item, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, _Failed):
+                return
+            k += 1
+
+
+@dataclass
+class _Failed:
+    error: BaseException
