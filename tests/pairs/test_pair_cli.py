@@ -195,3 +195,30 @@ def test_pair_compare_prints_the_table(cli, towers, tmp_path):
               "--split", "scaffold", "--quick")
     assert run.code == 2 and squeeze("Use --split random | cold-target | cold-drug") in \
         squeeze(run.err)
+
+
+def test_an_hf_esm2_directory_is_a_tower(cli, towers, tmp_path):
+    import torch
+    import transformers
+
+    from biofm.modalities.proteins.tokenizer import ESM2_VOCAB
+
+    torch.manual_seed(0)
+    config = transformers.EsmConfig(vocab_size=33, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=4, intermediate_size=64,
+                                    max_position_embeddings=66, token_dropout=True,
+                                    position_embedding_type="rotary", pad_token_id=1,
+                                    mask_token_id=32, emb_layer_norm_before=False)
+    esm = tmp_path / "esm2"
+    transformers.EsmForMaskedLM(config).save_pretrained(esm)
+    (esm / "vocab.txt").write_text("\n".join(ESM2_VOCAB) + "\n")
+    run = cli("pair-finetune", "--model", esm, "--model", towers[1], "--input",
+              _kiba_csv(tmp_path / "p.csv", 30), "--column", "protein_seq", "--column",
+              "ligand", "--label", "kiba", "--mode", "probe", "--epochs", "1", "--output",
+              tmp_path / "out", *FAST)
+    assert run.code == 0, run.err
+    assert '"mode": "probe"' in run.out
+    from biofm.pairs import load_pair_model
+
+    model, _, _ = load_pair_model(tmp_path / "out")
+    assert model.towers[0].d_model == 32 and model.towers[0].modality == "protein"
