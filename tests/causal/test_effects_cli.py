@@ -55,11 +55,11 @@ def test_nhefs_reports_the_ate_with_intervals(cli, tmp_path):
     assert run.code == 0, run.err
     summary = pd.read_csv(tmp_path / "results.csv").set_index("method")
     assert list(summary.index) == ["transtee", "ipw-logistic", "standardisation-ols"]
-    assert (summary["ate_low"] <= summary["ate"]).all()
-    assert (summary["ate"] <= summary["ate_high"]).all()
+    assert (summary["ate_lo"] <= summary["ate"]).all()
+    assert (summary["ate"] <= summary["ate_hi"]).all()
     cate = pd.read_csv(tmp_path / "cate.csv")
     assert len(cate) == 200
-    assert {"transtee_y0", "transtee_y1", "transtee_cate", "transtee_cate_low",
+    assert {"transtee_y0", "transtee_y1", "transtee_cate", "transtee_cate_lo",
             "standardisation-ols_cate"} <= set(cate.columns)
 
 
