@@ -613,6 +613,41 @@ def screen_command(
               f"in {result.output}", markup=False, highlight=False)
 
 
+@app.command("pair-pretrain")
+def pair_pretrain_command(
+    model: List[str] = PairModelsOpt,
+    task: Optional[str] = typer.Option(None, help="packaged pair task: kiba"),
+    input: Optional[Path] = typer.Option(None, "--input", help="CSV of labeled pairs"),
+    column: List[str] = PairColumnsOpt,
+    label: Optional[str] = typer.Option(None, help="value column of --input"),
+    split: str = typer.Option("cold-target", help="random | cold-target | cold-drug | "
+                                                   "cold-both | given"),
+    threshold: float = typer.Option(12.1, help="pairs with a value >= this are positives "
+                                               "(KIBA binders: 12.1)"),
+    mode: str = typer.Option("full", help="frozen | lora | full towers"),
+    epochs: int = typer.Option(10),
+    margin: float = typer.Option(0.0, help="additive margin on the positives (ConPLex)"),
+    max_train: int = typer.Option(0, "--max-train", help="at most this many training pairs"),
+    seed: int = typer.Option(0),
+    output: Optional[Path] = typer.Option(None, help="directory for tower_a/, tower_b/ "
+                                                     "(usable by pair-finetune) and recall"),
+    device: str = DeviceOpt,
+) -> None:
+    """Contrastive co-embedding of two towers (symmetric InfoNCE) on binding pairs;
+    prints test retrieval recall@k against random and popularity rankings."""
+    from biofm.pairs.coembed import CoEmbedConfig
+    from biofm.pairs.commands import run_pair_pretrain
+
+    cfg = CoEmbedConfig.from_dict({"threshold": threshold, "mode": mode, "epochs": epochs,
+                                   "margin": margin, "seed": seed, "device": device})
+    result = run_pair_pretrain(model, cfg, task=task, input=input, columns=column,
+                               label=label, split=split, max_train=max_train, output=output,
+                               log=_say)
+    out.print_json(json.dumps({"co-embedding": result.test_recall,
+                               "popularity": result.popularity_recall,
+                               "random": result.random_recall}))
+
+
 @app.command("list")
 def list_components() -> None:
     """Registered modalities, tokenizers, backbones, objectives, corpora, tasks, presets."""

@@ -222,3 +222,16 @@ def test_an_hf_esm2_directory_is_a_tower(cli, towers, tmp_path):
 
     model, _, _ = load_pair_model(tmp_path / "out")
     assert model.towers[0].d_model == 32 and model.towers[0].modality == "protein"
+
+
+def test_pair_pretrain_coembeds_and_reports_recall(cli, towers, tmp_path):
+    run = cli("pair-pretrain", "--model", towers[0], "--model", towers[1], "--task", "kiba",
+              "--max-train", "120", "--epochs", "1", "--output", tmp_path / "co", "--device",
+              "cpu")
+    assert run.code == 0, run.err
+    for name in ("co-embedding", "popularity", "random", "recall@10"):
+        assert name in run.out
+    assert (tmp_path / "co" / "tower_b" / "model.safetensors").is_file()
+    run = cli("pair-pretrain", "--model", towers[0], "--model", towers[1], "--task", "kiba",
+              "--mode", "half")
+    assert run.code == 2 and "mode" in run.err

@@ -1,5 +1,6 @@
-"""Typed entry points behind `biofm pair-finetune`, `pair-compare` and `screen`; each
-returns its results so tests call them in-process.
+"""Typed entry points behind `biofm pair-finetune`, `pair-compare` and `pair-pretrain`
+(`screen` is `biofm.pairs.screen.screen`); each returns its results so tests call
+them in-process.
 
 Towers are given as two model directories (`--model` twice: biofm checkpoints or HF
 ESM-2 directories). For a packaged task each model goes to the side of its own
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from biofm.bench.report import ResultTable
 from biofm.data.labeled import read_csv
@@ -27,6 +28,9 @@ from biofm.pairs.saving import save_pair_model
 from biofm.pairs.tasks import pair_task_from_file
 from biofm.pairs.towers import Tower
 from biofm.pairs.train import PairResult, pair_finetune
+
+if TYPE_CHECKING:
+    from biofm.pairs.coembed import CoEmbedConfig, CoEmbedResult
 
 Log = Callable[[str], None]
 SNIFF_ROWS = 20  # cells of each column tried against both towers
@@ -170,5 +174,30 @@ def _say_skips(skipped: SkipLog, task: PairTask, log: Log | None) -> None:
         log(f"{task.source}: {note}")
 
 
+
+
+def run_pair_pretrain(models: Sequence[str | Path], config: "CoEmbedConfig", *,
+                      task: str | None = None, input: Path | None = None,
+                      columns: Sequence[str] = (), label: str | None = None,
+                      split: str = "cold-target", max_train: int = 0,
+                      on_error: OnError = "raise", output: Path | None = None,
+                      log: Log | None = None) -> "CoEmbedResult":
+    """Contrastive co-embedding of the two towers on a pair task's binding pairs
+    (`biofm.pairs.coembed`); towers and projections saved to `output`."""
+    from biofm.pairs.coembed import coembed, save_coembedding
+
+    bases = load_towers(models)
+    skipped = SkipLog()
+    the_task, towers = build_task(bases, models, task=task, input=input, columns=columns,
+                                  label=label, on_error=on_error, skipped=skipped)
+    _say_skips(skipped, the_task, log)
+    check_split(the_task, split)
+    splits = cap_pairs(the_task.load(split, config.seed), max_train, config.seed)
+    result = coembed(towers, splits, config, log=log)
+    if output is not None:
+        save_coembedding(result, output)
+    return result
+
+
 __all__ = ["build_task", "check_columns", "load_towers", "match_towers", "run_pair_compare",
-           "run_pair_finetune"]
+           "run_pair_finetune", "run_pair_pretrain"]
