@@ -29,7 +29,8 @@ from torch import nn
 
 from biofm.adapt.probe import LinearProbe
 from biofm.backbones.layers import pool
-from biofm.bench.metrics import classification_metrics, primary_metric, regression_metrics
+from biofm.bench.metrics import (classification_metrics, multilabel_metrics, primary_metric,
+                                 regression_metrics)
 from biofm.config import Config
 from biofm.data.collate import length_batches, pad_collate
 from biofm.data.tasks import Splits, TaskKind
@@ -130,6 +131,8 @@ class TaskModel(nn.Module):
 def _to_predictions(raw: torch.Tensor, kind: TaskKind, mean: float, std: float) -> np.ndarray:
     if kind == "regression":
         return (raw[:, 0] * std + mean).numpy()
+    if kind == "multilabel":
+        return torch.sigmoid(raw).numpy()  # (N, L): one probability per label
     if raw.shape[1] == 1:
         return torch.sigmoid(raw[:, 0]).numpy()
     return torch.softmax(raw, dim=1).numpy()
@@ -138,12 +141,16 @@ def _to_predictions(raw: torch.Tensor, kind: TaskKind, mean: float, std: float) 
 def task_metrics(kind: TaskKind, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     if kind == "regression":
         return regression_metrics(y_true, predictions)
+    if kind == "multilabel":
+        return multilabel_metrics(y_true, predictions)
     return classification_metrics(y_true, predictions)
 
 
 def n_outputs_for(kind: TaskKind, labels: np.ndarray) -> int:
     if kind == "regression":
         return 1
+    if kind == "multilabel":
+        return labels.shape[1]  # (N, L) 0/1 labels: one output per label
     n_classes = int(np.max(labels)) + 1
     return 1 if n_classes <= 2 else n_classes
 
@@ -285,12 +292,16 @@ class _EpochEnd:
 def _targets(labels: np.ndarray, kind: TaskKind, mean: float, std: float) -> torch.Tensor:
     if kind == "regression":
         return torch.as_tensor((labels - mean) / std, dtype=torch.float32)
+    if kind == "multilabel":
+        return torch.as_tensor(labels, dtype=torch.float32)  # (N, L)
     return torch.as_tensor(labels, dtype=torch.long)
 
 
 def _loss(raw: torch.Tensor, target: torch.Tensor, kind: TaskKind) -> torch.Tensor:
     if kind == "regression":
         return F.mse_loss(raw[:, 0], target)
+    if kind == "multilabel":
+        return F.binary_cross_entropy_with_logits(raw, target)  # (B, L), mean over labels
     if raw.shape[1] == 1:
         return F.binary_cross_entropy_with_logits(raw[:, 0], target.float())
     return F.cross_entropy(raw, target)

@@ -10,7 +10,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
-from biofm.bench.metrics import classification_metrics, primary_metric, regression_metrics
+from biofm.bench.metrics import (classification_metrics, multilabel_metrics, primary_metric,
+                                 regression_metrics)
 
 STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
@@ -33,6 +34,8 @@ class LinearProbe:
         for strength in STRENGTHS:
             if kind == "regression":
                 est = Ridge(alpha=strength * len(xt) / 10).fit(xt, y_train)
+            elif kind == "multilabel":
+                est = _PerLabel(xt, y_train, strength)
             else:
                 est = LogisticRegression(C=1.0 / strength, max_iter=2000).fit(xt, y_train)
             probe = cls(kind, scaler.mean_, scaler.scale_, np.atleast_2d(est.coef_),
@@ -45,6 +48,7 @@ class LinearProbe:
     def _score(self, x: np.ndarray, y: np.ndarray, metric: str) -> float:
         pred = self.predict(x)
         metrics = regression_metrics(y, pred) if self.kind == "regression" else \
+            multilabel_metrics(y, pred) if self.kind == "multilabel" else \
             classification_metrics(y, pred)
         return metrics[metric]
 
@@ -52,6 +56,8 @@ class LinearProbe:
         z = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept  # (N, C)
         if self.kind == "regression":
             return z[:, 0]
+        if self.kind == "multilabel":
+            return 1.0 / (1.0 + np.exp(-z))  # (N, L): one probability per label
         if z.shape[1] == 1:
             return 1.0 / (1.0 + np.exp(-z[:, 0]))
         z = z - z.max(1, keepdims=True)
@@ -61,3 +67,19 @@ class LinearProbe:
     def arrays(self) -> dict[str, np.ndarray]:
         return {"mean": self.mean, "scale": self.scale, "coef": self.coef,
                 "intercept": self.intercept}
+
+
+class _PerLabel:
+    """One logistic regression per column of (N, L) 0/1 labels, as `coef_` (L, d) and
+    `intercept_` (L,); a column with one class in training gets its constant log-odds."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, strength: float) -> None:
+        self.coef_ = np.zeros((y.shape[1], x.shape[1]))
+        self.intercept_ = np.zeros(y.shape[1])
+        for j, column in enumerate(np.asarray(y).T):
+            if 0 < column.sum() < len(column):
+                est = LogisticRegression(C=1.0 / strength, max_iter=2000).fit(x, column)
+                self.coef_[j], self.intercept_[j] = est.coef_[0], est.intercept_[0]
+            else:
+                rate = np.clip(column.mean(), 1e-3, 1 - 1e-3)
+                self.intercept_[j] = np.log(rate / (1 - rate))

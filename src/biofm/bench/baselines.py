@@ -14,6 +14,7 @@ gradient-boosted trees, seeded; what MEDS-Tab-style EHR baselines use).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
@@ -65,11 +66,13 @@ def per_input(featurize: Callable[[Sequence], np.ndarray]) -> Featurizer:
 
 def _raw_linear(kind: str, x_train, y_train: np.ndarray, x_valid, y_valid: np.ndarray,
                 x_test) -> np.ndarray:
-    """Logistic / ridge regression on unscaled (possibly sparse) features, the strength
-    with the best validation primary metric."""
+    """Logistic / ridge regression (multilabel: one logistic regression per label) on
+    unscaled (possibly sparse) features, the strength with the best validation primary
+    metric."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    from biofm.bench.metrics import classification_metrics, primary_metric, regression_metrics
+    from biofm.bench.metrics import (classification_metrics, multilabel_metrics, primary_metric,
+                                     regression_metrics)
 
     metric, higher = primary_metric(kind)
     best = None
@@ -78,6 +81,14 @@ def _raw_linear(kind: str, x_train, y_train: np.ndarray, x_valid, y_valid: np.nd
             model = Ridge(alpha=strength).fit(x_train, y_train)
             valid = model.predict(x_valid)
             score = regression_metrics(y_valid, valid)[metric]
+        elif kind == "multilabel":  # one logistic regression per label column
+            from sklearn.multiclass import OneVsRestClassifier
+
+            model = OneVsRestClassifier(LogisticRegression(C=1.0 / strength, max_iter=2000))
+            with warnings.catch_warnings():  # a label never positive in training: constant
+                warnings.filterwarnings("ignore", "Label not .* present in all training")
+                model.fit(x_train, y_train)
+            score = multilabel_metrics(y_valid, model.predict_proba(x_valid))[metric]
         else:
             model = LogisticRegression(C=1.0 / strength, max_iter=2000).fit(x_train, y_train)
             valid = model.predict_proba(x_valid)
@@ -88,7 +99,7 @@ def _raw_linear(kind: str, x_train, y_train: np.ndarray, x_valid, y_valid: np.nd
     if kind == "regression":
         return model.predict(x_test)
     proba = model.predict_proba(x_test)
-    return proba[:, 1] if proba.shape[1] == 2 else proba
+    return proba[:, 1] if proba.shape[1] == 2 and kind != "multilabel" else proba
 
 
 def _forest(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,

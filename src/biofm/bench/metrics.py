@@ -16,7 +16,8 @@ from sklearn.metrics import (accuracy_score, average_precision_score, f1_score,
 
 from biofm.errors import BiofmError
 
-PRIMARY = {"classification": ("roc_auc", True), "regression": ("rmse", False)}
+PRIMARY = {"classification": ("roc_auc", True), "regression": ("rmse", False),
+           "multilabel": ("roc_auc", True)}
 
 
 def primary_metric(kind: str) -> tuple[str, bool]:
@@ -56,6 +57,27 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, 
         "roc_auc": float(np.mean(aucs)) if aucs else float("nan"),
         "accuracy": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+    }
+
+
+def multilabel_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Multi-label: `y_true` (N, L) 0/1, `scores` (N, L) per-label probabilities →
+    roc_auc and pr_auc as macro means over the labels with positives and negatives in
+    y_true, macro_f1 over all labels at threshold 0.5, and micro_f1."""
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(scores, dtype=float)
+    if s.shape != y.shape or y.ndim != 2:
+        raise BiofmError(f"scores of shape {s.shape} for labels of shape {y.shape}",
+                         fix="pass one row of per-label scores per example")
+    both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+    pred = (s >= 0.5).astype(int)
+    return {
+        "roc_auc": float(np.mean([roc_auc_score(y[:, j], s[:, j]) for j in both]))
+        if both else float("nan"),
+        "pr_auc": float(np.mean([average_precision_score(y[:, j], s[:, j]) for j in both]))
+        if both else float("nan"),
+        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
     }
 
 

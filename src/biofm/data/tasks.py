@@ -11,7 +11,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-TaskKind = Literal["classification", "regression"]
+TaskKind = Literal["classification", "regression", "multilabel"]
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Split:
 
     ids: list[str]
     inputs: list
-    labels: np.ndarray  # (N,) float for regression, int for classification
+    labels: np.ndarray  # (N,) float regression, int classification; (N, L) 0/1 multilabel
 
     def __len__(self) -> int:
         return len(self.inputs)

