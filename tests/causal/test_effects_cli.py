@@ -107,5 +107,7 @@ def test_run_effects_returns_the_table_without_writing():
     frame = table.frame()
     assert frame["method"].tolist() == ["transtee", "s-learner-gbm"]
     assert frame["seed"].tolist() == [3, 3]
-    with pytest.raises(BiofmError, match="--seeds"):
+    with pytest.raises(BiofmError, match="--seeds must be at least 1"):
         run_effects("acic2016", seeds=0)
+    with pytest.raises(BiofmError, match="--bootstrap must be at least 0"):
+        run_effects("nhefs", bootstrap=-1)

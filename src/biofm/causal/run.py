@@ -1,6 +1,6 @@
 """`biofm effects`: TransTEE against classical estimators, as a ResultTable.
 
-    table = run_effects("acic2016", "out/", simulations="1-3", seeds=3)
+    table = run_effects("acic2016", "out/", simulations="1-3", seeds=3)  # default: "1"
     table = run_effects("nhefs", "out/")
     table = run_effects("trial.csv", "out/", treatment="arm", outcome="y")
 
@@ -76,7 +76,7 @@ def effects_note(data: str) -> str:
 
 
 def run_effects(data: str = "acic2016", output: str | Path | None = None, *,
-                simulations: str | Sequence[int] = "1-3", seeds: int = 3,
+                simulations: str | Sequence[int] = "1", seeds: int = 3,
                 units: int | None = None, bootstrap: int | None = None,
                 steps: int | None = None,
                 methods: Sequence[str] | None = None, treatment: str | None = None,
@@ -93,19 +93,13 @@ def run_effects(data: str = "acic2016", output: str | Path | None = None, *,
     steps: TransTEE's optimizer steps per member at most (default: `config.max_steps`).
     """
     methods = _check_methods(methods)
-    if seeds < 1:
-        raise BiofmError(f"--seeds must be at least 1, got {seeds}", fix="pass --seeds 1 or more")
-    if steps is not None and steps < 1:
-        raise BiofmError(f"--steps must be at least 1, got {steps}", fix="pass --steps 1 or more")
+    kind = "acic2016" if data == "acic2016" else "table"
+    replicates = BOOTSTRAP_DEFAULT[kind] if bootstrap is None else bootstrap
+    _check_counts(seeds=seeds, steps=steps, bootstrap=replicates)
     config = (config or TransTEEConfig()).replace(
         members=seeds, **({} if steps is None else {"max_steps": steps}))
     if output is not None:
         check_new_output(Path(output) / "results.md", overwrite, "results table")
-    kind = "acic2016" if data == "acic2016" else "table"
-    replicates = BOOTSTRAP_DEFAULT[kind] if bootstrap is None else bootstrap
-    if replicates < 0:
-        raise BiofmError(f"--bootstrap must be 0 or more, got {replicates}",
-                         fix="pass --bootstrap 0 (no intervals) or e.g. 100")
     make = _factory(config, device)
     table, cate, sims = ResultTable(), None, None
     if kind == "acic2016":
@@ -130,6 +124,14 @@ def run_effects(data: str = "acic2016", output: str | Path | None = None, *,
                     "transtee": config.model_dump(mode="json"), "note": effects_note(data)}
         _write(Path(output), table, cate, settings)
     return table
+
+
+def _check_counts(seeds: int, steps: int | None, bootstrap: int) -> None:
+    for flag, value, least in (("--seeds", seeds, 1), ("--steps", steps, 1),
+                               ("--bootstrap", bootstrap, 0)):
+        if value is not None and value < least:
+            raise BiofmError(f"{flag} must be at least {least}, got {value}",
+                             fix=f"pass {flag} {least} or more")
 
 
 def _check_methods(methods: Sequence[str] | None) -> list[str]:
