@@ -648,6 +648,28 @@ def pair_pretrain_command(
                                "random": result.random_recall}))
 
 
+@app.command()
+def convert(
+    input: str = typer.Option(..., "--input", help="OMOP CDM (.duckdb, or a folder of CSV / "
+                                                    "parquet tables), an events CSV, a MEDS "
+                                                    "directory, or nafld | pbcseq | eunomia"),
+    output: Path = typer.Option(..., "--output", help="MEDS directory to write"),
+    to: str = typer.Option("meds", "--to", help="meds"),
+    source_format: str = typer.Option("auto", "--from", help="auto | omop | events-csv | meds"),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Convert EHR data (OMOP CDM, an events CSV, a packaged cohort) to MEDS."""
+    from biofm.modalities.ehr import convert_to_meds
+
+    if to != "meds":
+        raise BiofmError(f"unknown target format {to!r}", fix="use --to meds")
+    summary = convert_to_meds(input, output, source_format, overwrite=overwrite)
+    for note in summary["notes"]:
+        err.print(note, markup=False, highlight=False)
+    out.print(f"wrote {summary['events']:,} events of {summary['subjects']:,} subjects "
+              f"({summary['codes']:,} codes) to {output}")
+
+
 @app.command("list")
 def list_components() -> None:
     """Registered modalities, tokenizers, backbones, objectives, corpora, tasks, presets."""

@@ -70,6 +70,13 @@ def build_tokenizer(data: DataConfig, inputs: Sequence | Iterable) -> Tokenizer:
     return cls.fit(inputs) if hasattr(cls, "fit") else cls()
 
 
+def _input_path(input: str | Path) -> Path:
+    """A readable input file, or a directory (MEDS, a folder of .txt notes): its
+    modality's reader says what it holds."""
+    path = Path(input)
+    return path if path.is_dir() else require_file(path)
+
+
 TABLE_SUFFIXES = (".csv", ".tsv")  # a table of inputs may hold any modality's
 
 
@@ -343,7 +350,7 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
     ("auto": CUDA when there is a GPU, under bf16 autocast)."""
     model = load_pretrained(model_dir, device=device)
     modality = modality_of(model, input)
-    input = require_file(input)
+    input = _input_path(input)
     if output is not None:  # before any work: a wrong name should not cost the computation
         modality.check_embedding_output(input, Path(output))
         check_new_output(output, overwrite)
@@ -367,7 +374,7 @@ def task_from_file(input: str | Path, label: str, kind: str | None, modality: st
     """A task from the user's labeled file, as its modality reads one (a CSV with an
     input column; cells: an .h5ad with the label in an `obs` column). `kind` None:
     inferred from the labels. Notes about the data (rows left out) are printed."""
-    task = MODALITIES.get(modality).task_from_file(require_file(input), label=label, kind=kind,
+    task = MODALITIES.get(modality).task_from_file(_input_path(input), label=label, kind=kind,
                                                    split=split, seed=seed, column=column,
                                                    layer=layer, classes=classes)
     for note in task.notes:
@@ -421,7 +428,7 @@ def predict(model_dir: str | Path, input: str | Path, output: str | Path | None 
     adapted = load_finetuned(model_dir, device=device)
     modality = modality_of(adapted.base, input)
     skipped = SkipLog()
-    ids, inputs = modality.unlabeled(require_file(input), column=column, layer=layer,
+    ids, inputs = modality.unlabeled(_input_path(input), column=column, layer=layer,
                                      on_error=on_error, skipped=skipped)
     if skipped:
         console.print(skipped.summary(), markup=False, highlight=False)
