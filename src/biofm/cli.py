@@ -77,8 +77,10 @@ def pretrain(
     from biofm.config import pretrain_config
     from biofm.train.distributed import is_main
 
+    from biofm.train.runs import run_config
+
     if resume and config is None and modality is None:  # the run's own settings
-        config = str(commands.run_config(output))
+        config = str(run_config(output))
     cfg = pretrain_config(config, modality=modality, objective=objective, size=size,
                           data={"input": input, "column": column, "tokenizer": tokenizer,
                                 "on_error": on_error},
