@@ -147,3 +147,15 @@ def test_grouped_plan_batches_few_targets_and_covers_each_epoch():
     assert not np.array_equal(np.concatenate([plan(plan.per_epoch + k)
                                               for k in range(plan.per_epoch)]),
                               np.concatenate(epoch))
+
+
+def test_towers_can_be_adapted_differently():
+    bases = (_model("protein"), _model("molecule"))
+    config = PairConfig(tower_modes=("frozen", "full"), epochs=1, batch_size=16, per_item=4,
+                        device="cpu")
+    result = pair_finetune(bases, _toy_splits(), config)
+    assert result.mode == "frozen+full"
+    protein, molecule = (t.base.state_dict() for t in result.model.towers)
+    assert all(torch.equal(v, protein[k]) for k, v in bases[0].state_dict().items())
+    assert any(not torch.equal(v, molecule[k]) for k, v in bases[1].state_dict().items()
+               if k.startswith("backbone."))
