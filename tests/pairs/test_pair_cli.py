@@ -47,7 +47,7 @@ def test_pair_finetune_writes_a_self_describing_directory(pair_model):
     from biofm.pairs import load_pair_model
 
     assert load_pretrained(pair_model / "tower_a").config.data.modality == "protein"
-    model, sides, info = load_pair_model(pair_model)
+    _, sides, info = load_pair_model(pair_model)
     assert [s.column for s in sides] == ["protein_seq", "ligand"]
     assert info["config"]["mode"] == "lora" and set(info["test"]) == {"ci", "mse", "pearson",
                                                                        "spearman"}

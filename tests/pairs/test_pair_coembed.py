@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from biofm.errors import BiofmError
 from biofm.interop import load_pretrained

@@ -159,3 +159,19 @@ def test_towers_can_be_adapted_differently():
     assert all(torch.equal(v, protein[k]) for k, v in bases[0].state_dict().items())
     assert any(not torch.equal(v, molecule[k]) for k, v in bases[1].state_dict().items()
                if k.startswith("backbone."))
+
+
+def test_towers_go_to_the_column_of_their_modality():
+    from biofm.pairs.commands import match_towers
+    from biofm.pairs.tasks import KIBA_SIDES
+
+    protein, molecule = _model("protein"), _model("molecule")
+    dna = FoundationModel(PretrainConfig.from_dict({"data": {"modality": "dna"},
+                                                    "backbone": {"max_len": 16}}), EsmTokenizer())
+    assert match_towers([molecule, protein], ["m", "p"], KIBA_SIDES) == (protein, molecule)
+    with pytest.raises(BiofmError, match=r"^d: the tower checkpoint is a dna model, but the "
+                                         r"task's columns are protein \('aa_sequence'\) and "
+                                         r"molecule \('smiles'\)\. Pass one model per column"):
+        match_towers([dna, molecule], ["d", "m"], KIBA_SIDES)
+    with pytest.raises(BiofmError, match="both tower checkpoints are protein models"):
+        match_towers([protein, protein], ["p", "q"], KIBA_SIDES)

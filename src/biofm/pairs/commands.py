@@ -55,11 +55,14 @@ def match_towers(bases: list[FoundationModel], models: Sequence[str | Path],
     if kinds[::-1] == wanted:
         return bases[1], bases[0]
     columns = " and ".join(f"{s.modality} ({s.column!r})" for s in sides)
-    wrong = next((i for i, k in enumerate(kinds) if k not in wanted or kinds.count(k) > 1), 0)
+    fix = "pass one model per column: " + ", ".join(f"a {s.modality} model for {s.column!r}"
+                                                    for s in sides)
+    if kinds[0] == kinds[1]:
+        raise BiofmError(f"both tower checkpoints are {kinds[0]} models, but the task's "
+                         f"columns are {columns}", path=models[1], fix=fix)
+    wrong = next(i for i, k in enumerate(kinds) if k not in wanted)
     raise BiofmError(f"the tower checkpoint is a {kinds[wrong]} model, but the task's columns "
-                     f"are {columns}", path=models[wrong],
-                     fix=f"pass one model per column: " + ", ".join(
-                         f"a {s.modality} model for {s.column!r}" for s in sides))
+                     f"are {columns}", path=models[wrong], fix=fix)
 
 
 def build_task(bases: list[FoundationModel], models: Sequence[str | Path], *, task: str | None,

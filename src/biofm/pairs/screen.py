@@ -23,6 +23,7 @@ a target is drug repurposing.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import itertools
@@ -75,7 +76,7 @@ def screen(model_dir: str | Path, targets: str | Path, library: str | Path = DEF
     output = check_new_output(output, overwrite)
     if chunk_size < 1:
         raise BiofmError(f"chunk size {chunk_size} must be at least 1", fix="e.g. --chunk-size 5000")
-    model, sides, info = load_pair_model(model_dir, device=device)
+    model, sides, _ = load_pair_model(model_dir, device=device)
     query = _target_side(model, Path(targets))
     other = 1 - query
     skipped, notes = SkipLog(), []
@@ -213,15 +214,11 @@ def _merge(output: Path, target_ids: list[str], runs: list[list[Path]], columns:
         writer = csv.writer(fh)
         writer.writerow(["target_id", "rank", "score", *columns])
         for target, paths in zip(target_ids, runs):
-            files = [open(p, newline="") for p in paths]
-            try:
-                readers = [_rows(f) for f in files]
+            with contextlib.ExitStack() as stack:
+                readers = [_rows(stack.enter_context(open(p, newline=""))) for p in paths]
                 merged = heapq.merge(*readers, key=lambda r: -float(r[0]))
                 for rank, row in enumerate(itertools.islice(merged, top or None), start=1):
                     writer.writerow([target, rank, row[0], *row[1:]])
-            finally:
-                for f in files:
-                    f.close()
 
 
 def _rows(fh) -> Iterator[list[str]]:

@@ -45,7 +45,7 @@ def similarity_groups(ids: Sequence[str], matrix: np.ndarray, threshold: float) 
     (connected components of the thresholded matrix); id → cluster label."""
     from scipy.sparse.csgraph import connected_components
 
-    n_clusters, labels = connected_components(np.asarray(matrix) >= threshold, directed=False)
+    _, labels = connected_components(np.asarray(matrix) >= threshold, directed=False)
     return {name: f"cluster-{label}" for name, label in zip(ids, labels)}
 
 
