@@ -492,7 +492,9 @@ def effects(
                         treatment=treatment, outcome=outcome, covariates=names or None,
                         seed=seed, device=device, overwrite=overwrite,
                         log=lambda line: err.print(line, markup=False, highlight=False))
-    table.render(out, title=f"treatment effects: {data}")
+    # a log or pipe gets the whole table (rich would cut its cells at 80 columns)
+    table.render(out if out.is_terminal else Console(width=160),
+                 title=f"treatment effects: {data}")
     out.print(effects_note(data), markup=False, highlight=False)
     out.print(f"wrote {output / 'results.md'} and results.csv", markup=False, highlight=False)
 
