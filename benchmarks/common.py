@@ -1,7 +1,13 @@
-"""What the benchmark scripts share: protein-like data, twin models, timing, memory.
+"""What the benchmark scripts share: protein-like data, twin models, timing, memory, peak.
 
 The reference is `transformers`' ESM-2 (`EsmForMaskedLM`) and biofm's model
 is converted from it with `biofm.interop.esm`, so both hold the same weights.
+
+Timing protocol (both scripts): every variant does the same work (the same
+sequences, the same masked positions); a *repeat* is one pass of every
+variant over that work, interleaved call by call (call i of every variant
+before call i + 1 of any), so that load from other processes falls on all
+variants alike. Figures are the median and interquartile range over repeats.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,13 +31,19 @@ import numpy as np
 import torch
 
 AMINO = "ACDEFGHIKLMNPQRSTVWY"
-# ESM-2 8M (facebook/esm2_t6_8M_UR50D): 6 layers, width 320, 20 heads, rotary, token dropout
-ESM2_8M = dict(vocab_size=33, hidden_size=320, num_hidden_layers=6, num_attention_heads=20,
-               intermediate_size=1280, max_position_embeddings=1026, token_dropout=True,
-               position_embedding_type="rotary", pad_token_id=1, mask_token_id=32,
-               layer_norm_eps=1e-5, emb_layer_norm_before=False,
-               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-# Peak dense bf16 tensor throughput (TFLOP/s) for model FLOPs utilisation.
+# ESM-2 shapes (facebook/esm2_t6_8M_UR50D, t30_150M, t33_650M): rotary, token dropout
+ESM2_COMMON = dict(vocab_size=33, max_position_embeddings=1026, token_dropout=True,
+                   position_embedding_type="rotary", pad_token_id=1, mask_token_id=32,
+                   layer_norm_eps=1e-5, emb_layer_norm_before=False,
+                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+ESM2_SHAPES = {
+    "8m": dict(hidden_size=320, num_hidden_layers=6, num_attention_heads=20, intermediate_size=1280),
+    "150m": dict(hidden_size=640, num_hidden_layers=30, num_attention_heads=20,
+                 intermediate_size=2560),
+    "650m": dict(hidden_size=1280, num_hidden_layers=33, num_attention_heads=20,
+                 intermediate_size=5120),
+}
+# Nominal dense bf16 tensor throughput (TFLOP/s), for GPU model FLOPs utilisation.
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
 
 
@@ -51,17 +63,33 @@ def set_threads(threads: int) -> None:
     torch.manual_seed(0)
 
 
-def hf_esm(attn: str, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
-    """`transformers.EsmForMaskedLM` of ESM-2 8M's shape with `attn` attention."""
+def hf_config(attn: str, shape: str = "8m"):
     import transformers
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+    return transformers.EsmConfig(**ESM2_COMMON, **ESM2_SHAPES[shape], attn_implementation=attn)
+
+
+def hf_esm(attn: str, state: dict[str, torch.Tensor] | None = None,
+           shape: str = "8m") -> torch.nn.Module:
+    """`transformers.EsmForMaskedLM` of an ESM-2 shape with `attn` attention."""
+    import transformers
     torch.manual_seed(0)
-    model = transformers.EsmForMaskedLM(transformers.EsmConfig(**ESM2_8M,
-                                                               attn_implementation=attn))
+    model = transformers.EsmForMaskedLM(hf_config(attn, shape))
     if state is not None:
         model.load_state_dict(state)
     return model
+
+
+def hf_supports(attn: str, device: torch.device) -> str | None:
+    """None when transformers' ESM runs with `attn` on `device`, else why not."""
+    if attn == "flash_attention_2" and device.type != "cuda":
+        return "flash_attention_2 needs CUDA"
+    try:
+        hf_esm(attn, shape="8m").to(device)
+    except (ImportError, ValueError, RuntimeError) as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    return None
 
 
 def biofm_from_hf(hf: torch.nn.Module):
@@ -74,21 +102,37 @@ def biofm_from_hf(hf: torch.nn.Module):
         return load_hf_esm(tmp)
 
 
-def twin_models() -> tuple[Any, torch.nn.Module, torch.nn.Module]:
-    """(biofm model, HF sdpa, HF eager), all with the same weights."""
-    sdpa = hf_esm("sdpa")
-    eager = hf_esm("eager", sdpa.state_dict())
-    return biofm_from_hf(sdpa), sdpa, eager
+def build_models(names: list[str], shape: str) -> dict[str, torch.nn.Module]:
+    """One model per variant name, all with the same weights: "biofm*" share one
+    biofm model, "hf_<impl>*" one HF model per attention implementation."""
+    reference = hf_esm("sdpa", shape=shape)
+    biofm = biofm_from_hf(reference)
+    hf: dict[str, torch.nn.Module] = {"sdpa": reference}
+    models = {}
+    for name in names:
+        if name.startswith("biofm"):
+            models[name] = biofm
+            continue
+        attn = HF_ATTENTION[name]
+        if attn not in hf:
+            hf[attn] = hf_esm(attn, reference.state_dict(), shape)
+        models[name] = hf[attn]
+    return models
 
 
-def build_variant(name: str) -> torch.nn.Module:
-    """One model alone (for a memory probe); weights as in `twin_models`."""
-    if name == "biofm":
-        return biofm_from_hf(hf_esm("sdpa"))
-    return hf_esm(name.removeprefix("hf_"))
+# variant → transformers attn_implementation
+HF_ATTENTION = {"hf_best": "sdpa", "hf_grouped": "sdpa", "hf_sdpa": "sdpa",
+                "hf_eager": "eager", "hf_flat": "flash_attention_2"}
 
 
-# -- timing and memory ---------------------------------------------------------
+def autocast(device: torch.device):
+    import contextlib
+    if device.type == "cuda":
+        return torch.autocast("cuda", torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# -- timing ----------------------------------------------------------------------------
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -103,36 +147,93 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def quartiles(values: list[float]) -> dict[str, float]:
+    """Median and interquartile range (inclusive method: exact on 5 values)."""
+    if len(values) == 1:
+        return {"median": values[0], "q1": values[0], "q3": values[0]}
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return {"median": median, "q1": q1, "q3": q3}
+
+
 @dataclass
 class Timings:
-    """Per-variant seconds of each measured step (same data, interleaved)."""
+    """seconds[variant][repeat]: one repeat's wall time of the variant's whole work."""
 
     seconds: dict[str, list[float]]
+    peak_flops: list[float] = field(default_factory=list)  # one measurement per repeat
 
-    def tokens_per_s(self, name: str, tokens: list[int]) -> float:
-        return statistics.median(n / s for n, s in zip(tokens, self.seconds[name]))
+    def tokens_per_s(self, name: str, tokens: int) -> dict[str, float]:
+        return quartiles([tokens / s for s in self.seconds[name]])
 
-    def speedup(self, name: str, reference: str) -> float:
-        """Median over steps of the per-step time ratio reference / name."""
-        return statistics.median(r / s for r, s in zip(self.seconds[reference], self.seconds[name]))
+    def speedup(self, name: str, reference: str) -> dict[str, float]:
+        """Per repeat, reference time / `name` time; median and IQR over repeats."""
+        return quartiles([r / s for r, s in zip(self.seconds[reference], self.seconds[name])])
+
+    def fastest(self, names: list[str]) -> str:
+        return min(names, key=lambda n: statistics.median(self.seconds[n]))
 
 
-def interleaved(variants: dict[str, Callable[[int], Any]], steps: int, warmup: int,
-                device: torch.device, repeats: int = 1) -> Timings:
-    """Run step i of every variant before step i + 1 of any, so that load from other
-    processes on a shared machine hits all variants alike; each step runs `repeats`
-    times (also interleaved) and keeps its fastest, and the first `warmup` are dropped."""
+def interleaved(variants: dict[str, Callable[[int], Any]], calls: int, repeats: int,
+                device: torch.device, warmup: Callable[[str], Any] | None = None,
+                peak: Callable[[], float] | None = None) -> Timings:
+    """`repeats` passes of `calls` calls per variant, interleaved call by call; per
+    repeat and variant the summed time. `warmup(name)` runs once per variant before
+    (not timed); `peak()` (FLOP/s of a large matmul) is measured once per repeat."""
+    if warmup is not None:
+        for name in variants:
+            warmup(name)
     seconds: dict[str, list[float]] = {name: [] for name in variants}
-    for i in range(warmup + steps):
-        best = {name: float("inf") for name in variants}
-        for _ in range(repeats):
-            for name, step in variants.items():
-                best[name] = min(best[name], timed(lambda: step(i), device))
-        if i >= warmup:
-            for name in variants:
-                seconds[name].append(best[name])
-    return Timings(seconds)
+    peaks = []
+    for _ in range(repeats):
+        if peak is not None:
+            peaks.append(peak())
+        spent = dict.fromkeys(variants, 0.0)
+        for i in range(calls):
+            for name, call in variants.items():
+                spent[name] += timed(lambda: call(i), device)
+        for name in variants:
+            seconds[name].append(spent[name])
+    return Timings(seconds, peaks)
 
+
+def matmul_peak_flops(device: torch.device, seconds: float = 1.0) -> float:
+    """The machine's practical peak, measured now: a large fp32 matmul on CPU
+    (n = 2048, the best of a few), a bf16 one on CUDA (n = 8192)."""
+    cuda = device.type == "cuda"
+    n, dtype = (8192, torch.bfloat16) if cuda else (2048, torch.float32)
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+    best, start = float("inf"), time.perf_counter()
+    a @ b  # warm-up
+    while time.perf_counter() - start < seconds or best == float("inf"):
+        best = min(best, timed(lambda: a @ b, device))
+    return 2 * n ** 3 / best
+
+
+def nominal_peak_flops() -> float | None:
+    """The GPU's data-sheet dense bf16 peak (FLOP/s), when known."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    tflops = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    return None if tflops is None else tflops * 1e12
+
+
+def model_flops_per_token(n_params: int, n_layers: int, d_model: int, context: float,
+                          training: bool) -> float:
+    """Model FLOPs per real token: 2N + 4·L·S·d forward (matmuls with the weights,
+    then QKᵀ and AV over a context of S tokens); ×3 with the backward (6N + 12·L·S·d)."""
+    forward = 2 * n_params + 4 * n_layers * context * d_model
+    return 3 * forward if training else forward
+
+
+def context_length(lengths: list[int]) -> float:
+    """Token-weighted mean sequence length: the S a token attends over."""
+    return sum(n * n for n in lengths) / sum(lengths)
+
+
+# -- memory ----------------------------------------------------------------------------
 
 class PeakRSS:
     """Peak resident memory of this process above its level at `start()`.
@@ -162,16 +263,27 @@ class PeakRSS:
         return top - self.base
 
 
-def _status_kib(field: str) -> int:
+def _status_kib(key: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
+        if line.startswith(key + ":"):
             return int(line.split()[1])
-    raise OSError(f"{field} not in /proc/self/status")
+    raise OSError(f"{key} not in /proc/self/status")
 
 
 def _maxrss_bytes() -> int:
     scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def peak_memory(run: Callable[[], Any], device: torch.device) -> int:
+    """Bytes `run()` needs above what is held before it (call after a warm-up)."""
+    rss = PeakRSS()
+    rss.start()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    run()
+    return torch.cuda.max_memory_allocated() - base if device.type == "cuda" else rss.peak()
 
 
 def probe_memory(script: str, args: list[str], variant: str) -> int:
@@ -180,6 +292,8 @@ def probe_memory(script: str, args: list[str], variant: str) -> int:
                          capture_output=True, text=True)
     return int(json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"])
 
+
+# -- context and output -----------------------------------------------------------------
 
 def machine() -> str:
     if torch.cuda.is_available():
@@ -203,13 +317,6 @@ def load_average() -> float | None:
         return None
 
 
-def peak_tflops() -> float | None:
-    if not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name()
-    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-
-
 def write_json(path: str | None, figures: dict[str, Any]) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -220,22 +327,37 @@ def mib(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
+def iqr(q: dict[str, float], fmt: str = "{:,.0f}") -> str:
+    """'median [q1–q3]'."""
+    return f"{fmt.format(q['median'])} [{fmt.format(q['q1'])}–{fmt.format(q['q3'])}]"
+
+
 def add_common_arguments(parser) -> None:
-    """Options both scripts share."""
+    """Options every script shares."""
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: CUDA "
+                                                          "when there is a GPU)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="interleaved passes over the work (median and IQR over them)")
+    parser.add_argument("--shape", choices=sorted(ESM2_SHAPES), default="8m",
+                        help="ESM-2 shape of every model")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the per-variant peak-memory probes (fresh processes)")
     parser.add_argument("--json", help="write the figures to this file")
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                        if name == "auto" else name)
 
 
 def run_main(args, measure: Callable, report: Callable, probe: Callable) -> dict | None:
     """Resolve the device, measure (or run one memory probe), report, write JSON."""
     import datetime
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
-    args.device = device.type
-    args.batch_size = args.batch_size or (64 if device.type == "cuda" else 8)
+    device = resolve_device(args.device)
+    args.device = str(device)
     set_threads(args.threads)
     if args.probe:
         probe(args, device)

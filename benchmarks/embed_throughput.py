@@ -1,151 +1,230 @@
-"""Embedding inference throughput: biofm `embed` vs transformers' ESM-2 (padded).
+"""Embedding throughput: `biofm embed` against transformers' ESM-2 done the best-practice way.
 
-ESM-2 8M's architecture with the same weights in every model, the same
-protein-like sequences (variable length, UniRef50-like) in batches of
-`--batch-size`, mean pooling over each sequence's residues (special tokens
-excluded) in all variants:
+The same weights in every model (ESM-2 8M's shape by default, `--shape`), one
+input of `--sequences` protein-like sequences (UniRef50-like lengths) embedded
+whole, mean pooling over each sequence's residues (special tokens excluded):
 
-  biofm          `model.embed(texts)`: the batch packed into one row with
-                 per-document attention (the default)
-  biofm_padded   `model.embed(texts, packing=False)`: padded to the longest
-  hf_sdpa/eager  what an HF user writes: the batch padded to the longest,
-                 `EsmModel` forward (attn_implementation "sdpa" / "eager"),
+  biofm          `model.embed(texts)` as `biofm embed` calls it: its own length
+                 sorting, `--biofm-batch-size` sequences per batch (the CLI's
+                 default, 64) packed into one row with per-document attention
+  biofm_padded   biofm's model on exactly hf_best's padded batches
+                 (`embed(batch, packing=False)` per batch): the implementation
+                 alone, at equal padding
+  hf_best        best practice with transformers: the whole input sorted by
+                 length, batches under a token budget (`--token-budget`, 4,096
+                 padded tokens as fair-esm's extract.py), `EsmModel` (sdpa),
                  masked mean
+  hf_sdpa        naive: batches of `--naive-batch-size` in input order, padded
+                 to the longest (secondary row)
+  hf_eager       as hf_sdpa with eager attention (only with --eager)
 
-All variants tokenize with biofm's ESM-2 tokenizer inside the timed call.
-Prints real tokens/s, ratios, peak memory and the largest difference between
-biofm's vectors and HF's. On CUDA all run under bf16 autocast.
+Every variant tokenizes inside the timed call. Figures are the median and
+interquartile range over `--repeats` interleaved passes over the whole input;
+biofm's vectors must equal hf_best's to 1e-4 (printed). On CUDA all run
+under bf16 autocast.
 
-    python benchmarks/embed_throughput.py [--batches 8] [--json out.json]
+    python benchmarks/embed_throughput.py [--sequences 128] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 
 import numpy as np
 import torch
 
 import common
+from biofm.backbones import count_parameters
 from biofm.data.collate import pad_collate
 
-VARIANTS = ("biofm", "biofm_padded", "hf_sdpa", "hf_eager")
+# largest |biofm - hf_best| of an embedding entry: equal outputs in fp32; under bf16
+# autocast the two round differently (reported against a looser bound)
+TOLERANCE = {"cpu": 1e-4, "cuda": 5e-2}
 
 
-def embed_fn(name: str, model, batches: list[list[str]], device: torch.device, twin):
-    """A closure embedding batch i with one variant → (n, d) numpy; `twin` is the
-    biofm model whose tokenizer gives the HF variants their token ids."""
+def token_budget_batches(lengths: list[int], budget: int) -> list[np.ndarray]:
+    """Indices sorted by length, cut so that each batch's padded size (count x
+    longest) stays within `budget` tokens (a longer sequence alone)."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) + 1) * lengths[i] > budget:
+            batches.append(np.array(current))
+            current = []
+        current.append(i)
+    return batches + ([np.array(current)] if current else [])
+
+
+def in_order_batches(n: int, batch_size: int) -> list[np.ndarray]:
+    return [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def embed_fn(name: str, model, texts: list[str], device: torch.device, twin, args):
+    """A closure embedding the whole input with one variant → (n, d) numpy; `twin`
+    is the biofm model whose tokenizer gives the HF variants their token ids."""
     model.to(device).eval()
-    if name.startswith("biofm"):
-        def run(i: int) -> np.ndarray:
-            with autocast(device):
-                return model.embed(batches[i], batch_size=len(batches[i]),
-                                   packing=name == "biofm")
+    if name == "biofm":
+        def run() -> np.ndarray:
+            with common.autocast(device):
+                return model.embed(texts, batch_size=args.biofm_batch_size)
         return run
+    if name == "biofm_padded":
+        def run_padded() -> np.ndarray:
+            lengths = [len(s) for s in model.encode(texts)]
+            out = np.zeros((len(texts), model.config.backbone.d_model), dtype=np.float32)
+            with common.autocast(device):
+                for index in token_budget_batches(lengths, args.token_budget):
+                    out[index] = model.embed([texts[i] for i in index], batch_size=len(index),
+                                             packing=False)
+            return out
+        return run_padded
     special = torch.tensor(twin.tokenizer.special_ids, device=device)
 
-    @torch.no_grad()
-    def run_hf(i: int) -> np.ndarray:
-        b = pad_collate(twin.encode(batches[i]), twin.tokenizer.pad_id).to(device)
-        with autocast(device):
-            hidden = model.esm(input_ids=b.input_ids,
-                               attention_mask=b.attention_mask).last_hidden_state
-        keep = (b.attention_mask & ~torch.isin(b.input_ids, special))[..., None].float()
-        return ((hidden.float() * keep).sum(1) / keep.sum(1)).cpu().numpy()
+    @torch.inference_mode()
+    def run_hf() -> np.ndarray:
+        ids = twin.encode(texts)
+        lengths = [len(s) for s in ids]
+        batches = (token_budget_batches(lengths, args.token_budget) if name == "hf_best"
+                   else in_order_batches(len(ids), args.naive_batch_size))
+        out = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
+        for index in batches:
+            b = pad_collate([ids[i] for i in index], twin.tokenizer.pad_id).to(device)
+            with common.autocast(device):
+                hidden = model.esm(input_ids=b.input_ids,
+                                   attention_mask=b.attention_mask).last_hidden_state
+            keep = (b.attention_mask & ~torch.isin(b.input_ids, special))[..., None].float()
+            out[index] = ((hidden.float() * keep).sum(1) / keep.sum(1)).cpu().numpy()
+        return out
     return run_hf
 
 
-def autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", torch.bfloat16)
-    return contextlib.nullcontext()
+def real_fractions(lengths: list[int], args) -> dict[str, float]:
+    """Real tokens / all positions of each variant's batches, as each builds them."""
+    def padded(batches) -> float:
+        return sum(lengths) / sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return {"biofm": 1.0,  # each batch is one packed row of exactly its tokens
+            "biofm_padded": padded(token_budget_batches(lengths, args.token_budget)),
+            "hf_best": padded(token_budget_batches(lengths, args.token_budget)),
+            "hf_sdpa": padded(in_order_batches(len(lengths), args.naive_batch_size)),
+            "hf_eager": padded(in_order_batches(len(lengths), args.naive_batch_size))}
 
 
-def make_batches(n: int, batch_size: int, seed: int) -> list[list[str]]:
-    return [common.protein_texts(batch_size, seed=seed + i) for i in range(n)]
+def variant_names(args) -> list[str]:
+    return ["biofm", "biofm_padded", "hf_best", "hf_sdpa"] + (["hf_eager"] if args.eager else [])
 
 
 def probe(args: argparse.Namespace, device: torch.device) -> None:
-    """Child process: peak memory of one variant embedding the first measured batch,
-    after a warm-up batch, as JSON on stdout."""
-    model = common.build_variant("biofm" if args.probe.startswith("biofm") else args.probe)
+    """Child process: peak memory of one variant embedding the whole input after a
+    warm-up pass, as JSON on stdout."""
+    model = common.build_models([args.probe], args.shape)[args.probe]
     twin = model if args.probe.startswith("biofm") else common.biofm_from_hf(model)
-    batches = [common.protein_texts(args.batch_size, seed=args.seed + 10_000),  # warm-up
-               common.protein_texts(args.batch_size, seed=args.seed + args.warmup)]  # measured
-    run = embed_fn(args.probe, model, batches, device, twin)
-    run(0)
-    rss = common.PeakRSS()
-    rss.start()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    run(1)
-    peak = torch.cuda.max_memory_allocated() - base if device.type == "cuda" else rss.peak()
-    print(json.dumps({"peak_bytes": peak}))
+    texts = common.protein_texts(args.sequences, seed=args.seed)
+    run = embed_fn(args.probe, model, texts, device, twin, args)
+    run()
+    print(json.dumps({"peak_bytes": common.peak_memory(run, device)}))
 
 
 def measure(args: argparse.Namespace, device: torch.device) -> dict:
-    biofm, hf_sdpa, hf_eager = common.twin_models()
-    models = dict(zip(VARIANTS, (biofm, biofm, hf_sdpa, hf_eager)))
-    batches = make_batches(args.warmup + args.batches, args.batch_size, args.seed)
-    runs = {n: embed_fn(n, m, batches, device, biofm) for n, m in models.items()}
-    timings = common.interleaved(runs, args.batches, args.warmup, device, args.repeats)
-    lengths = [[len(s) for s in biofm.encode(b)] for b in batches[args.warmup:]]
-    real = [sum(x) for x in lengths]
-    padded = [max(x) * len(x) for x in lengths]
-    difference = float(np.abs(runs["biofm"](0) - runs["hf_sdpa"](0)).max())
-    peak = {n: common.probe_memory(__file__, child_args(args), n) for n in VARIANTS}
-    return {
-        "tokens_per_s": {n: timings.tokens_per_s(n, real) for n in VARIANTS},
+    names = variant_names(args)
+    models = common.build_models(names, args.shape)
+    biofm = models["biofm"]
+    texts = common.protein_texts(args.sequences, seed=args.seed)
+    runs = {n: embed_fn(n, models[n], texts, device, biofm, args) for n in names}
+    vectors = {n: runs[n]() for n in names}  # also the warm-up
+    timings = common.interleaved({n: (lambda i, f=f: f()) for n, f in runs.items()}, 1,
+                                 args.repeats, device,
+                                 peak=lambda: common.matmul_peak_flops(device))
+    lengths = [len(s) for s in biofm.encode(texts)]
+    tokens = sum(lengths)
+    cfg = biofm.config.backbone
+    n_params = count_parameters(biofm.backbone)
+    per_token = common.model_flops_per_token(n_params, cfg.n_layers, cfg.d_model,
+                                             common.context_length(lengths), training=False)
+    tps = {n: timings.tokens_per_s(n, tokens) for n in names}
+    mfu_peak = (common.nominal_peak_flops() or max(timings.peak_flops)) \
+        if device.type == "cuda" else max(timings.peak_flops)
+    difference = {n: float(np.abs(vectors[n] - vectors["hf_best"]).max()) for n in names}
+    fractions = real_fractions(lengths, args)
+    figures = {
+        "tokens_per_s": {n: q["median"] for n, q in tps.items()},
+        "tokens_per_s_iqr": {n: [q["q1"], q["q3"]] for n, q in tps.items()},
+        "speedup_vs_hf_best": timings.speedup("biofm", "hf_best"),
+        "speedup_implementation_only": timings.speedup("biofm_padded", "hf_best"),
+        "speedup_packing": timings.speedup("biofm", "biofm_padded"),
         "speedup_vs_hf_sdpa": timings.speedup("biofm", "hf_sdpa"),
-        "speedup_vs_hf_eager": timings.speedup("biofm", "hf_eager"),
-        "speedup_packed_vs_padded": timings.speedup("biofm", "biofm_padded"),
-        "real_token_fraction": 1.0,  # one packed row per batch, no padding
-        "hf_real_token_fraction": sum(real) / sum(padded),
-        "peak_memory_bytes": peak,
-        "peak_memory_ratio_vs_hf_sdpa": peak["biofm"] / peak["hf_sdpa"],
-        "max_abs_difference_vs_hf": difference,
-        "real_tokens_per_batch": sum(real) / len(real),
+        "max_abs_difference_vs_hf_best": difference,
+        "equal_outputs": difference["biofm"] <= TOLERANCE[device.type],
+        "equal_outputs_tolerance": TOLERANCE[device.type],
+        "real_token_fraction": fractions["biofm"],
+        "real_token_fraction_by_variant": {n: fractions[n] for n in names},
+        "mfu_peak_flops": mfu_peak,
+        "measured_peak_flops": common.quartiles(timings.peak_flops),
+        "model_flops_per_token": per_token,
+        "parameters": n_params,
+        "real_tokens": tokens,
+        "sequences": len(texts),
     }
+    mfu = {n: q["median"] * per_token / mfu_peak for n, q in tps.items()}
+    figures["mfu" if device.type == "cuda" else "cpu_mfu"] = mfu
+    if "hf_eager" in names:
+        figures["speedup_vs_hf_eager"] = timings.speedup("biofm", "hf_eager")
+    if not args.no_memory:
+        peak = {n: common.probe_memory(__file__, child_args(args), n) for n in names}
+        figures["peak_memory_bytes"] = peak
+        figures["peak_memory_ratio_vs_hf_best"] = peak["biofm"] / peak["hf_best"]
+    return figures
 
 
 def child_args(args: argparse.Namespace) -> list[str]:
-    return ["--batch-size", str(args.batch_size),
-            "--seed", str(args.seed), "--device", args.device, "--threads", str(args.threads)]
+    return ["--sequences", str(args.sequences), "--biofm-batch-size", str(args.biofm_batch_size),
+            "--token-budget", str(args.token_budget), "--naive-batch-size",
+            str(args.naive_batch_size), "--seed", str(args.seed), "--device", args.device,
+            "--threads", str(args.threads), "--shape", args.shape]
 
 
 def report(figures: dict, args: argparse.Namespace) -> None:
-    tps, peak = figures["tokens_per_s"], figures["peak_memory_bytes"]
-    print(f"ESM-2 8M shape, mean-pooled embeddings, batches of {args.batch_size} sequences "
-          f"(~{figures['real_tokens_per_batch']:,.0f} real tokens), median over {args.batches} "
-          f"batches (fastest of {args.repeats} runs each) after {args.warmup} warm-up")
+    tps, iqr = figures["tokens_per_s"], figures["tokens_per_s_iqr"]
+    peak_bytes = figures.get("peak_memory_bytes", {})
+    mfu = figures.get("cpu_mfu") or figures.get("mfu")
+    mfu_name = "CPU MFU" if "cpu_mfu" in figures else "MFU"
+    print(f"ESM-2 {args.shape} shape ({figures['parameters']:,} backbone parameters), "
+          f"mean-pooled embeddings of {figures['sequences']} sequences "
+          f"({figures['real_tokens']:,} real tokens), {args.repeats} interleaved repeats")
     load = figures["load_average"]
     print(f"machine: {figures['machine']}; load average {load['before']:.1f} before, "
           f"{load['after']:.1f} after (other processes share the CPU above the core count)")
-    print(f"{'':14}{'real tok/s':>12}{'peak mem':>12}")
-    for n in VARIANTS:
-        print(f"{n:14}{tps[n]:12,.0f}{common.mib(peak[n]):>12}")
-    print(f"speedup vs HF sdpa  {figures['speedup_vs_hf_sdpa']:.2f}x   "
-          f"vs HF eager  {figures['speedup_vs_hf_eager']:.2f}x   "
-          f"packed vs biofm padded  {figures['speedup_packed_vs_padded']:.2f}x")
-    print(f"real tokens per batch: biofm {figures['real_token_fraction']:.1%}   "
-          f"HF padded {figures['hf_real_token_fraction']:.1%}")
-    print(f"peak memory biofm / HF sdpa: {figures['peak_memory_ratio_vs_hf_sdpa']:.2f}   "
-          f"max |biofm - HF| {figures['max_abs_difference_vs_hf']:.1e}")
+    print(f"{'':14}{'real tok/s  median [IQR]':>28}{'real tok':>10}{mfu_name:>9}"
+          f"{'peak mem':>11}{'max |x - hf_best|':>19}")
+    for n in tps:
+        q = {"median": tps[n], "q1": iqr[n][0], "q3": iqr[n][1]}
+        mem = common.mib(peak_bytes[n]) if n in peak_bytes else "-"
+        print(f"{n:14}{common.iqr(q):>28}{figures['real_token_fraction_by_variant'][n]:10.0%}"
+              f"{mfu[n]:9.1%}{mem:>11}{figures['max_abs_difference_vs_hf_best'][n]:19.1e}")
+    x = lambda key: common.iqr(figures[key], "{:.2f}") + "x"  # noqa: E731
+    print(f"speedup vs HF best practice: {x('speedup_vs_hf_best')}   implementation only "
+          f"(same padded batches): {x('speedup_implementation_only')}   packing: "
+          f"{x('speedup_packing')}   vs naive HF sdpa: {x('speedup_vs_hf_sdpa')}")
+    print(f"equal outputs (max |biofm - hf_best| <= {figures['equal_outputs_tolerance']:g}): "
+          f"{figures['equal_outputs']}")
+    peak = figures["measured_peak_flops"]
+    print(f"matmul peak measured in this run: {common.iqr(peak, '{:.3g}')} FLOP/s; "
+          f"MFU against {figures['mfu_peak_flops']:.3g} FLOP/s, "
+          f"{figures['model_flops_per_token']:.3g} model FLOPs per token")
 
 
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=8, help="measured batches")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="runs of each batch per variant; the fastest counts")
-    parser.add_argument("--batch-size", type=int, default=0,
-                        help="sequences per batch (default 8 on CPU, 64 on CUDA)")
+    parser.add_argument("--sequences", type=int, default=128, help="sequences in the input")
+    parser.add_argument("--biofm-batch-size", type=int, default=64,
+                        help="sequences per batch of biofm's embed (biofm embed's default)")
+    parser.add_argument("--token-budget", type=int, default=4096,
+                        help="padded tokens per hf_best batch (fair-esm extract.py's default)")
+    parser.add_argument("--naive-batch-size", type=int, default=8,
+                        help="sequences per naive HF batch")
+    parser.add_argument("--eager", action="store_true", help="also run HF eager attention")
     common.add_common_arguments(parser)
-    parser.add_argument("--probe", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return common.run_main(args, measure, report, probe)
 

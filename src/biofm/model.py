@@ -106,13 +106,16 @@ class FoundationModel(nn.Module):
 
     def _embed_packed(self, seqs: list[list[int]], pooling: Pooling) -> torch.Tensor:
         row_tokens = sum(len(s) for s in seqs)  # one row: positions restart per document
-        batch = pack_collate(seqs, self.tokenizer.pad_id, row_tokens).to(self.device)
+        batch = pack_collate(seqs, self.tokenizer.pad_id, row_tokens)
         assert batch.document_ids is not None
-        hidden = self.backbone(batch.input_ids, batch.attention_mask, batch.document_ids,
-                               values=batch.values).last_hidden_state  # (1, N, d)
+        # the layout is read on the CPU, so the forward never waits on the device
+        segments = Segments.from_document_ids(batch.document_ids).to(self.device)
+        batch = batch.to(self.device)
+        hidden = self.backbone(batch.input_ids, batch.attention_mask, values=batch.values,
+                               segments=segments).last_hidden_state  # (1, N, d)
         special = torch.tensor(self.tokenizer.special_ids, device=hidden.device)
-        pooled = pool_documents(hidden, batch.input_ids, batch.attention_mask,
-                                Segments.from_document_ids(batch.document_ids), special, pooling)
+        pooled = pool_documents(hidden, batch.input_ids, batch.attention_mask, segments,
+                                special, pooling)
         # documents come in pack order; put them back in the order of `seqs`
         packed_order = [i for row in pack_rows([len(s) for s in seqs], row_tokens) for i in row]
         out = torch.empty_like(pooled)

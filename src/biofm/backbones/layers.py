@@ -425,12 +425,13 @@ def pool(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Te
 def pool_documents(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    segments: Segments, special_ids: torch.Tensor, pooling: str) -> torch.Tensor:
     """Packed (B, T, d) → (D, d), one row per document in row-major order; as `pool`."""
-    is_document = attention_mask.flatten()[segments.cu_seqlens[:-1].long()]  # (S,)
+    documents = torch.tensor([s for s, d in enumerate(segments.documents) if d],  # (D,) host-built
+                             dtype=torch.long, device=hidden.device)
     if pooling == "cls":
-        return hidden.flatten(0, 1)[segments.cu_seqlens[:-1].long()][is_document]
+        return hidden.flatten(0, 1)[segments.cu_seqlens[documents].long()]
     keep = attention_mask.bool() & ~torch.isin(input_ids, special_ids)  # (B, T)
     counts = segments.sum(keep[..., None].to(hidden.dtype))  # (S, 1)
     # a document of special tokens only averages over all of its tokens
     keep = keep | (attention_mask.bool() & (counts[segments.segment_of, 0] == 0))
     w = keep[..., None].to(hidden.dtype)
-    return (segments.sum(hidden * w) / segments.sum(w).clamp(min=1))[is_document]
+    return (segments.sum(hidden * w) / segments.sum(w).clamp(min=1))[documents]

@@ -135,7 +135,8 @@ def _encode_chunk(texts: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     ids = [tokenizer.encode(text, max_length=max_len) for text in texts]
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum([len(x) for x in ids], out=offsets[1:])
-    flat = np.fromiter((i for x in ids for i in x), dtype=_worker["dtype"], count=int(offsets[-1]))
+    dtype = _worker["dtype"]
+    flat = np.concatenate([np.asarray(x, dtype=dtype) for x in ids]) if ids else np.zeros(0, dtype)
     return flat, offsets
 
 

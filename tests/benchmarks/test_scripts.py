@@ -1,0 +1,96 @@
+"""The benchmark scripts run end to end at a tiny size and report the keys the README
+documents; gpu_check.sh passes its syntax check and its dry run lists every step.
+No timings are asserted (the machine is shared)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def _run(script: str, *args: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{script}.json"
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), *args,
+                           "--threads", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_train_benchmark_reports_separated_figures(tmp_path):
+    figures = _run("train_throughput", "--steps", "1", "--repeats", "1", "--batch-size", "2",
+                   "--device", "cpu", tmp_path=tmp_path)
+    for key in ("speedup_vs_hf_best", "speedup_implementation_only", "speedup_packing",
+                "speedup_vs_hf_sdpa"):
+        assert set(figures[key]) == {"median", "q1", "q3"}, key
+    assert set(figures["tokens_per_s"]) == {"biofm", "biofm_padded", "hf_grouped", "hf_sdpa"}
+    assert figures["hf_best_variant"] == "hf_grouped" and "hf_flat" in figures["unsupported"]
+    assert set(figures["cpu_mfu"]) == set(figures["tokens_per_s"])
+    assert figures["real_token_fraction"] == 1.0
+    assert 0 < figures["real_token_fraction_by_variant"]["hf_sdpa"] <= 1
+    losses = list(figures["loss_check"].values())  # the same masked tokens, the same weights
+    assert max(losses) - min(losses) < 1e-4
+    assert set(figures["peak_memory_bytes"]) == set(figures["tokens_per_s"])
+
+
+def test_embed_benchmark_reports_equal_outputs(tmp_path):
+    figures = _run("embed_throughput", "--sequences", "6", "--repeats", "1", "--no-memory",
+                   "--device", "cpu", tmp_path=tmp_path)
+    assert set(figures["tokens_per_s"]) == {"biofm", "biofm_padded", "hf_best", "hf_sdpa"}
+    assert figures["equal_outputs"] and figures["max_abs_difference_vs_hf_best"]["biofm"] < 1e-4
+    assert set(figures["speedup_vs_hf_best"]) == {"median", "q1", "q3"}
+    assert "speedup_implementation_only" in figures and "cpu_mfu" in figures
+
+
+def test_generate_benchmark_draws_the_same_samples(tmp_path):
+    figures = _run("generate_throughput", "--samples", "2", "--batch-size", "2",
+                   "--new-tokens", "8", "--repeats", "1", tmp_path=tmp_path)
+    assert figures["same_samples"] and figures["sample_length"] == 8
+    assert set(figures["speedup_cache"]) == {"median", "q1", "q3"}
+
+
+def test_prepare_benchmark_writes_identical_files(tmp_path):
+    figures = _run("prepare_throughput", "--sequences", "300", "--repeats", "1",
+                   tmp_path=tmp_path)
+    assert figures["identical_output"]
+    assert set(figures["residues_per_s"]) == {"workers_1", "workers_2"}
+
+
+def test_gpu_check_parses_and_its_dry_run_lists_every_step():
+    script = BENCHMARKS / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    proc = subprocess.run(["bash", str(script), "/tmp/unused"], capture_output=True, text=True,
+                          env={**os.environ, "GPU_CHECK_DRY_RUN": "1"}, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any("pytest -m cuda" in line for line in lines)
+    for shape in ("150m", "650m"):
+        for bench in ("train", "embed"):
+            assert any(f"{bench}_throughput.py --shape {shape}" in line for line in lines)
+    assert lines[-1].endswith("gpu_summary.py /tmp/unused")
+
+
+@pytest.mark.parametrize("speedup,mfu,ok", [(2.7, 0.5, True), (2.0, 0.5, False),
+                                            (2.7, 0.3, False)])
+def test_gpu_summary_checks_the_targets(tmp_path, speedup, mfu, ok):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import gpu_summary
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    for name in gpu_summary.RUNS:
+        figures = {"speedup_vs_hf_best": {"median": speedup},
+                   "speedup_implementation_only": {"median": 1.5},
+                   "hf_best_variant": "hf_grouped", "mfu": {"biofm": mfu, "hf_grouped": 0.3}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(figures))
+    lines, passed = gpu_summary.summarise(tmp_path)
+    assert passed is ok and len([x for x in lines if not x.startswith(" ")]) == 4
+    (tmp_path / "train_650m.json").unlink()
+    assert not gpu_summary.summarise(tmp_path)[1]
