@@ -1,5 +1,6 @@
 """The shared suite every registered backbone × objective pair runs."""
 
+import contextlib
 import logging
 import typing
 
@@ -453,3 +454,45 @@ def test_padding_runs_do_not_count_against_the_context():
     too_long = pack_collate([[0] + [5] * 70 + [2]], 1, 200)
     with pytest.raises(ValueError, match="72 tokens"):
         model.backbone(too_long.input_ids, too_long.attention_mask, too_long.document_ids)
+
+
+class _NoValueReads(torch.overrides.TorchFunctionMode):
+    READS = {torch.Tensor.tolist, torch.Tensor.item, torch.Tensor.__bool__,
+             torch.Tensor.__int__, torch.Tensor.__float__, torch.Tensor.__index__}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.READS:
+            raise AssertionError(f"host read: {func.__name__}")
+        return func(*args, **(kwargs or {}))
+
+
+class _NoDataDependentOps(torch.utils._python_dispatch.TorchDispatchMode):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        aten = torch.ops.aten
+        if func in (aten._local_scalar_dense.default, aten.nonzero.default,
+                    aten.masked_select.default):
+            raise AssertionError(f"host read: {func}")
+        if func in (aten.index.Tensor, aten.index_put_.default, aten.index_put.default):
+            indices = args[1] if len(args) > 1 else []
+            if any(t is not None and t.dtype == torch.bool for t in indices):
+                raise AssertionError(f"host read: boolean-mask indexing ({func})")
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Fails on what makes a GPU wait: reading a value back (item, int, bool,
+    tolist), nonzero, and boolean-mask indexing (its size depends on the data)."""
+    with _NoValueReads(), _NoDataDependentOps():
+        yield
+
+
+def test_a_packed_forward_and_backward_read_nothing_back_given_cpu_segments():
+    model = tiny_model(token_dropout=True)
+    batch, _ = _packed(model, model.encode(random_proteins(6, seed=2)), 64)
+    segments = layers.Segments.from_document_ids(batch.document_ids)  # on the CPU, beforehand
+    with no_host_reads():
+        hidden = model.backbone(batch.input_ids, batch.attention_mask, segments=segments)
+        hidden.last_hidden_state.square().mean().backward()
+    with pytest.raises(AssertionError, match="host read"), no_host_reads():
+        model.backbone(batch.input_ids, batch.attention_mask, batch.document_ids)
