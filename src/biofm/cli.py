@@ -134,7 +134,8 @@ def embed(
                                                        "obsm['X_biofm'])"),
     pooling: str = typer.Option("mean", help="mean | cls"),
     batch_size: int = typer.Option(64),
-    column: Optional[str] = typer.Option(None, help="SMILES column of a CSV"),
+    column: Optional[str] = typer.Option(None, help="input column of a CSV (SMILES, sequence, "
+                                                    "text)"),
     on_error: str = typer.Option("raise", help="raise | skip bad records"),
     layer: Optional[str] = LayerOpt,
     overwrite: bool = OverwriteOpt,
@@ -171,7 +172,7 @@ def finetune(
     column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
     kind: Optional[str] = typer.Option(None, help="classification | regression (with --input; "
                                                   "default: from the labels)"),
-    split: str = typer.Option("random", help="random | scaffold (with --input)"),
+    split: str = typer.Option("random", help="random | scaffold (molecules) | group (text) | given (ehr) (with --input)"),
     layer: Optional[str] = LayerOpt,
     mode: str = typer.Option("full", help="probe | full | lora | scratch"),
     epochs: Optional[int] = typer.Option(None),
@@ -269,7 +270,7 @@ def compare(
     column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
     kind: Optional[str] = typer.Option(None, help="classification | regression (with --input; "
                                                   "default: from the labels)"),
-    split: str = typer.Option("random", help="random | scaffold (with --input)"),
+    split: str = typer.Option("random", help="random | scaffold (molecules) | group (text) | given (ehr) (with --input)"),
     layer: Optional[str] = LayerOpt,
     seeds: int = typer.Option(3, help="splits / fine-tuning seeds (mean ± sd)"),
     mode: List[str] = typer.Option(["scratch", "probe", "full", "lora"],

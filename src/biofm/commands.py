@@ -352,6 +352,13 @@ def prediction_table(ids: list[str], predictions: np.ndarray, kind: str,
     """id, prediction and (classification) prob_<class> columns."""
     if kind == "regression":
         return pd.DataFrame({"id": ids, "prediction": predictions})
+    if kind == "multilabel":  # (N, L) probabilities: the labels at p >= 0.5
+        names = list(classes) if classes else [str(i) for i in range(predictions.shape[1])]
+        frame = pd.DataFrame({"id": ids, "prediction": [
+            ";".join(n for n, p in zip(names, row) if p >= 0.5) for row in predictions]})
+        for j, name in enumerate(names):
+            frame[f"prob_{name}"] = predictions[:, j]
+        return frame
     probs = np.stack([1 - predictions, predictions], axis=1) if predictions.ndim == 1 \
         else predictions
     names = list(classes) if classes else [str(i) for i in range(probs.shape[1])]
