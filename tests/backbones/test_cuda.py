@@ -12,8 +12,7 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 KERNELS = [("torch varlen_attn", "torch_varlen", "torch.nn.attention.varlen"),
-           ("flash-attn varlen", "flash_attn_varlen", "flash_attn"),
-           ("grouped SDPA", "sdpa_grouped", "torch")]
+           ("flash-attn varlen", "flash_attn_varlen", "flash_attn")]
 LENGTHS = [1, 7, 130, 257, 64, 300, 2, 129]  # a padding run at the end of the row too
 
 
@@ -51,7 +50,7 @@ def test_the_cuda_kernel_choice_in_bf16():
     q = torch.zeros(4, 2, 16, device="cuda", dtype=torch.bfloat16)
     name, _ = layers.choose_kernel(q, 0.0)
     assert name in ("torch varlen_attn", "flash-attn varlen")
-    assert layers.choose_kernel(q.float(), 0.0)[1] is layers.sdpa_grouped
+    assert layers.choose_kernel(q.float(), 0.0)[1] is layers.sdpa_per_segment
 
 
 @pytest.mark.parametrize("kind", ["encoder", "decoder"])

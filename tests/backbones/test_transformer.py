@@ -209,13 +209,13 @@ def test_packed_attention_kernels_agree_and_the_choice_is_logged(caplog, monkeyp
         expected = run()
         monkeypatch.setattr(layers, "choose_kernel", lambda q, p: ("reference", reference_varlen))
         torch.testing.assert_close(run(), expected, atol=1e-6, rtol=1e-6)
-    assert "similar-length documents" in caplog.text and "reference" in caplog.text
+    assert "SDPA per document segment" in caplog.text and "reference" in caplog.text
 
 
-def test_kernel_choice_on_cpu_is_grouped_sdpa():
+def test_kernel_choice_on_cpu_is_per_segment_sdpa():
     q = torch.zeros(4, 2, 8)
-    assert layers.choose_kernel(q, 0.0)[1] is layers.sdpa_grouped
-    assert layers.choose_kernel(q.bfloat16(), 0.0)[1] is layers.sdpa_grouped
+    assert layers.choose_kernel(q, 0.0)[1] is layers.sdpa_per_segment
+    assert layers.choose_kernel(q.bfloat16(), 0.0)[1] is layers.sdpa_per_segment
 
 
 def test_segments_of_a_packed_batch():
@@ -408,27 +408,6 @@ def test_odd_head_width_is_only_refused_for_rope():
         BackboneConfig(size=None, d_model=36, n_layers=1, n_heads=4, d_ff=8, position="rope")
     with pytest.raises(ValueError, match="multiple of n_heads"):
         BackboneConfig(size=None, d_model=30, n_layers=1, n_heads=4, d_ff=8, position="learned")
-
-
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("lengths", [[5, 40, 38, 39, 7, 1, 20, 21, 40], [12, 12, 12], [1]])
-def test_grouped_kernel_matches_per_segment_attention_forward_and_backward(causal, lengths):
-    """Blocks of similar-length segments, padded within the block, give each segment
-    the attention (and gradients) it gets alone."""
-    g = torch.Generator().manual_seed(0)
-    docs = torch.cat([torch.full((n,), d) for d, n in enumerate(lengths)])[None]  # (1, N)
-    segments = layers.Segments.from_document_ids(docs)
-    grads = []
-    for kernel in (layers.sdpa_per_segment, layers.sdpa_grouped):
-        q, k, v = (torch.randn(docs.shape[1], 4, 8, generator=torch.Generator().manual_seed(i))
-                   .requires_grad_() for i in range(3))
-        out = kernel(q, k, v, segments, causal, 0.0)
-        out.mul(torch.randn(out.shape, generator=g.manual_seed(9))).sum().backward()
-        grads.append((out.detach(), q.grad, k.grad, v.grad))
-    for a, b in zip(*grads):
-        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
-    groups = segments.groups
-    assert sum(index.numel() for index in groups.gather) < 1.3 * sum(lengths) or len(lengths) < 4
 
 
 def test_segments_built_on_the_cpu_drive_the_forward_without_document_ids():
