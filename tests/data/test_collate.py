@@ -94,3 +94,15 @@ def test_valued_sequences_collate_values_beside_ids():
     assert pad_collate([patches], pad_id=0).values.shape == (1, 2, 3)
     with pytest.raises(ValueError, match="2 token ids but 1 values"):
         ValuedSequence(np.array([1, 2]), np.array([1]))
+
+
+def test_length_batches_respect_a_token_budget():
+    from biofm.data.collate import length_batches
+    lengths = [5, 50, 10, 40, 30, 20, 100, 7]
+    batches = list(length_batches(lengths, batch_size=3, max_tokens=60))
+    assert sorted(int(i) for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 60
+    assert [len(b) for b in length_batches(lengths, 3)] == [3, 3, 2]  # no budget: counts only
+    assert [lengths[int(b[0])] for b in batches][-1] == 100  # too long alone: a batch of its own

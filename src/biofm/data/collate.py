@@ -106,9 +106,18 @@ def pack_collate(sequences: Sequence[Sequence[int] | ValuedSequence], pad_id: in
     return Batch(input_ids=ids, attention_mask=docs >= 0, document_ids=docs, values=values)
 
 
-def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+def length_batches(lengths: Sequence[int], batch_size: int,
+                   max_tokens: int | None = None) -> Iterator[np.ndarray]:
     """Inference batches: indices sorted by length (stable), `batch_size` at a time,
-    so each batch pads little; callers scatter results back by these indices."""
+    so each batch pads little; callers scatter results back by these indices.
+    max_tokens: also cut a batch before its padded size (count x longest) would
+    exceed it (a longer sequence still gets a batch of its own)."""
     order = np.argsort(np.asarray(lengths), kind="stable")
-    for start in range(0, len(order), batch_size):
-        yield order[start: start + batch_size]
+    start = 0
+    while start < len(order):
+        end = min(start + batch_size, len(order))
+        if max_tokens is not None:  # ascending lengths: the last one is the longest
+            fits = (np.arange(start + 1, end + 1) - start) * np.asarray(lengths)[order[start:end]]
+            end = start + max(1, int(np.sum(fits <= max_tokens)))
+        yield order[start:end]
+        start = end
