@@ -80,3 +80,15 @@ def test_packed_bf16_model_matches_padded_forward_and_backward(kind):
         scale = ref.abs().max().clamp(min=1e-6)
         torch.testing.assert_close(grads[1][1][name] / scale, ref / scale, atol=5e-2, rtol=0,
                                    msg=name)
+
+
+def test_a_cuda_fallback_is_a_warning_that_says_why(caplog):
+    segments = _segments([3, 5])
+    q = torch.zeros(8, 2, 16, device="cuda")  # fp32: no fused kernel
+    layers._logged.clear()
+    with caplog.at_level("INFO", logger="biofm"):
+        layers.packed_attention(q[None], q[None], q[None], segments, False, 0.0)
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warned and "bf16" in warned[0].getMessage()
+    q12 = torch.zeros(8, 2, 12, device="cuda", dtype=torch.bfloat16)  # a width they refuse
+    assert layers.choose_kernel(q12, 0.0)[1] is layers.sdpa_per_segment

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 import logging
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -172,12 +173,57 @@ def choose_kernel(q: torch.Tensor, dropout_p: float) -> tuple[str, Kernel]:
     FlexAttention is not used: it is only fast under `torch.compile`, which
     recompiles for every new packed shape.
     """
-    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-        if dropout_p == 0.0 and _installed("torch.nn.attention.varlen"):
+    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) \
+            and fused_head_dim_problem(q.shape[-1]) is None:
+        if dropout_p == 0.0 and _torch_varlen_fits():
             return "torch varlen_attn", torch_varlen
         if _installed("flash_attn"):
             return "flash-attn varlen", flash_attn_varlen
     return "SDPA per document segment", sdpa_per_segment
+
+
+def fused_head_dim_problem(head_dim: int) -> str | None:
+    """Why the fused CUDA varlen kernels (PyTorch's, flash-attn) refuse this head
+    width, or None: they take multiples of 8 up to 256."""
+    if head_dim % 8 or head_dim > 256:
+        return (f"head width {head_dim} (d_model / n_heads): the fused CUDA attention kernels "
+                "take multiples of 8 up to 256")
+    return None
+
+
+def cuda_fallback_reason(q: torch.Tensor, dropout_p: float) -> str | None:
+    """On CUDA, why packed attention runs the slow per-segment path, with the fix; None
+    when a fused kernel runs (or off CUDA, where per-segment SDPA is the fast path)."""
+    if not q.is_cuda:
+        return None
+    problem = fused_head_dim_problem(q.shape[-1])
+    if problem:
+        return f"{problem}; choose n_heads so that d_model / n_heads is one (e.g. 64)"
+    if q.dtype not in (torch.float16, torch.bfloat16):
+        return (f"the activations are {str(q.dtype).removeprefix('torch.')}: the fused kernels "
+                "need bf16 / fp16; run with train.precision=bf16 (the default on CUDA) or under "
+                "biofm.device.autocast_context")
+    if dropout_p > 0 and not _installed("flash_attn"):
+        return (f"attention dropout {dropout_p} without the flash-attn package: PyTorch's "
+                "varlen kernel has no dropout; set backbone.dropout=0 or "
+                "pip install flash-attn")
+    return None
+
+
+@functools.cache
+def _torch_varlen_fits() -> bool:
+    """PyTorch's varlen_attn is there and takes the arguments `torch_varlen` passes
+    (its signature changed between releases)."""
+    if not _installed("torch.nn.attention.varlen"):
+        return False
+    from torch.nn.attention.varlen import varlen_attn
+    try:
+        params = inspect.signature(varlen_attn).parameters
+    except (TypeError, ValueError):
+        return False
+    names = list(params)
+    return len(names) >= 7 and "window_size" in params and \
+        names[:3] == ["query", "key", "value"]
 
 
 @functools.cache
@@ -196,7 +242,12 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments
     name, kernel = choose_kernel(q, dropout_p)
     if (name, q.device.type) not in _logged:  # once per kernel and device
         _logged.add((name, q.device.type))
-        logger.info("packed attention on %s: %s", q.device.type, name)
+        reason = cuda_fallback_reason(q, dropout_p)
+        if reason:  # a user on a GPU should see that the fast path is off, and why
+            logger.warning("packed attention on %s falls back to %s (slower): %s",
+                           q.device.type, name, reason)
+        else:
+            logger.info("packed attention on %s: %s", q.device.type, name)
     q, k, v = (t.reshape(B * T, h, hd) for t in (q, k, v))  # (N, h, hd)
     return kernel(q, k, v, segments, causal, dropout_p).view(B, T, h, hd)
 
