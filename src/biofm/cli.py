@@ -110,6 +110,9 @@ def prepare(
     valid_fraction: float = typer.Option(0.05, help="share of records held out for validation"),
     seed: int = typer.Option(0, help="seed of the train/valid assignment"),
     on_error: str = typer.Option("raise", help="raise | skip bad records"),
+    workers: int = typer.Option(1, "--workers", min=1,
+                                help="tokenising processes (the shards are identical for any "
+                                     "number)"),
 ) -> None:
     """Tokenise a corpus once into sharded, memory-mapped files for `pretrain --input DIR`."""
     from biofm import commands
@@ -118,7 +121,8 @@ def prepare(
     data = DataConfig.from_dict({"modality": modality, "input": input, "column": column,
                                  "tokenizer": tokenizer, "valid_fraction": valid_fraction,
                                  "on_error": on_error})
-    index = commands.prepare(data, output, shard_tokens=shard_tokens, max_len=max_len, seed=seed)
+    index = commands.prepare(data, output, shard_tokens=shard_tokens, max_len=max_len, seed=seed,
+                             workers=workers)
     train, valid = index["splits"]["train"], index["splits"]["valid"]
     out.print(f"wrote {train['sequences']:,} train and {valid['sequences']:,} valid sequences "
               f"({train['tokens'] + valid['tokens']:,} tokens in "
@@ -390,6 +394,7 @@ def forecast(
     negative: str = typer.Option("error", help="error | nan: negative values"),
     no_plots: bool = typer.Option(False, "--no-plots", help="skip the per-series PNGs"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+    device: str = DeviceOpt,
 ) -> None:
     """Forecast time series with quantiles (FluSight CSV + plots); --evaluate scores
     rolling origins against seasonal naive, last value, ARIMA and ETS."""
@@ -400,7 +405,7 @@ def forecast(
         context=context, steps=steps, seed=seed, target=target, series_ids=list(series),
         plots=not no_plots, layout=layout, id_column=id_column, date_column=date_column,
         value_column=value_column, freq=freq, negative=negative, date_format=date_format,
-        overwrite=overwrite, progress=not no_progress)
+        overwrite=overwrite, progress=not no_progress, device=device)
     if len(result.repairs):
         err.print(result.repairs.summary(), highlight=False)
     if result.evaluation is not None:

@@ -95,11 +95,12 @@ def modality_of(model: FoundationModel, path: str | Path | None = None) -> Modal
 
 # -- prepare / pretrain -------------------------------------------------------------
 def prepare(data: DataConfig, output: str | Path, *, shard_tokens: int = DEFAULT_SHARD_TOKENS,
-            max_len: int = 1026, seed: int = 0) -> dict[str, Any]:
+            max_len: int = 1026, seed: int = 0, workers: int = 1) -> dict[str, Any]:
     """Tokenise a corpus once into sharded, memory-mapped files (`biofm prepare`).
 
     Records stream from the input (a tokenizer that learns its vocabulary reads
     it once more first); `data.valid_fraction` of them go to the valid split.
+    `workers` processes tokenise (the files are the same for any number).
     Returns the index written to `output/index.json`.
     """
     skipped = SkipLog()
@@ -115,7 +116,8 @@ def prepare(data: DataConfig, output: str | Path, *, shard_tokens: int = DEFAULT
         records = _counted(iter_records(data, skipped), lambda: progress.advance(task))
         index = prepare_corpus(records, tokenizer, output, shard_tokens=shard_tokens,
                                max_len=max_len, valid_fraction=data.valid_fraction, seed=seed,
-                               meta={"modality": data.modality, "source": str(data.input)})
+                               meta={"modality": data.modality, "source": str(data.input)},
+                               workers=workers)
     if skipped:
         console.print(skipped.summary(), markup=False, highlight=False)
     return index

@@ -191,3 +191,18 @@ def test_a_process_pool_writes_the_same_files(tmp_path, monkeypatch):
     assert names == sorted(p.name for p in two.iterdir()) and len(names) > 10
     for name in names:
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
+
+
+def test_cli_prepare_workers_writes_the_same_files(tmp_path, capsys):
+    fasta = tmp_path / "p.fasta"
+    fasta.write_text("".join(f">p{i}\n{t}\n" for i, t in enumerate(TEXTS * 3)))
+    for workers in ("1", "2"):
+        main(["prepare", "--input", str(fasta), "--output", str(tmp_path / workers),
+              "--shard-tokens", "500", "--max-len", "64", "--workers", workers])
+    one, two = (sorted(p for p in (tmp_path / w).rglob("*") if p.is_file()) for w in "12")
+    assert [p.name for p in one] == [p.name for p in two] and len(one) > 2
+    for a, b in zip(one, two):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare", "--input", str(fasta), "--output", str(tmp_path / "0"), "--workers", "0"])
+    assert exit_info.value.code == 2
