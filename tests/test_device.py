@@ -13,7 +13,8 @@ from biofm.registry import TASKS
 from biofm.bench.compare import cap_train
 from tests.helpers import squeeze
 
-COMMANDS = ("embed", "generate", "score-variants", "evaluate", "predict", "finetune", "compare")
+COMMANDS = ("embed", "generate", "score-variants", "evaluate", "predict", "finetune", "compare",
+            "forecast")
 
 
 def test_auto_is_the_cpu_without_a_gpu_and_cuda_without_one_is_refused():

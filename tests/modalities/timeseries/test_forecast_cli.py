@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from biofm.modalities.timeseries.report import FLUSIGHT_COLUMNS
 from biofm.modalities.timeseries.series import date_range
@@ -159,3 +160,14 @@ def test_fine_tuning_for_evaluation_never_sees_the_scored_future(checkpoint, tmp
     assert rows[0]["origin"].tolist() == [origin] * 4
     columns = ["median", "lower50", "upper50", "lower95", "upper95"]
     pd.testing.assert_frame_equal(rows[0][columns], rows[1][columns])
+
+
+def test_forecast_runs_on_the_device_asked_for(cli, checkpoint, wide_csv, tmp_path):
+    run = cli("forecast", checkpoint, wide_csv, "--output", tmp_path / "cpu", "--device", "cpu",
+              "--no-plots")
+    assert run.code == 0, run.err
+    if not torch.cuda.is_available():
+        run = cli("forecast", checkpoint, wide_csv, "--output", tmp_path / "gpu",
+                  "--device", "cuda", "--no-plots")
+        assert_user_error(run, "no CUDA GPU")
+        assert not (tmp_path / "gpu" / "forecasts.csv").exists()

@@ -93,9 +93,10 @@ def _baseline(name: str, series: Sequence[Series]) -> Forecaster:
 
 
 def build_forecaster(model: str, series: list[Series], *, mode: Mode, steps: int, seed: int,
-                     first_origins: dict[str, int] | None) -> Forecaster:
+                     first_origins: dict[str, int] | None, device: str = "auto") -> Forecaster:
     """A baseline by name, or a checkpoint (zero-shot, or fine-tuned on the history
-    before each series' first evaluation origin when `first_origins` is given)."""
+    before each series' first evaluation origin when `first_origins` is given) on
+    `device` (auto: CUDA when there is a GPU, with bf16 autocast)."""
     if model in BASELINE_NAMES and not Path(model).exists():
         if mode != "zero-shot":
             raise BiofmError(f"a baseline ({model}) cannot be fine-tuned",
@@ -108,7 +109,7 @@ def build_forecaster(model: str, series: list[Series], *, mode: Mode, steps: int
     from biofm.modalities.timeseries.model import PatchForecaster
 
     if mode == "zero-shot":
-        return PatchForecaster.load(model)
+        return PatchForecaster.load(model, device=device)
     if mode not in ("full", "lora", "scratch"):
         raise BiofmError(f"unknown mode {mode!r}",
                          fix="pass --mode zero-shot, full, lora or scratch (the architecture "
@@ -120,7 +121,7 @@ def build_forecaster(model: str, series: list[Series], *, mode: Mode, steps: int
     if not train:
         raise BiofmError("no observed values before the first evaluation origin to fine-tune on",
                          fix="lower --origins, or use --mode zero-shot")
-    return finetune_forecaster(model, train, mode=mode, steps=steps, seed=seed)
+    return finetune_forecaster(model, train, mode=mode, steps=steps, seed=seed, device=device)
 
 
 def run_forecast(model: str, input: str, output: str | Path, *, horizon: int = 4,
@@ -128,13 +129,14 @@ def run_forecast(model: str, input: str, output: str | Path, *, horizon: int = 4
                  origins: int = 10, context: int = 52, steps: int = 100, seed: int = 0,
                  target: str | None = None, plots: bool = True,
                  quantiles: Sequence[float] = FLUSIGHT_QUANTILES, series_ids: Sequence[str] = (),
-                 progress: bool = False, overwrite: bool = False,
+                 progress: bool = False, overwrite: bool = False, device: str = "auto",
                  **read_options) -> ForecastResult:
     """Forecast every series of `input` with `model`; see the module docstring.
 
     `mode` may list several modes ("zero-shot", "lora"): each becomes a forecaster,
     all are evaluated in one table and each writes its own labelled forecasts and
     plots. `read_options` go to the reader (layout, id_column, date_format, freq, ...).
+    `device`: where checkpoints forecast and fine-tune (auto | cpu | cuda[:N]).
     """
     output = Path(output)
     _check_output(output, overwrite, input)
@@ -150,7 +152,7 @@ def run_forecast(model: str, input: str, output: str | Path, *, horizon: int = 4
     if not modes:
         raise BiofmError("no forecasting mode given", fix="pass --mode zero-shot, full or lora")
     forecasters = [build_forecaster(model, series, mode=m, steps=steps, seed=seed,
-                                    first_origins=first) for m in modes]
+                                    first_origins=first, device=device) for m in modes]
     finals = {f.name: [forecasts_at(f, s, [len(s) - 1], horizon, quantiles)[0] for s in series]
               for f in forecasters}
     for stale in previous_outputs(output):  # --overwrite: nothing of the last run is left over
