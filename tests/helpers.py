@@ -51,3 +51,13 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> Run:
 def squeeze(text: str) -> str:
     """Text without whitespace: rich wraps long lines wherever it likes."""
     return "".join(text.split())
+
+
+def tiny_vit_config(image_size=(16, 16), patch_size=(4, 4), channels=1, **objective):
+    """An MAE ViT config (tiny encoder, fixed sin-cos positions) for images of this shape."""
+    return PretrainConfig.from_dict({
+        "data": {"modality": "imaging"},
+        "backbone": {"kind": "encoder", "size": "tiny", "image_size": list(image_size),
+                     "patch_size": list(patch_size), "channels": channels,
+                     "position": "sincos", "norm_eps": 1e-6},
+        "objective": {"name": "mae", "mask_rate": 0.75, **objective}})

@@ -7,6 +7,7 @@ are YAML files under `biofm/configs/` (shipped inside the package so that
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -145,6 +146,16 @@ class BackboneConfig(Config):
         activation: the MLP's non-linearity, "gelu" (exact erf GELU; ESM,
             BERT), "gelu_tanh" (its tanh approximation; GPT-2) or "relu"
             (Geneformer).
+        image_size / patch_size / channels: set together, they make the
+            encoder a ViT (`biofm.backbones.vision`): images (channels, H, W) or
+            volumes (channels, D, H, W) of `image_size`, cut into patches of
+            `patch_size` (2 or 3 numbers, dividing `image_size`), fed as
+            `values: patches` of channels * prod(patch_size) pixels after a
+            [CLS] token. values, value_size and max_len (1 + patches) are
+            filled from them.
+        position: for a ViT also "sincos": a fixed (not trained) 2D / 3D
+            sin-cos table over the patch grid, [CLS] at zero (MAE); "learned"
+            is timm's learned table over [CLS] + patches.
     """
 
     kind: Literal["encoder", "decoder"] = "encoder"
@@ -155,7 +166,7 @@ class BackboneConfig(Config):
     n_heads: int = 0
     d_ff: int = 0
     max_len: int = 1026
-    position: Literal["rope", "learned"] = "rope"
+    position: Literal["rope", "learned", "sincos"] = "rope"
     dropout: float = 0.0
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
@@ -169,6 +180,9 @@ class BackboneConfig(Config):
     embed_norm: bool = False
     type_vocab_size: int = 0
     activation: Literal["gelu", "gelu_tanh", "relu"] = "gelu"
+    image_size: tuple[int, ...] = ()
+    patch_size: tuple[int, ...] = ()
+    channels: int = 0
 
     @model_validator(mode="after")
     def _fill_size(self) -> "BackboneConfig":
@@ -182,6 +196,7 @@ class BackboneConfig(Config):
         for key in ("d_model", "n_layers", "n_heads", "d_ff"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be positive (set it or choose a size)")
+        self._fill_image()
         if self.values != "none" and self.value_size <= 0:
             raise ValueError(f"values={self.values!r} needs value_size > 0 "
                              "(the number of bins, or the patch length)")
@@ -192,6 +207,31 @@ class BackboneConfig(Config):
         if self.type_vocab_size < 0:
             raise ValueError("type_vocab_size must be >= 0")
         return self
+
+    def _fill_image(self) -> None:
+        """A ViT's patch input and context from its image geometry."""
+        image, patch = self.image_size, self.patch_size
+        if not (image or patch or self.channels):
+            if self.position == "sincos":
+                raise ValueError("position=sincos needs a patch grid (set image_size, "
+                                 "patch_size and channels)")
+            return
+        if len(image) not in (2, 3) or len(patch) != len(image) or self.channels < 1:
+            raise ValueError(f"a ViT needs image_size and patch_size of 2 (H, W) or 3 (D, H, W) "
+                             f"numbers each and channels >= 1; got image_size={list(image)}, "
+                             f"patch_size={list(patch)}, channels={self.channels}")
+        if any(p < 1 or i % p for i, p in zip(image, patch)):
+            raise ValueError(f"image_size {list(image)} is not divisible by patch_size "
+                             f"{list(patch)}: choose a patch size that divides each side "
+                             "(or crop / pad the images to a multiple of it)")
+        object.__setattr__(self, "max_len", 1 + math.prod(self.grid))  # [CLS] + patches
+        object.__setattr__(self, "values", "patches")
+        object.__setattr__(self, "value_size", self.channels * math.prod(patch))
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Patches along each axis of a ViT's input (empty for other backbones)."""
+        return tuple(i // p for i, p in zip(self.image_size, self.patch_size))
 
     @property
     def head_dim(self) -> int:
@@ -215,6 +255,10 @@ class ObjectiveConfig(Config):
             (0, 1). None: the 23 CDC FluSight levels (`objectives.patch.
             DEFAULT_QUANTILES`), as in checkpoints saved before this field existed.
             Other objectives refuse it.
+        decoder_dim / decoder_layers: mae: the width and depth of the light
+            decoder that reconstructs the masked patches (0: half the encoder's
+            width, at least 32, and a third of its depth, at least 1). Other
+            objectives refuse them.
     """
 
     name: str = "mlm"
@@ -223,9 +267,13 @@ class ObjectiveConfig(Config):
     random_token_fraction: float = 0.1
     norm_window: int = 0
     quantiles: tuple[float, ...] | None = None
+    decoder_dim: int = 0
+    decoder_layers: int = 0
 
     @model_validator(mode="after")
     def _check(self) -> "ObjectiveConfig":
+        if self.decoder_dim < 0 or self.decoder_layers < 0:
+            raise ValueError("decoder_dim and decoder_layers must be >= 0 (0: the default)")
         if not 0.0 < self.mask_rate < 1.0:
             raise ValueError("mask_rate must be in (0, 1)")
         if self.mask_token_fraction + self.random_token_fraction > 1.0:

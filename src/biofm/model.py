@@ -53,7 +53,7 @@ class FoundationModel(nn.Module):
 
     def forward(self, batch: Batch) -> ObjectiveOutput:
         hidden = self.backbone(batch.input_ids, batch.attention_mask, batch.document_ids,
-                               values=batch.values)
+                               values=batch.values, positions=batch.positions)
         return self.objective(hidden, batch)
 
     def num_parameters(self) -> int:

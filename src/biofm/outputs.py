@@ -19,7 +19,11 @@ class Batch:
     values:         a second input beside the ids (see BackboneConfig.values):
                     (B, T) long expression bins or (B, T, P) float patches
     value_labels:   targets of a value objective, (B, T) or (B, T, P) float,
-                    NaN where no loss
+                    NaN where no loss (mae: (B, N, P) over every patch of the
+                    image, while the ids hold the visible ones only)
+    positions:      (B, T) long position of each token, when they are not
+                    0..T-1 (mae: the grid positions of the visible patches);
+                    None: 0..T-1 (restarting per document when packed)
     """
 
     input_ids: torch.Tensor
@@ -28,11 +32,13 @@ class Batch:
     document_ids: torch.Tensor | None = None
     values: torch.Tensor | None = None
     value_labels: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.labels),
-                     move(self.document_ids), move(self.values), move(self.value_labels))
+                     move(self.document_ids), move(self.values), move(self.value_labels),
+                     move(self.positions))
 
     def with_(self, **changes: torch.Tensor | None) -> "Batch":
         return replace(self, **changes)

@@ -10,13 +10,14 @@ import torch
 
 from biofm.backbones import count_parameters, layers
 from biofm.backbones.layers import build_attention_mask
+from biofm.backbones.vision import ImagePatchTokenizer
 from biofm.config import BackboneConfig
 from biofm.data.collate import ValuedSequence, pack_collate, pack_rows, pad_collate
 from biofm.model import FoundationModel
 from biofm.objectives import Objective
 from biofm.outputs import Batch
 from biofm.registry import BACKBONES, OBJECTIVES
-from tests.helpers import random_proteins, tiny_model
+from tests.helpers import random_proteins, tiny_model, tiny_vit_config
 
 # every registered objective on the backbone kind it needs: a new one is covered on registration
 PAIRS = [(b, o) for b in BACKBONES.names() for o in OBJECTIVES.names()
@@ -44,11 +45,18 @@ def test_every_value_kind_and_backbone_is_covered():
 
 
 def _model(kind: str, objective: str) -> FoundationModel:
+    if OBJECTIVES.get(objective).images:  # a ViT on 16 x 16 one-channel images
+        config = tiny_vit_config().replace(objective={"name": objective})
+        return FoundationModel(config, ImagePatchTokenizer.for_backbone(config.backbone))
     return tiny_model(kind, objective, **VALUE_INPUTS[OBJECTIVES.get(objective).values][0])
 
 
 def _batch(model: FoundationModel, n: int = 3, seed: int = 0) -> Batch:
     """n random proteins as ids, with the values the objective reads, masked / labelled."""
+    if model.objective.images:
+        gen = torch.Generator().manual_seed(seed)
+        images = torch.randn(n, 1, 16, 16, generator=gen)
+        return model.objective.prepare(model.tokenizer.batch(images), gen)
     make = VALUE_INPUTS[model.objective.values][1]
     seqs = model.encode(random_proteins(n, seed=seed))
     if make is not None:
@@ -72,8 +80,11 @@ def test_shapes_backward_and_dtype(kind, objective):
     B, T = batch.input_ids.shape
     d = model.config.backbone.d_model
     per_position = model.objective.logits(torch.zeros(1, 1, d)).shape[2:]  # e.g. (V,), (P, Q)
-    # one row of logits per position (B, T, ...) or per predicted token (N, ...)
-    assert out.logits.shape in ((B, T, *per_position), (out.num_predicted, *per_position))
+    # one row of logits per position (B, T, ...) or per predicted token (N, ...); image
+    # objectives: one per patch of the image (B, N, ...), whichever patches the encoder saw
+    n_patches = getattr(model.tokenizer, "n_patches", T)
+    assert out.logits.shape in ((B, T, *per_position), (out.num_predicted, *per_position),
+                                (B, n_patches, *per_position))
     assert out.num_predicted > 0
     assert out.loss.dtype == torch.float32 and out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()

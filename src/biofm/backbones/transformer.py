@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from biofm.backbones.layers import Block, KVCache, Rotary, Segments, build_attention_mask
+from biofm.backbones.vision import sincos_positions
 from biofm.config import BackboneConfig
 from biofm.outputs import BackboneOutput
 from biofm.registry import BACKBONES
@@ -36,7 +37,7 @@ class Transformer(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model,
                                          padding_idx=config.pad_id)
         self.embed_positions = (nn.Embedding(config.max_len, config.d_model)
-                                if config.position == "learned" else None)
+                                if config.position in ("learned", "sincos") else None)
         self.embed_values = _value_embedding(config)
         self.embed_token_types = (nn.Embedding(config.type_vocab_size, config.d_model)
                                   if config.type_vocab_size else None)
@@ -53,6 +54,11 @@ class Transformer(nn.Module):
                            if config.norm == "pre" else nn.Identity())
         self.gradient_checkpointing = config.gradient_checkpointing
         self.apply(_init_weights)
+        if config.position == "sincos":  # a fixed table over the ViT's patch grid (MAE)
+            assert self.embed_positions is not None
+            with torch.no_grad():
+                self.embed_positions.weight.copy_(sincos_positions(config.grid, config.d_model))
+            self.embed_positions.weight.requires_grad_(False)
 
     @property
     def d_model(self) -> int:
@@ -61,6 +67,7 @@ class Transformer(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 document_ids: torch.Tensor | None = None, *,
                 values: torch.Tensor | None = None, segments: Segments | None = None,
+                positions: torch.Tensor | None = None,
                 output_hidden_states: bool = False) -> BackboneOutput:
         """input_ids, attention_mask (B, T). document_ids (B, T) marks packed rows:
         each document a contiguous run, -1 on padding; attention stays within a
@@ -68,13 +75,19 @@ class Transformer(nn.Module):
         built on the CPU beforehand (`Segments.from_document_ids(...).to(device)`),
         so the forward reads nothing back from the device. values: the second
         input when `config.values` is not "none" ((B, T) bins or (B, T, P)
-        patches), embedded and added to the token embedding."""
+        patches), embedded and added to the token embedding. positions (B, T): each
+        token's position when it is not its index (MAE runs the visible patches of
+        a grid; each must be < max_len); padded batches only."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         attention_mask = attention_mask.bool()
         if segments is None and document_ids is not None:
             segments = Segments.from_document_ids(document_ids)
-        if segments is None:
+        if positions is not None:
+            if segments is not None:
+                raise ValueError("explicit positions are for padded batches, not packed ones")
+            longest = input_ids.shape[1]
+        elif segments is None:
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
             positions = positions.expand_as(input_ids)  # (B, T)
             longest = input_ids.shape[1]

@@ -29,6 +29,8 @@ class Objective(nn.Module):
     backbone_kind: ClassVar[str]  # which backbone kind the objective needs
     values: ClassVar[str] = "none"  # the second input it needs (BackboneConfig.values)
     predicts_quantiles: ClassVar[bool] = False  # reads ObjectiveConfig.quantiles
+    has_decoder: ClassVar[bool] = False  # reads ObjectiveConfig.decoder_dim / decoder_layers
+    images: ClassVar[bool] = False  # needs a ViT backbone (BackboneConfig.image_size)
 
     def __init__(self, config: ObjectiveConfig, backbone: BackboneConfig,
                  special_ids: list[int]) -> None:
@@ -36,6 +38,10 @@ class Objective(nn.Module):
         if config.quantiles is not None and not self.predicts_quantiles:
             raise BiofmError(f"objective {config.name!r} predicts no quantiles, but "
                              f"objective.quantiles is set", fix="remove objective.quantiles")
+        if (config.decoder_dim or config.decoder_layers) and not self.has_decoder:
+            raise BiofmError(f"objective {config.name!r} has no decoder, but "
+                             "objective.decoder_dim / decoder_layers is set",
+                             fix="remove them (they size the mae decoder)")
         self.config = config
         self.vocab_size = backbone.vocab_size
         self.register_buffer("special_ids", torch.tensor(sorted(special_ids), dtype=torch.long),

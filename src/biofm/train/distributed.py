@@ -251,4 +251,5 @@ def _targets(batch: Batch) -> int:
 def _rows(batch: Batch, rows: torch.Tensor) -> Batch:
     pick = lambda t: None if t is None else t[rows]  # noqa: E731
     return Batch(pick(batch.input_ids), pick(batch.attention_mask), pick(batch.labels),
-                 pick(batch.document_ids), pick(batch.values), pick(batch.value_labels))
+                 pick(batch.document_ids), pick(batch.values), pick(batch.value_labels),
+                 pick(batch.positions))
