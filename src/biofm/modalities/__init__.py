@@ -3,3 +3,4 @@
 from biofm.modalities import dna, molecules, proteins, singlecell, timeseries  # noqa: F401
 from biofm.modalities import text  # noqa: F401
 from biofm.modalities import ehr  # noqa: F401
+from biofm.modalities import imaging  # noqa: F401
