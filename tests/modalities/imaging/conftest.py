@@ -14,3 +14,22 @@ def require(name: str, kind: str = "volume"):
         return volume_path(name) if kind == "volume" else atlas_path(name)
     except DataMissing as exc:
         pytest.skip(f"imaging data not installed (make data): {exc}")
+
+
+def tiny_vit_config(**train):
+    """A 2-layer ViT with MAE on 64 x 64 one-channel images (seconds on a CPU)."""
+    from biofm.config import PretrainConfig
+
+    return PretrainConfig.from_dict({
+        "data": {"modality": "imaging", "input": "colin27-slices", "valid_fraction": 0.1},
+        "backbone": {"kind": "encoder", "size": "tiny", "image_size": [64, 64],
+                     "patch_size": [8, 8], "channels": 1, "position": "sincos"},
+        "objective": {"name": "mae", "mask_rate": 0.75},
+        "train": {"max_steps": 2, "batch_size": 8, "eval_every": 2, "save_every": 2,
+                  "warmup_steps": 1, "progress": False, **train}})
+
+
+def tiny_vit():
+    from biofm.backbones.vision import build_vit
+
+    return build_vit(tiny_vit_config(), seed=0)

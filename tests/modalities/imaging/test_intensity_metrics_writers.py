@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from biofm.errors import BiofmError
-from biofm.modalities.imaging import Image, dice, hd95, normalise, read_image, write_mask
+from biofm.modalities.imaging import (
+    Image,
+    dice,
+    hd95,
+    normalise,
+    read_image,
+    write_mask,
+)
 from biofm.modalities.imaging.intensity import resolve_policy, window
 
 

@@ -8,7 +8,6 @@ import pytest
 from biofm.errors import BiofmError
 from biofm.modalities.imaging import Image, read_image, read_images, same_grid
 from biofm.modalities.imaging.readers import read_inv3
-
 from tests.modalities.imaging.conftest import require
 
 nib = pytest.importorskip("nibabel")

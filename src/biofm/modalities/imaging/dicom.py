@@ -25,8 +25,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,8 @@ def _pixels(ds, path: Path) -> np.ndarray:
 
 def _rescaled(ds, array: np.ndarray, frame_groups: Sequence | None = None) -> np.ndarray:
     """Stored → real values (slope, intercept; per frame when the file says so)."""
-    slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
     if frame_groups:
         first = frame_groups[0]
         if "PixelValueTransformationSequence" in first:

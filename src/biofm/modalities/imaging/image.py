@@ -23,8 +23,9 @@ Conventions (the same for every reader, so masks go back into the input's space)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class Image:
             return np.moveaxis(data, -1, 0)
         return data[None]
 
-    def with_array(self, array: np.ndarray, **changes: Any) -> "Image":
+    def with_array(self, array: np.ndarray, **changes: Any) -> Image:
         """The same image with other voxel values (same grid)."""
         values = {"array": array, "affine": self.affine, "source": self.source,
                   "modality": self.modality, "channels": self.channels,

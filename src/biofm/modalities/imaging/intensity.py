@@ -4,13 +4,20 @@ Models see intensities on one scale whatever the scanner wrote. The policy is
 chosen by name (`normalise(image, "auto")`), saved with what is trained on it,
 and never changes the grid.
 
-| policy | what it does | why |
-|---|---|---|
-| `ct` / `ct:NAME` | Hounsfield window: `(HU - (level - width/2)) / width`, clipped to [0, 1]. NAME one of `CT_WINDOWS` (default `soft-tissue`, level 40 / width 400) | HU are absolute: a window keeps the tissue contrast radiologists read and is identical across scanners |
-| `dicom-window` | the file's own Window Center / Width (DICOM, InVesalius), else `ct` | the window the acquisition chose |
-| `mr` | percentiles 1 and 99 of the foreground (voxels > 0; all voxels when fewer than 1% are > 0) → 0 and 1, clipped | MR intensities are arbitrary units that differ per scanner and sequence; percentiles ignore a few hot voxels and the empty background |
-| `percentile` | percentiles 0.5 and 99.5 of all pixels → 0 and 1, clipped; MONOCHROME1 (X-ray film convention) inverted | projection X-ray, ultrasound, photographs, unknown sources |
-| `none` | values as they are (float32) | already normalised inputs |
+- `ct` / `ct:NAME`: a Hounsfield window, `(HU - (level - width/2)) / width`
+  clipped to [0, 1]; NAME one of `CT_WINDOWS` (default `soft-tissue`, level 40,
+  width 400). HU are absolute, so a window keeps the contrast radiologists read
+  and is the same on every scanner.
+- `dicom-window`: the file's own Window Center / Width (DICOM, InVesalius),
+  else `ct`: the window the acquisition chose.
+- `mr`: percentiles 1 and 99 of the foreground (voxels > 0; all voxels when
+  fewer than 1% are > 0) → 0 and 1, clipped. MR intensities are arbitrary
+  units that differ per scanner and sequence; percentiles ignore a few hot
+  voxels and the empty background.
+- `percentile`: percentiles 0.5 and 99.5 of all pixels → 0 and 1, clipped;
+  MONOCHROME1 (the X-ray film convention) inverted. For projection X-ray,
+  ultrasound, photographs and unknown sources.
+- `none`: values as they are (float32), for inputs already normalised.
 
 `auto` picks by `Image.modality`: CT → `dicom-window` when the file carries a
 window, else `ct`; MR → `mr`; everything else → `percentile`. NIfTI files say

@@ -60,7 +60,8 @@ VOLUMES: dict[str, DataFile] = {
     "head-ct": DataFile("debian:invesalius-examples", f"{INVESALIUS}/Cranium.inv3",
                         "head CT (InVesalius example), 108 slices of 256x256, "
                         "0.957x0.957x1.5 mm, Hounsfield units"),
-    "mni152": DataFile("pypi:nilearn", f"{NILEARN_DATA}/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "mni152": DataFile("pypi:nilearn",
+                       f"{NILEARN_DATA}/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
                        "MNI152 2009c nonlinear symmetric T1 template, 197x233x189, 1 mm"),
 }
 
@@ -186,6 +187,17 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-__all__ = ["ATLASES", "DataFile", "DataMissing", "VOLUMES", "atlas_names", "atlas_path",
-           "available", "debian_roots", "dicom_files", "package_root", "pydicom_test_file",
-           "volume_path"]
+__all__ = [
+    "ATLASES",
+    "VOLUMES",
+    "DataFile",
+    "DataMissing",
+    "atlas_names",
+    "atlas_path",
+    "available",
+    "debian_roots",
+    "dicom_files",
+    "package_root",
+    "pydicom_test_file",
+    "volume_path",
+]

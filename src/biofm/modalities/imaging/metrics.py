@@ -11,7 +11,7 @@ diagonal in mm (the largest distance possible on that grid).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -1,20 +1,44 @@
 """The "imaging" modality: images are read as typed `Image` records, never as text.
 
-Hooks (see `biofm.modalities.base`): `read` yields one `Record` per image of a
-file or folder (data = the `Image`); `matches` knows the image suffixes; the
-pretraining preset of "mae" is `imaging-mae-tiny`.
+Hooks (see `biofm.modalities.base`):
+
+- `read` yields one `Record` per image of a file or folder (data = the `Image`);
+- `pretraining_data`: tiles of real volumes cut to the ViT's size (`pretraining.py`);
+- labeled CSVs name an image file per row (column "image", paths relative to the
+  CSV): each is read, scaled by the "auto" intensity policy and given to the
+  model as (C, *spatial), which must be the model's input size (nothing is
+  resized silently);
+- `embed_file`: one row per image; an image larger than the model's input is
+  cut into the pretraining tiles and its vector is the mean of theirs;
+- baselines: logistic regression and a random forest on 8 x 8 average-pooled
+  pixels (2D; 4 x 4 x 4 in 3D).
+
+The model side is `biofm.backbones.vision` (ViT, `ImagePatchTokenizer`). Its
+tokenizer encodes arrays with `encode_image`; the shared fine-tuning code calls
+`tokenizer.encode(input)`, so `image_inputs(model)` gives the model an
+`ImageInputs` tokenizer (the same tokenizer, saved identically, whose `encode`
+is `encode_image`) wherever this modality hands a model to that code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from biofm.data.records import Record, SkipLog, handle_bad_record
-from biofm.modalities.base import Modality
+from biofm.errors import BiofmError
+from biofm.modalities.base import Log, Modality
 from biofm.modalities.imaging.image import ImageError
-from biofm.modalities.imaging.readers import IMAGE_SUFFIXES, read_images
+from biofm.modalities.imaging.readers import read_image, read_images
+
+if TYPE_CHECKING:
+    from biofm.config import BackboneConfig, PretrainConfig
+    from biofm.model import FoundationModel
+    from biofm.tokenizer import Tokenizer
 
 
 def read_image_records(path: str | Path, *, on_error: str = "raise",
@@ -32,27 +56,137 @@ def read_image_records(path: str | Path, *, on_error: str = "raise",
             return
         except ImageError as exc:
             handle_bad_record(exc, on_error, skipped, exc.path or str(path), 0)  # type: ignore
-            if on_error == "raise":  # pragma: no cover (handle_bad_record raised)
-                raise
-            return  # a generator that raised cannot go on
+            return  # skipped: a generator that raised cannot go on
         index += 1
         name = Path(image.source)
-        ident = str(name.relative_to(path)) if path.is_dir() and name != path and \
-            path in name.parents else name.name
+        ident = str(name.relative_to(path)) if path.is_dir() and path in name.parents \
+            else name.name
         yield Record(ident, image, image.source, index)
 
 
-def _image_tokenizer(inputs):
-    """Images need no corpus-fitted vocabulary: the ViT's patch tokenizer is built from
-    the backbone's geometry when the model is (see `pretraining_data`)."""
+def _image_tokenizer_class():
     from biofm.backbones.vision import ImagePatchTokenizer
 
-    return ImagePatchTokenizer()
+    class ImageInputs(ImagePatchTokenizer):
+        """`ImagePatchTokenizer` whose `encode(image)` is `encode_image(image)`, as other
+        modalities' tokenizers encode their typed inputs; saved as "image-patch"."""
+
+        def encode(self, image, *, add_special_tokens: bool = True,  # type: ignore[override]
+                   max_length: int | None = None):
+            return self.encode_image(image)
+
+    return ImageInputs
+
+
+_ADAPTER: list = []
+
+
+def image_inputs_class():
+    if not _ADAPTER:
+        _ADAPTER.append(_image_tokenizer_class())
+    return _ADAPTER[0]
+
+
+def image_tokenizer_for(backbone: BackboneConfig) -> Tokenizer:
+    """The tokenizer of a ViT backbone, encoding image arrays."""
+    cls = image_inputs_class()
+    return cls.from_dict(cls.for_backbone(backbone).to_dict())
+
+
+def image_inputs(model: FoundationModel) -> FoundationModel:
+    """`model` with a tokenizer whose `encode` takes image arrays (in place)."""
+    from biofm.backbones.vision import ImagePatchTokenizer
+
+    tokenizer = model.tokenizer
+    if not isinstance(tokenizer, ImagePatchTokenizer):
+        raise BiofmError(f"this is a {tokenizer.name!r} model, not an image (ViT) model",
+                         fix="use a model pretrained on images (an imaging-* preset)")
+    cls = image_inputs_class()
+    if not isinstance(tokenizer, cls):
+        model.tokenizer = cls.from_dict(tokenizer.to_dict())
+    return model
+
+
+def _image_tokenizer(inputs: Sequence[Any]) -> Tokenizer:
+    raise BiofmError("an image tokenizer follows the ViT's geometry, not a corpus",
+                     fix="pretrain with an imaging-* preset (biofm pretrain --config "
+                         "imaging-mae-tiny), which builds it from backbone.image_size")
 
 
 @dataclass(frozen=True)
 class ImagingModality(Modality):
     """NIfTI, DICOM, PNG / JPEG / TIFF, NumPy images (2D and 3D)."""
 
+    def pretraining_data(self, config: PretrainConfig,
+                         new_model: Callable) -> tuple[Any, Sequence, Sequence | None]:
+        from biofm.modalities.imaging.pretraining import imaging_run_data
 
-__all__ = ["ImagingModality", "read_image_records"]
+        return imaging_run_data(config, new_model)
+
+    def parse_input(self, value: str, path: Path, line: int, column: str) -> Any:
+        """A labeled CSV's cell: an image path (relative to the CSV) → (C, *spatial)."""
+        from biofm.modalities.imaging.intensity import normalise
+
+        image_path = Path(value.strip())
+        if not image_path.is_absolute():
+            image_path = path.parent / image_path
+        if not image_path.exists():
+            raise BiofmError(f"the image {value!r} in column {column!r} does not exist",
+                             path=path, record=line,
+                             fix="give paths relative to the CSV's folder, or absolute ones")
+        return normalise(read_image(image_path)).channels_first()
+
+    def check_inputs(self, model: FoundationModel, inputs: Sequence[Any], where: str | Path,
+                     log: Log) -> None:
+        """Every input must have the model's (C, *spatial) shape; the model then
+        encodes image arrays (`image_inputs`)."""
+        image_inputs(model)
+        tokenizer = model.tokenizer
+        for i, x in enumerate(inputs):
+            tokenizer.check(np.shape(x), where=where, record=f"image {i + 1}")  # type: ignore
+
+    def embed_file(self, model: FoundationModel, input: Path, *, pooling: str,
+                   batch_size: int, on_error, skipped: SkipLog, progress: Any, log: Log,
+                   column: str | None = None, layer: str | None = None
+                   ) -> tuple[list[str], np.ndarray]:
+        """(ids, (N, d)): one vector per image, the mean over its tiles."""
+        from biofm.backbones.vision import embed_images
+        from biofm.modalities.imaging.intensity import normalise
+        from biofm.modalities.imaging.pretraining import tiles
+
+        self.read_options({"column": column, "layer": layer})
+        image_inputs(model)
+        tokenizer = model.tokenizer
+        size = tuple(tokenizer.image_size)  # type: ignore[attr-defined]
+        records = self.load(input, on_error, skipped)
+        progress.set_total(len(records))
+        ids, vectors = [], []
+        for record in records:
+            image = normalise(record.data)
+            found, _ = tiles(image, size, tokenizer.channels)  # type: ignore[attr-defined]
+            if not found:
+                raise BiofmError(f"the image {image.shape} has no tile of the model's size "
+                                 f"{size} with enough foreground", path=record.source,
+                                 fix="crop or pad images to the model's input size first")
+            tile_vectors = embed_images(model, found, pooling=pooling, batch_size=batch_size)
+            ids.append(record.id)
+            vectors.append(tile_vectors.mean(0))
+            progress.advance(1)
+        return ids, np.stack(vectors)
+
+
+def pooled_pixels(inputs: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, F) features: each image average-pooled to 8 x 8 (2D) or 4 x 4 x 4 (3D) per channel."""
+    out = []
+    for x in inputs:
+        x = np.asarray(x, dtype=np.float32)
+        cells = 8 if x.ndim == 3 else 4
+        for axis in range(1, x.ndim):
+            parts = np.array_split(x, cells, axis=axis)
+            x = np.stack([p.mean(axis=axis) for p in parts], axis=axis)
+        out.append(x.ravel())
+    return np.stack(out)
+
+
+__all__ = ["ImagingModality", "image_inputs", "image_tokenizer_for", "pooled_pixels",
+           "read_image_records"]

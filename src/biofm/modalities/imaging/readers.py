@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import plistlib
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -192,7 +193,8 @@ def _text(value: Any) -> str:
 
 def read_raster(path: Path) -> Image:
     """PNG / JPEG / TIFF / BMP via Pillow: (rows, cols[, pages][, 3])."""
-    from PIL import Image as PILImage, UnidentifiedImageError
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
     try:
         with PILImage.open(path) as im:
