@@ -423,6 +423,25 @@ def forecast(
 
 
 @app.command()
+def segment(
+    model: Path = typer.Option(..., "--model", help="segmenter dir (segmenter.json), e.g. "
+                                                    "the demo's OUTPUT/imaging/segmenter"),
+    input: Path = typer.Option(..., "--input", help="NIfTI / DICOM series / image to segment"),
+    output: Path = typer.Option(..., "--output", help="mask .nii.gz (the input's shape and "
+                                                      "affine)"),
+    box: Optional[str] = typer.Option(None, help="voxel box i0,j0,i1,j1 (every slice) or "
+                                                 "i0,j0,k0,i1,j1,k1, end-exclusive"),
+    overwrite: bool = OverwriteOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Segment the structure in a box (MedSAM-style) and write its mask as NIfTI."""
+    from biofm import commands
+
+    mask = commands.segment(model, input, output, box=box, overwrite=overwrite, device=device)
+    out.print(f"wrote a mask of {int(mask.sum()):,} voxels, shape {mask.shape}, to {output}")
+
+
+@app.command()
 def demo(
     output: Path = typer.Option(Path("demo_out"), help="where the table and plots go"),
     seeds: int = typer.Option(3, help="fine-tuning seeds per cell"),

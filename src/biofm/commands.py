@@ -480,6 +480,14 @@ def forecast(model: str, input: str, output: str | Path, **options):
     return run_forecast(model, input, output, **options)
 
 
+def segment(model_dir: str | Path, input: str | Path, output: str | Path, **options):
+    """A box-prompted mask of a volume, written as NIfTI in the input's space; see
+    `biofm.modalities.imaging.segment`."""
+    from biofm.modalities.imaging.segment import segment as run_segment
+
+    return run_segment(model_dir, input, output, **options)
+
+
 # -- progress helpers ----------------------------------------------------------------
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -9,7 +9,8 @@ Hooks (see `biofm.modalities.base`):
   model as (C, *spatial), which must be the model's input size (nothing is
   resized silently);
 - `embed_file`: one row per image; an image larger than the model's input is
-  cut into the pretraining tiles and its vector is the mean of theirs;
+  cut into the pretraining tiles (every tile when none has enough foreground)
+  and its vector is the mean of theirs;
 - baselines: logistic regression and a random forest on 8 x 8 average-pooled
   pixels (2D; 4 x 4 x 4 in 3D).
 
@@ -163,11 +164,14 @@ class ImagingModality(Modality):
         ids, vectors = [], []
         for record in records:
             image = normalise(record.data)
-            found, _ = tiles(image, size, tokenizer.channels)  # type: ignore[attr-defined]
+            channels = tokenizer.channels  # type: ignore[attr-defined]
+            found, _ = tiles(image, size, channels)
+            if not found:  # little foreground anywhere: every tile counts
+                found, _ = tiles(image, size, channels, min_foreground=0.0)
             if not found:
-                raise BiofmError(f"the image {image.shape} has no tile of the model's size "
-                                 f"{size} with enough foreground", path=record.source,
-                                 fix="crop or pad images to the model's input size first")
+                raise BiofmError(f"the image {image.shape} is smaller than the model's input "
+                                 f"{size}", path=record.source,
+                                 fix="pad images to the model's input size first")
             tile_vectors = embed_images(model, found, pooling=pooling, batch_size=batch_size)
             ids.append(record.id)
             vectors.append(tile_vectors.mean(0))

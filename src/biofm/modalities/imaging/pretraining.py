@@ -74,9 +74,10 @@ def load_volumes(spec: str) -> list[Image]:
     return [normalise(image) for image in images]
 
 
-def tiles(image: Image, size: tuple[int, ...], channels: int,
-          slice_step: int = SLICE_STEP) -> tuple[list[np.ndarray], list[int]]:
-    """(C, *size) float32 tiles of `image` and the slice index each comes from."""
+def tiles(image: Image, size: tuple[int, ...], channels: int, slice_step: int = SLICE_STEP,
+          min_foreground: float = MIN_FOREGROUND) -> tuple[list[np.ndarray], list[int]]:
+    """(C, *size) float32 tiles of `image` with at least `min_foreground` of their
+    pixels above 0.05, and the slice index each comes from."""
     data = _channels(image, channels)  # (C, *spatial)
     spatial = data.shape[1:]
     if len(size) == 2 and len(spatial) == 3:
@@ -91,7 +92,7 @@ def tiles(image: Image, size: tuple[int, ...], channels: int,
         starts = [range(0, s - t + 1, max(1, t // 2)) for s, t in zip(plane.shape[1:], size)]
         for corner in np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, len(size)):
             block = plane[(slice(None), *[slice(c, c + t) for c, t in zip(corner, size)])]
-            if (block.max(0) > 0.05).mean() >= MIN_FOREGROUND:
+            if (block.max(0) > 0.05).mean() >= min_foreground:
                 out.append(np.ascontiguousarray(block, dtype=np.float32))
                 where.append(int(z))
     return out, where

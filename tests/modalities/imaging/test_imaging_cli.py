@@ -1,0 +1,109 @@
+"""The imaging CLI paths: segment, embed a folder (one row per image), fine-tune on a
+CSV of image paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.modalities.imaging.conftest import tiny_vit
+from tests.modalities.imaging.test_segmentation import _crops
+
+nib = pytest.importorskip("nibabel")
+
+
+@pytest.fixture(scope="module")
+def segmenter_dir(tmp_path_factory):
+    from biofm.modalities.imaging.segmentation import (
+        SegmentConfig,
+        build_segmenter,
+        save_segmenter,
+        train_segmenter,
+    )
+
+    config = SegmentConfig(mode="unet", epochs=1, batch_size=16, features=8)
+    result = train_segmenter(build_segmenter(config), _crops(16), _crops(8, seed=1), config)
+    return save_segmenter(result, tmp_path_factory.mktemp("seg") / "seg", intensity_policy="mr")
+
+
+@pytest.fixture(scope="module")
+def vit_dir(tmp_path_factory):
+    return tiny_vit().save(tmp_path_factory.mktemp("vit") / "vit")
+
+
+def _volume(path, shape=(90, 100, 6)):
+    affine = np.diag([-1.0, 1.0, 2.0, 1.0])
+    affine[:3, 3] = [40, -50, 10]
+    data = np.zeros(shape, np.float32)
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    data[(rows - 40) ** 2 + (cols - 50) ** 2 <= 64] = 100.0
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return affine
+
+
+def test_segment_writes_a_mask_in_the_inputs_space(cli, segmenter_dir, tmp_path):
+    affine = _volume(tmp_path / "vol.nii.gz")
+    run = cli("segment", "--model", segmenter_dir, "--input", tmp_path / "vol.nii.gz",
+              "--box", "30,40,2,51,61,4", "--output", tmp_path / "mask.nii.gz")
+    assert run.code == 0, run.err
+    mask = nib.load(tmp_path / "mask.nii.gz")
+    np.testing.assert_allclose(mask.affine, affine)
+    data = np.asanyarray(mask.dataobj)
+    assert data.shape == (90, 100, 6) and data.dtype == np.uint8
+    assert not data[..., [0, 1, 4, 5]].any()  # only slices 2 and 3 were asked for
+    again = cli("segment", "--model", segmenter_dir, "--input", tmp_path / "vol.nii.gz",
+                "--box", "30,40,51,61", "--output", tmp_path / "mask.nii.gz")
+    assert again.code == 2 and "already exists" in again.err
+
+
+@pytest.mark.parametrize("box, phrase", [(None, "needs a box"),
+                                         ("30,40,2,51,61", "not 4 integers"),
+                                         ("30,40,2,95,61,4", "i range 30..95 is outside"),
+                                         ("0,0,80,80", "larger than the segmenter's 64 x 64")])
+def test_segment_bad_boxes(cli, segmenter_dir, tmp_path, box, phrase):
+    _volume(tmp_path / "vol.nii.gz")
+    argv = ["segment", "--model", segmenter_dir, "--input", tmp_path / "vol.nii.gz",
+            "--output", tmp_path / "m.nii.gz"] + (["--box", box] if box else [])
+    run = cli(*argv)
+    assert run.code == 2 and phrase in " ".join(run.err.split()), run.err
+
+
+def test_embed_a_folder_gives_one_row_per_image(cli, vit_dir, tmp_path):
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        PILImage.fromarray(rng.integers(0, 255, (70, 80), dtype=np.uint8)).save(folder / f"{k}.png")
+    _volume(folder / "vol.nii.gz")
+    run = cli("embed", "--model", vit_dir, "--input", folder, "--output", tmp_path / "e.parquet")
+    assert run.code == 0, run.err
+    frame = pd.read_parquet(tmp_path / "e.parquet")
+    assert frame["id"].tolist() == ["0.png", "1.png", "vol.nii.gz"]
+    assert len(frame["embedding"][0]) == 64
+
+
+def test_finetune_on_a_csv_of_image_paths(cli, vit_dir, tmp_path):
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(40):
+        bright = k % 2
+        pixels = rng.integers(0, 80, (64, 64)) + 150 * bright * (np.arange(64)[None] < 32)
+        PILImage.fromarray(pixels.astype(np.uint8)).save(tmp_path / f"img{k}.png")
+        rows.append({"image": f"img{k}.png", "label": "left" if bright else "none"})
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    run = cli("finetune", "--model", vit_dir, "--input", tmp_path / "labels.csv",
+              "--label", "label", "--mode", "probe", "--output", tmp_path / "ft")
+    assert run.code == 0, run.err
+    assert (tmp_path / "ft" / "metrics.json").is_file()
+    pd.DataFrame([{"image": "missing.png", "label": "none"},
+                  {"image": "img1.png", "label": "left"}]).to_csv(tmp_path / "bad.csv",
+                                                                  index=False)
+    bad = cli("finetune", "--model", vit_dir, "--input", tmp_path / "bad.csv", "--label",
+              "label", "--mode", "probe", "--output", tmp_path / "ft2")
+    assert bad.code == 2 and "bad.csv (line 2): the image 'missing.png'" in " ".join(
+        bad.err.split())
