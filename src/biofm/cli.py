@@ -174,8 +174,9 @@ def finetune(
     input: Optional[Path] = typer.Option(None, "--input", help="CSV of your own labeled data"),
     label: Optional[str] = typer.Option(None, help="label column of --input"),
     column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
-    kind: Optional[str] = typer.Option(None, help="classification | regression (with --input; "
-                                                  "default: from the labels)"),
+    kind: Optional[str] = typer.Option(None, help="classification | regression | survival "
+                                                  "(ehr) (with --input; default: from the "
+                                                  "labels)"),
     split: str = typer.Option("random", help="random | scaffold (molecules) | group (text) | given (ehr) (with --input)"),
     layer: Optional[str] = LayerOpt,
     mode: str = typer.Option("full", help="probe | full | lora | scratch"),
@@ -272,8 +273,9 @@ def compare(
                                                                "labeled data"),
     label: Optional[str] = typer.Option(None, help="label column of --input"),
     column: Optional[str] = typer.Option(None, help="sequence/SMILES column of --input"),
-    kind: Optional[str] = typer.Option(None, help="classification | regression (with --input; "
-                                                  "default: from the labels)"),
+    kind: Optional[str] = typer.Option(None, help="classification | regression | survival "
+                                                  "(ehr) (with --input; default: from the "
+                                                  "labels)"),
     split: str = typer.Option("random", help="random | scaffold (molecules) | group (text) | given (ehr) (with --input)"),
     layer: Optional[str] = LayerOpt,
     seeds: int = typer.Option(3, help="splits / fine-tuning seeds (mean ± sd)"),

@@ -342,7 +342,9 @@ def predict(model_dir: str | Path, input: str | Path, output: str | Path | None 
     modality.check_inputs(adapted.base, inputs, input, _log)
     with autocast_context(adapted.base.device, "auto"):
         predictions = adapted.predict(inputs)
-    frame = prediction_table(ids, predictions, adapted.kind, saved_classes(model_dir))
+    edges = adapted.info.get("bin_edges")  # survival: name the columns by each bin's end
+    frame = prediction_table(ids, predictions, adapted.kind,
+                             [f"{e:g}" for e in edges[1:]] if edges else saved_classes(model_dir))
     if output is not None:
         with atomic_path(output) as tmp:
             frame.to_csv(tmp, index=False)
@@ -351,9 +353,16 @@ def predict(model_dir: str | Path, input: str | Path, output: str | Path | None 
 
 def prediction_table(ids: list[str], predictions: np.ndarray, kind: str,
                      classes: Sequence[str] | None) -> pd.DataFrame:
-    """id, prediction and (classification) prob_<class> columns."""
+    """id, prediction and (classification) prob_<class> columns; survival: the risk of
+    the event by the last bin's end, and survival_<days> at each bin's end."""
     if kind == "regression":
         return pd.DataFrame({"id": ids, "prediction": predictions})
+    if kind == "survival":
+        frame = pd.DataFrame({"id": ids, "prediction": 1.0 - predictions[:, -1]})
+        names = list(classes) if classes else [str(k) for k in range(predictions.shape[1])]
+        for j, name in enumerate(names):
+            frame[f"survival_{name}"] = predictions[:, j]
+        return frame
     if kind == "multilabel":  # (N, L) probabilities: the labels at p >= 0.5
         names = list(classes) if classes else [str(i) for i in range(predictions.shape[1])]
         frame = pd.DataFrame({"id": ids, "prediction": [

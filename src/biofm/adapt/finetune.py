@@ -11,7 +11,8 @@ Gradient-trained modes run the shared optimizer step (`biofm.train.trainer`:
 AdamW without decay on norms, biases and embeddings, warmup + cosine over
 `epochs`), score the validation split after each epoch and keep the epoch
 with the best validation metric. Regression targets are standardised on the
-training split for training.
+training split for training. Time-to-event tasks ("survival") get one output per
+follow-up bin, trained on the discrete-time hazard likelihood (`adapt.survival`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofm.adapt.probe import LinearProbe
+from biofm.adapt.survival import bin_targets, hazard_nll, survival_bins, survival_curve
 from biofm.backbones.layers import pool
-from biofm.bench.metrics import (classification_metrics, multilabel_metrics, primary_metric,
-                                 regression_metrics)
+from biofm.bench.metrics import kind_metrics, primary_metric
 from biofm.config import Config
 from biofm.data.collate import length_batches, pad_collate
 from biofm.data.tasks import Splits, TaskKind
@@ -92,11 +93,14 @@ class FinetuneResult:
 
 
 class TaskModel(nn.Module):
-    """Backbone + pooling + head: (B, T) ids → (B, n_outputs)."""
+    """Backbone + pooling + head: (B, T) ids → (B, n_outputs). Survival: one hazard logit
+    per follow-up bin between `edges` ((K + 1,) days)."""
 
     def __init__(self, base: FoundationModel, kind: TaskKind, n_outputs: int,
-                 config: FinetuneConfig, target_stats: tuple[float, float] = (0.0, 1.0)) -> None:
+                 config: FinetuneConfig, target_stats: tuple[float, float] = (0.0, 1.0),
+                 edges: np.ndarray | None = None) -> None:
         super().__init__()
+        self.edges = None if edges is None else np.asarray(edges, dtype=np.float64)
         self.base = base  # carries tokenizer + backbone (+ the pretraining head, unused)
         self.kind = kind
         self.config = config
@@ -116,7 +120,8 @@ class TaskModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Probabilities (binary: (N,), multiclass: (N, C)) or regression values (N,)."""
+        """Probabilities (binary: (N,), multiclass: (N, C)), regression values (N,), or
+        survival at each follow-up bin's end (N, K)."""
         self.eval()
         device = next(self.parameters()).device
         raw = torch.zeros(len(texts), self.head_outputs)
@@ -133,20 +138,20 @@ def _to_predictions(raw: torch.Tensor, kind: TaskKind, mean: float, std: float) 
         return (raw[:, 0] * std + mean).numpy()
     if kind == "multilabel":
         return torch.sigmoid(raw).numpy()  # (N, L): one probability per label
+    if kind == "survival":
+        return survival_curve(raw).numpy()  # (N, K)
     if raw.shape[1] == 1:
         return torch.sigmoid(raw[:, 0]).numpy()
     return torch.softmax(raw, dim=1).numpy()
 
 
 def task_metrics(kind: TaskKind, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    if kind == "regression":
-        return regression_metrics(y_true, predictions)
-    if kind == "multilabel":
-        return multilabel_metrics(y_true, predictions)
-    return classification_metrics(y_true, predictions)
+    return kind_metrics(kind, y_true, predictions)
 
 
-def n_outputs_for(kind: TaskKind, labels: np.ndarray) -> int:
+def n_outputs_for(kind: TaskKind, labels: np.ndarray, edges: np.ndarray | None = None) -> int:
+    if kind == "survival":
+        return len(edges) - 1  # one hazard per follow-up bin
     if kind == "regression":
         return 1
     if kind == "multilabel":
@@ -190,7 +195,9 @@ def _gradient_finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
         base = FoundationModel(base.config, base.tokenizer)  # same shape, random weights
     stats = ((float(splits.train.labels.mean()), float(splits.train.labels.std() or 1.0))
              if kind == "regression" else (0.0, 1.0))
-    model = TaskModel(base, kind, n_outputs_for(kind, splits.train.labels), config, stats)
+    edges = survival_bins(splits.train.labels) if kind == "survival" else None
+    model = TaskModel(base, kind, n_outputs_for(kind, splits.train.labels, edges), config, stats,
+                      edges)
     if config.mode == "lora":
         inject_lora(model.base, r=config.lora_r, alpha=config.lora_alpha,
                     targets=config.lora_targets, dropout=config.lora_dropout)
@@ -224,7 +231,8 @@ def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfi
     train_ids = model.base.encode(splits.train.inputs)
     # length-bucketed, seeded batches (as in pretraining): little padding, same order on rerun
     plan = BatchPlan([len(s) for s in train_ids], config.batch_size, config.seed)
-    targets = _targets(splits.train.labels, kind, model.target_mean, model.target_std)
+    targets = _targets(splits.train.labels, kind, model.target_mean, model.target_std,
+                       model.edges)
     batches = map(plan, itertools.count())  # batch k of the run is plan(k)
     pad_id = model.base.tokenizer.pad_id
 
@@ -289,7 +297,11 @@ class _EpochEnd:
         return self.stopper.stop
 
 
-def _targets(labels: np.ndarray, kind: TaskKind, mean: float, std: float) -> torch.Tensor:
+def _targets(labels: np.ndarray, kind: TaskKind, mean: float, std: float,
+             edges: np.ndarray | None = None) -> torch.Tensor:
+    if kind == "survival":  # (N, 2): follow-up bin, event seen
+        bins, events = bin_targets(labels, edges)
+        return torch.as_tensor(np.stack([bins, events], axis=1), dtype=torch.float32)
     if kind == "regression":
         return torch.as_tensor((labels - mean) / std, dtype=torch.float32)
     if kind == "multilabel":
@@ -298,6 +310,8 @@ def _targets(labels: np.ndarray, kind: TaskKind, mean: float, std: float) -> tor
 
 
 def _loss(raw: torch.Tensor, target: torch.Tensor, kind: TaskKind) -> torch.Tensor:
+    if kind == "survival":
+        return hazard_nll(raw, target[:, 0].long(), target[:, 1])
     if kind == "regression":
         return F.mse_loss(raw[:, 0], target)
     if kind == "multilabel":

@@ -1,6 +1,8 @@
 """Linear probe on frozen embeddings: logistic or ridge regression with the
-regularisation strength chosen on the validation split. Stored as plain arrays
-(no pickles) so a probe saves to safetensors."""
+regularisation strength chosen on the validation split; for time to event, a
+discrete-time hazard (`adapt.survival`) fitted as a logistic regression over
+(subject, follow-up bin) rows: one weight vector, one intercept per bin. Stored as
+plain arrays (no pickles) so a probe saves to safetensors."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
-from biofm.bench.metrics import (classification_metrics, multilabel_metrics, primary_metric,
-                                 regression_metrics)
+from biofm.adapt.survival import person_period, survival_bins
+from biofm.bench.metrics import kind_metrics, primary_metric
 
 STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
@@ -22,16 +24,24 @@ class LinearProbe:
     mean: np.ndarray  # (d,) feature standardisation
     scale: np.ndarray  # (d,)
     coef: np.ndarray  # (C, d) or (1, d)
-    intercept: np.ndarray  # (C,) or (1,)
+    intercept: np.ndarray  # (C,) or (1,); survival: (K,) one per follow-up bin
+    edges: np.ndarray | None = None  # survival: (K + 1,) follow-up bin edges
 
     @classmethod
     def fit(cls, kind: str, x_train: np.ndarray, y_train: np.ndarray,
             x_valid: np.ndarray, y_valid: np.ndarray) -> "LinearProbe":
         scaler = StandardScaler().fit(x_train)
-        xt, xv = scaler.transform(x_train), scaler.transform(x_valid)
+        xt = scaler.transform(x_train)
         metric, higher = primary_metric(kind)
         best = None
+        edges = survival_bins(y_train) if kind == "survival" else None
         for strength in STRENGTHS:
+            if kind == "survival":
+                probe = cls._hazard(xt, y_train, edges, strength, scaler)
+                score = probe._score(x_valid, y_valid, metric)
+                if best is None or score > best[0]:
+                    best = (score, probe)
+                continue
             if kind == "regression":
                 est = Ridge(alpha=strength * len(xt) / 10).fit(xt, y_train)
             elif kind == "multilabel":
@@ -45,15 +55,23 @@ class LinearProbe:
                 best = (score, probe)
         return best[1]
 
+    @classmethod
+    def _hazard(cls, xt: np.ndarray, y_train: np.ndarray, edges: np.ndarray, strength: float,
+                scaler: StandardScaler) -> "LinearProbe":
+        """Discrete-time hazard: logit h_k(x) = w . x + b_k, fitted on person-period rows."""
+        rows, target = person_period(xt, y_train, edges)
+        est = LogisticRegression(C=1.0 / strength, max_iter=2000).fit(rows, target)
+        d = xt.shape[1]
+        return cls("survival", scaler.mean_, scaler.scale_, est.coef_[:, :d],
+                   est.intercept_ + est.coef_[0, d:], np.asarray(edges, dtype=np.float64))
+
     def _score(self, x: np.ndarray, y: np.ndarray, metric: str) -> float:
-        pred = self.predict(x)
-        metrics = regression_metrics(y, pred) if self.kind == "regression" else \
-            multilabel_metrics(y, pred) if self.kind == "multilabel" else \
-            classification_metrics(y, pred)
-        return metrics[metric]
+        return kind_metrics(self.kind, y, self.predict(x))[metric]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept  # (N, C)
+        if self.kind == "survival":  # (N, K) survival at each bin end: prod (1 - sigmoid)
+            return np.exp(-np.cumsum(np.logaddexp(0.0, z), axis=1))
         if self.kind == "regression":
             return z[:, 0]
         if self.kind == "multilabel":
@@ -65,8 +83,9 @@ class LinearProbe:
         return e / e.sum(1, keepdims=True)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"mean": self.mean, "scale": self.scale, "coef": self.coef,
-                "intercept": self.intercept}
+        arrays = {"mean": self.mean, "scale": self.scale, "coef": self.coef,
+                  "intercept": self.intercept}
+        return arrays if self.edges is None else {**arrays, "edges": self.edges}
 
 
 class _PerLabel:

@@ -1,6 +1,6 @@
 """Save and load adapted models as a self-describing directory:
 
-    finetune.json       mode, task kind, head shape, target scaling, metrics
+    finetune.json       mode, task kind, head shape, target scaling, follow-up bins, metrics
     base/               the backbone as a biofm checkpoint (LoRA merged in)
     head.safetensors    head weights, or the probe's arrays
 """
@@ -93,6 +93,8 @@ def save_finetuned(result: FinetuneResult, base: FoundationModel, directory: str
         tensors = {k: v.detach().cpu().contiguous() for k, v in result.model.head.state_dict().items()}
         info.update(n_outputs=int(result.model.head.state_dict()[_last_weight(result.model)].shape[0]),
                     target_mean=result.model.target_mean, target_std=result.model.target_std)
+    if getattr(result.model, "edges", None) is not None:  # survival: days of the bin edges
+        info["bin_edges"] = [float(e) for e in result.model.edges]
     with atomic_path(directory / "head.safetensors") as tmp:
         save_file(tensors, str(tmp))
     atomic_write_text(directory / INFO_FILE, json.dumps(info, indent=1))
@@ -132,7 +134,7 @@ def _load_finetuned(directory: Path) -> AdaptedModel:
         return AdaptedModel(base, LinearProbe(info["kind"], **arrays), info)
     config = FinetuneConfig.from_dict(info["config"])
     model = TaskModel(base, info["kind"], info["n_outputs"], config,
-                      (info["target_mean"], info["target_std"]))
+                      (info["target_mean"], info["target_std"]), info.get("bin_edges"))
     model.head.load_state_dict(head)
     return AdaptedModel(base, model, info)
 

@@ -81,9 +81,10 @@ def mode_label(mode: str) -> str:
 def keep_metrics(task: Task, metrics: dict[str, float]) -> dict[str, float]:
     """Regression: rmse, mae, spearman. Classification: roc_auc, accuracy, and pr_auc
     (binary) or macro_f1 (multiclass). Multilabel: macro roc_auc, pr_auc, macro_f1,
-    micro_f1."""
+    micro_f1. Survival: c_index."""
     keys = {"classification": ("roc_auc", "pr_auc", "macro_f1", "accuracy"),
-            "multilabel": ("roc_auc", "pr_auc", "macro_f1", "micro_f1")}.get(
+            "multilabel": ("roc_auc", "pr_auc", "macro_f1", "micro_f1"),
+            "survival": ("c_index",)}.get(
         task.kind, ("rmse", "mae", "spearman"))
     return {k: metrics[k] for k in keys if k in metrics}
 

@@ -17,7 +17,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, f1_score,
 from biofm.errors import BiofmError
 
 PRIMARY = {"classification": ("roc_auc", True), "regression": ("rmse", False),
-           "multilabel": ("roc_auc", True)}
+           "multilabel": ("roc_auc", True), "survival": ("c_index", True)}
 
 
 def primary_metric(kind: str) -> tuple[str, bool]:
@@ -103,20 +103,30 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def concordance_index(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Harrell's concordance index (the CI of drug–target affinity papers, DeepDTA's
-    `get_cindex`): over the pairs with different true values, the share the predictions
-    order the same way, ties in the predictions counting one half. NaN when no two true
-    values differ. Equals `lifelines.utils.concordance_index(y_true, y_pred)` (every
-    event observed); O(n log n): a Fenwick tree over prediction ranks, filled in order
-    of the true values, counts for each example the smaller predictions among the
-    examples with a smaller true value.
+def concordance_index(y_true: np.ndarray, y_pred: np.ndarray,
+                      event: np.ndarray | None = None) -> float:
+    """Harrell's concordance index: over the comparable pairs, the share the predictions
+    order the same way as the true values, ties in the predictions counting one half.
+    NaN when no pair is comparable. Equals `lifelines.utils.concordance_index(y_true,
+    y_pred, event)`.
+
+    Without `event` (every value observed: the CI of drug–target affinity papers,
+    DeepDTA's `get_cindex`) every pair with different true values is comparable. With
+    `event` (survival: `y_true` times, `event` 1 where the event was seen, 0 where the
+    time is a censoring; `y_pred` higher = longer survival) a pair is comparable when the
+    shorter time is an event, or both times are equal and only the other is censored.
+
+    O(n log n): a Fenwick tree over prediction ranks holds the events seen so far, in
+    order of the true values; each example counts the smaller predictions among the
+    events with a smaller true value (a censored one also those at its own time).
     """
     y = np.asarray(y_true, dtype=float).ravel()
     p = np.asarray(y_pred, dtype=float).ravel()
-    if y.shape != p.shape:
-        raise BiofmError(f"{p.size} predictions for {y.size} targets",
-                         fix="pass one prediction per example")
+    observed = np.ones(len(y), bool) if event is None else np.asarray(event).astype(bool).ravel()
+    if not y.shape == p.shape == observed.shape:
+        flags = "" if event is None else f" and {observed.size} event flags"
+        raise BiofmError(f"{p.size} predictions{flags} for {y.size} targets",
+                         fix="pass one prediction (and event flag) per example")
     ranks = np.unique(p, return_inverse=True)[1] + 1  # 1-based dense ranks of p
     tree = np.zeros(int(ranks.max(initial=0)) + 1, dtype=np.int64)
 
@@ -127,6 +137,18 @@ def concordance_index(y_true: np.ndarray, y_pred: np.ndarray) -> float:
             r -= r & -r
         return int(total)
 
+    def insert(r: int) -> None:
+        while r < len(tree):
+            tree[r] += 1
+            r += r & -r
+
+    def score(group: np.ndarray) -> float:  # concordant (+ half tied) pairs with the tree
+        total = 0.0
+        for r in group:
+            less, upto = below(int(r) - 1), below(int(r))
+            total += less + 0.5 * (upto - less)
+        return total
+
     order = np.argsort(y, kind="stable")
     concordant = 0.0
     comparable = inserted = start = 0
@@ -134,19 +156,41 @@ def concordance_index(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         stop = start
         while stop < len(order) and y[order[stop]] == y[order[start]]:
             stop += 1
-        group = ranks[order[start:stop]]
-        for r in group:  # compared with every example of a smaller true value
-            less, upto = below(int(r) - 1), below(int(r))
-            concordant += less + 0.5 * (upto - less)
-        comparable += inserted * len(group)
-        for r in group:
-            r = int(r)
-            while r < len(tree):
-                tree[r] += 1
-                r += r & -r
-        inserted += len(group)
+        group = order[start:stop]
+        events, censored = ranks[group[observed[group]]], ranks[group[~observed[group]]]
+        concordant += score(events)  # against the events of smaller true values
+        comparable += inserted * len(events)
+        for r in events:
+            insert(int(r))
+        inserted += len(events)
+        concordant += score(censored)  # against the events up to its own true value
+        comparable += inserted * len(censored)
         start = stop
     return concordant / comparable if comparable else float("nan")
+
+
+def survival_metrics(y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """Time-to-event: `y_true` (N, 2) of (time, event 1 | censored 0); `predictions`
+    either (N,) risk scores (higher = earlier event; a Cox model's partial hazard) or
+    (N, K) survival probabilities at the ends of K follow-up bins (a discrete-time
+    hazard model), whose risk is 1 - S at the last bin end. → c_index (Harrell's C)."""
+    y = np.asarray(y_true, dtype=float)
+    s = np.asarray(predictions, dtype=float)
+    if y.ndim != 2 or y.shape[1] != 2 or s.shape[0] != y.shape[0]:
+        raise BiofmError(f"predictions of shape {s.shape} for survival labels of shape "
+                         f"{y.shape}", fix="pass (N, 2) labels (time, event) and one risk "
+                                           "score or survival curve per example")
+    risk = 1.0 - s[:, -1] if s.ndim == 2 else s
+    return {"c_index": concordance_index(y[:, 0], -risk, y[:, 1])}
+
+
+def kind_metrics(kind: str, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """The metrics of a task kind (classification, regression, multilabel, survival)."""
+    functions = {"classification": classification_metrics, "regression": regression_metrics,
+                 "multilabel": multilabel_metrics, "survival": survival_metrics}
+    if kind not in functions:
+        raise BiofmError(f"unknown task kind {kind!r}", fix=f"use one of: {', '.join(functions)}")
+    return functions[kind](y_true, predictions)
 
 
 # -- bootstrap intervals ------------------------------------------------------------------

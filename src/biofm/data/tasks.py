@@ -11,7 +11,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-TaskKind = Literal["classification", "regression", "multilabel"]
+TaskKind = Literal["classification", "regression", "multilabel", "survival"]
 
 
 @dataclass
@@ -21,7 +21,8 @@ class Split:
 
     ids: list[str]
     inputs: list
-    labels: np.ndarray  # (N,) float regression, int classification; (N, L) 0/1 multilabel
+    labels: np.ndarray  # (N,) float regression, int classification; (N, L) 0/1 multilabel;
+    # (N, 2) survival: time from the prediction time to the event or censoring, event 1 | 0
 
     def __len__(self) -> int:
         return len(self.inputs)

@@ -14,7 +14,7 @@ from biofm.config import pretrain_config
 from biofm.errors import BiofmError
 from biofm.modalities.ehr import EHR
 from biofm.modalities.ehr.labels import subject_split
-from tests.modalities.ehr.conftest import T0, cohort, day, write_meds_dir
+from tests.modalities.ehr.conftest import T0, cohort, day, meds_frame, write_meds_dir
 
 
 def _task(tmp_path, frame, labels, split="random", name="labels.parquet"):
@@ -143,3 +143,15 @@ def test_float_labels_are_regression(tmp_path):
     labels = labels.drop(columns="boolean_value").assign(float_value=np.linspace(0, 1, 40))
     task = _task(tmp_path, frame, labels)
     assert task.kind == "regression" and task.load(0).train.labels.dtype == np.float32
+
+
+def test_prediction_time_at_or_after_death(tmp_path):
+    frame, labels = cohort(20, seed=3)
+    death = meds_frame([(2, day(-5), "MEDS_DEATH", None)])
+    frame = pd.concat([frame, death]).sort_values(["subject_id", "time"], na_position="first")
+    with pytest.raises(BiofmError) as err:  # subject 2 died 5 days before its prediction time
+        _task(tmp_path, frame, labels)
+    message = str(err.value)
+    assert "labels.parquet" in message and "column 'prediction_time', subject 2" in message
+    assert "at or after the subject's death" in message
+    _task(tmp_path, frame, labels.assign(prediction_time=day(-6)), name="before.parquet")

@@ -5,7 +5,7 @@ last-value baselines.
 
 Importing this package registers the "ehr" modality, the tokenizer "ehr-codes",
 the corpora "nafld-meds", "pbcseq-meds", "eunomia-omop" and the tasks
-"nafld-death-5y", "nafld-cvd-5y".
+"nafld-death-5y", "nafld-cvd-5y", "nafld-survival".
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The MEDS community's first baselines: per-code counts and last lab values (MEDS-Tab's
-simplest aggregation), into logistic regression and gradient-boosted trees.
+simplest aggregation), into logistic regression and gradient-boosted trees, and (time
+to event) a penalised Cox proportional-hazards model.
 
 Features of a (cut) timeline, with every choice fitted on the training split only:
 
@@ -96,6 +97,7 @@ def count_features(splits: Splits, seed: int = 0) -> Features:
 
 
 BASELINES = (Baseline(f"LogReg on {LABEL}", count_features, "linear"),
-             Baseline(f"GBT on {LABEL}", count_features, "gradient-boosting"))
+             Baseline(f"GBT on {LABEL}", count_features, "gradient-boosting"),
+             Baseline(f"Cox on {LABEL}", count_features, "cox", kinds=("survival",)))
 
 __all__ = ["BASELINES", "CountFeatures", "count_features"]

@@ -21,6 +21,10 @@ held_out = train / valid / test, the same for every seed):
   subjects with none at or before it. Death without one within 5 years counts as
   no diagnosis (negative); subjects censored alive before 5 years without one are
   left out.
+- "nafld-survival": time to death from the index date, censored at the end of each
+  subject's follow-up (`futime`, last contact); every subject is labeled (17,549;
+  1,364 deaths). Discrete-time hazard head, concordance index; a penalised Cox model
+  on the count / last-value features is the baseline.
 """
 
 from __future__ import annotations
@@ -127,15 +131,25 @@ def cvd_labels() -> pd.DataFrame:
     return _labels(pd.Series(f.index[known]), event[known])
 
 
+def survival_labels() -> pd.DataFrame:
+    """Labels of "nafld-survival": `time` = days from the index date to death or the last
+    contact, `value` = died (else censored there)."""
+    f = nafld_followup()
+    labels = _labels(f["subject_id"], f["died"])
+    labels["time"] = f["futime"].to_numpy(dtype=np.float64)
+    return labels
+
+
 def _labels(subjects: pd.Series, values: pd.Series) -> pd.DataFrame:
     return pd.DataFrame({"subject_id": subjects.astype(str).to_numpy(),
                          "prediction_time": np.full(len(subjects), INDEX_DATE),
                          "value": values.to_numpy(dtype=bool).astype(np.int64)})
 
 
-def _nafld_task(name: str, labels: pd.DataFrame, description: str) -> Task:
+def _nafld_task(name: str, labels: pd.DataFrame, description: str,
+                kind: str | None = None) -> Task:
     timelines = {t.subject_id: t for t in nafld_timelines()}
-    return labeled_task(name, timelines, labels, column="integer_value", path=name, kind=None,
+    return labeled_task(name, timelines, labels, column="integer_value", path=name, kind=kind,
                         split="given", given=nafld_splits(), source=NAFLD_SOURCE,
                         description=description)
 
@@ -154,5 +168,13 @@ def nafld_cvd_5y() -> Task:
                        "a first cardiovascular diagnosis within 5 years of the index date")
 
 
+@TASKS.register("nafld-survival")
+def nafld_survival() -> Task:
+    """Time to death from the nafld index date, censored at the last contact (C-index)."""
+    return _nafld_task("nafld-survival", survival_labels(),
+                       "days from the index date to death (censored at the last contact), "
+                       "from the events up to the index date", kind="survival")
+
+
 __all__ = ["CVD_CODES", "HORIZON_DAYS", "cvd_labels", "death_labels", "nafld_splits",
-           "nafld_timelines"]
+           "nafld_timelines", "survival_labels"]

@@ -15,9 +15,15 @@ label rows go to one split ("random": subjects shuffled with the seed, stratifie
 by whether a subject has a positive label; "given": the MEDS dataset's
 metadata/subject_splits.parquet, train / tuning / held_out).
 
+Time to event (`kind="survival"`, `--kind survival`): `boolean_value` says whether
+the event was seen (true) or the subject was censored (false), and `float_value`
+is the number of days from `prediction_time` to the event or to the censoring.
+
 Errors name the label file, the column and the subject: a subject the data does
-not hold, a prediction time before the subject's first dated event, a
-prediction time that does not parse. Rows without a label are left out and counted.
+not hold, a prediction time before the subject's first dated event, a prediction
+time at or after the subject's MEDS_DEATH (the input would hold the outcome), a
+prediction time that does not parse, a negative time to event. Rows without a
+label are left out and counted.
 """
 
 from __future__ import annotations
@@ -31,15 +37,17 @@ import pandas as pd
 from biofm.data.splits import SplitIndices, random_split
 from biofm.data.tasks import Split, Splits, Task
 from biofm.errors import BiofmError
-from biofm.modalities.ehr.timeline import TIME_UNIT, Timeline
+from biofm.modalities.ehr.timeline import DEATH, TIME_UNIT, Timeline
 
 LABEL_COLUMNS = ("boolean_value", "integer_value", "categorical_value", "float_value")
 FRACTIONS = (0.8, 0.1, 0.1)
 
 
-def read_labels(path: str | Path) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
+def read_labels(path: str | Path, survival: bool = False
+                ) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
     """(rows with subject_id (str), prediction_time (datetime64[us]) and `value`, the label
-    column used, notes) of a MEDS label file (.parquet or .csv)."""
+    column used, notes) of a MEDS label file (.parquet or .csv). `survival`: `value` is
+    boolean_value (the event was seen) and `time` float_value (days to event or censoring)."""
     path = Path(path)
     if not path.is_file():
         raise BiofmError("label file does not exist", path=path,
@@ -58,6 +66,8 @@ def read_labels(path: str | Path) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
                              + ", ".join(LABEL_COLUMNS))
     column = next((c for c in LABEL_COLUMNS if c in frame.columns and frame[c].notna().any()),
                   None)
+    if survival:
+        column = _survival_columns(frame, path)
     if column is None:
         raise BiofmError(f"no label values (looked for {', '.join(LABEL_COLUMNS)})", path=path,
                          fix="fill boolean_value (yes / no tasks) or float_value (numbers)")
@@ -71,7 +81,18 @@ def read_labels(path: str | Path) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
     out = pd.DataFrame({"subject_id": _ids(frame["subject_id"]),
                         "prediction_time": times.dt.tz_localize(None) if times.dt.tz else times,
                         "value": frame[column]})
+    if survival:
+        out["time"] = frame["float_value"].to_numpy(dtype=np.float64)
+        negative = out["time"] < 0
+        if negative.any():
+            row = int(np.flatnonzero(negative.to_numpy())[0])
+            raise BiofmError(f"column 'float_value', subject {out['subject_id'].iloc[row]}: "
+                             f"{out['time'].iloc[row]:g} days to the event is negative",
+                             path=path, fix="give the days from prediction_time to the event "
+                                            "or censoring (>= 0)")
     unusable = out["value"].isna() | out["prediction_time"].isna()
+    if survival:
+        unusable |= out["time"].isna()
     notes = (f"left out {int(unusable.sum()):,} label row(s) without a {column} or a "
              "prediction_time",) if unusable.any() else ()
     out = out[~unusable].reset_index(drop=True)
@@ -79,6 +100,26 @@ def read_labels(path: str | Path) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
         raise BiofmError(f"no row has both a prediction_time and a {column}", path=path,
                          fix="fill the label rows")
     return out, column, notes
+
+
+def _survival_columns(frame: pd.DataFrame, path: Path) -> str:
+    missing = [c for c in ("boolean_value", "float_value") if c not in frame.columns]
+    if missing:
+        raise BiofmError(f"time-to-event labels need column(s) {', '.join(map(repr, missing))}",
+                         path=path, fix="write boolean_value (the event was seen, else "
+                                        "censored) and float_value (days from prediction_time "
+                                        "to the event or censoring)")
+    if not pd.api.types.is_numeric_dtype(frame["float_value"]):
+        raise BiofmError("column 'float_value' holds non-numbers", path=path,
+                         fix="write days to the event or censoring as numbers")
+    return "boolean_value"
+
+
+def survival_values(labels: pd.DataFrame, path: Path) -> np.ndarray:
+    """(N, 2) float of (days to event or censoring, event 1 | 0) from `time` and `value`."""
+    event, _, _ = label_values(labels["value"], "boolean_value", "classification", path, None)
+    return np.stack([labels["time"].to_numpy(dtype=np.float64), event.astype(np.float64)],
+                    axis=1)
 
 
 def _ids(column: pd.Series) -> pd.Series:
@@ -126,6 +167,12 @@ def examples(timelines: Mapping[str, Timeline], labels: pd.DataFrame,
                              f"({timeline.first_time}), so there is nothing to predict from",
                              path=path, fix="predict at or after each subject's first event "
                                             "(or drop the row)")
+        death = timeline.times[timeline.codes == DEATH]
+        if len(death) and not np.isnat(death[0]) and time >= death[0]:
+            raise BiofmError(f"column 'prediction_time', subject {subject}: the prediction time "
+                             f"{time} is at or after the subject's death ({death[0]}), so the "
+                             "input would hold the outcome", path=path,
+                             fix="predict before each subject's death (or drop the row)")
         ids.append(f"{subject}@{np.datetime_as_string(time, unit='s')}")
         inputs.append(timeline.cut(time))
     return ids, inputs, labels["subject_id"].to_numpy()
@@ -151,9 +198,10 @@ def subject_split(subjects: np.ndarray, labels: np.ndarray, kind: str, seed: int
         part = np.array([{"train": 0, "tuning": 1, "held_out": 2}.get(n, 0) for n in names])
     else:
         stratify = None
-        if kind == "classification":
+        if kind in ("classification", "survival"):  # survival: by whether the event was seen
+            flags = labels[:, 1] if kind == "survival" else labels
             positive = np.zeros(len(unique), dtype=np.int64)
-            np.maximum.at(positive, row_subject, (labels > 0).astype(np.int64))
+            np.maximum.at(positive, row_subject, (flags > 0).astype(np.int64))
             stratify = positive if 0 < positive.sum() < len(positive) else None
         index = random_split(len(unique), FRACTIONS, seed=seed, stratify=stratify)
         part = np.zeros(len(unique), dtype=np.int64)
@@ -178,8 +226,13 @@ def labeled_task(name: str, timelines: Mapping[str, Timeline], labels: pd.DataFr
                  column: str, path: str | Path, kind: str | None, split: str,
                  given: Mapping[str, str] | None = None, classes: Sequence[str] | None = None,
                  source: str = "", description: str = "", notes: tuple[str, ...] = ()) -> Task:
-    """A `Task` over label rows; inputs are the timelines cut at each prediction time."""
-    values, kind, names = label_values(labels["value"], column, kind, Path(path), classes)
+    """A `Task` over label rows; inputs are the timelines cut at each prediction time.
+    `kind="survival"`: `labels` also holds `time` (days to the event or censoring) and
+    `value` says whether the event was seen."""
+    if kind == "survival":
+        values, names = survival_values(labels, Path(path)), None
+    else:
+        values, kind, names = label_values(labels["value"], column, kind, Path(path), classes)
     ids, inputs, subjects = examples(timelines, labels, path)
     whole = Split(ids, inputs, values)
 
@@ -199,4 +252,4 @@ def labeled_task(name: str, timelines: Mapping[str, Timeline], labels: pd.DataFr
 
 
 __all__ = ["LABEL_COLUMNS", "examples", "label_values", "labeled_task", "read_labels",
-           "read_subject_splits", "subject_split"]
+           "read_subject_splits", "subject_split", "survival_values"]

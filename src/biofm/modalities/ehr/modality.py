@@ -4,8 +4,9 @@ subject; count / last-value baselines (logistic regression, gradient-boosted tre
 
 User tasks: `--input DATA --label labels.parquet` (DATA: a MEDS directory or
 shard, an OMOP CDM, an events CSV; `--label` names the MEDS label file, not a
-column). `--split random` shuffles subjects with the seed; `--split given` uses
-the MEDS dataset's metadata/subject_splits.parquet.
+column); `--kind survival`: time to event (boolean_value: event seen, float_value:
+days to the event or censoring). `--split random` shuffles subjects with the seed;
+`--split given` uses the MEDS dataset's metadata/subject_splits.parquet.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class EhrModality(Modality):
                              "label file", path=path,
                              fix="pass --label labels.parquet (subject_id, prediction_time, "
                                  "boolean_value | integer_value | float_value)")
-        labels, value_column, notes = read_labels(label_path)
+        labels, value_column, notes = read_labels(label_path, survival=kind == "survival")
         timelines, report = load_timelines(path)
         given = read_subject_splits(meds_root(Path(path))) if split == "given" else None
         if split == "given" and given is None:
