@@ -282,6 +282,9 @@ def compare(
     mode: List[str] = typer.Option(["scratch", "probe", "full", "lora"],
                                    help="transfer modes to run (repeat)"),
     max_train: int = typer.Option(0, help="cap on training examples (0: all)"),
+    intervals: bool = typer.Option(False, "--intervals",
+                                   help="bootstrap 95% intervals of binary ROC-AUC / PR-AUC "
+                                        "(1,000 resamples of the test split)"),
     output: Optional[Path] = typer.Option(None, help="directory for results.md / .csv"),
     device: str = DeviceOpt,
 ) -> None:
@@ -294,7 +297,8 @@ def compare(
     the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column,
                      layer)
     table = run_compare(pretrained, the_task, seeds=seeds, modes=list(mode),
-                        max_train=max_train, say=err.print, device=device)
+                        max_train=max_train, say=err.print, device=device,
+                        intervals=intervals)
     table.render(out, title=f"{the_task.name}: test metrics, mean ± sd over {seeds} seed(s)")
     if output is not None:
         table.save(output)

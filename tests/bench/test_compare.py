@@ -44,3 +44,29 @@ def test_molecule_baseline_runs_on_a_real_task():
     scores = baselines(task, cap_train(task.load(0), 200, 0), seed=0)
     assert set(scores) == {"RF on Morgan fingerprints"}
     assert scores["RF on Morgan fingerprints"]["spearman"] > 0.3
+
+
+def test_intervals_are_asked_for_and_only_binary_tasks_get_them():
+    from biofm.bench.metrics import interval_columns
+    from biofm.registry import MODALITIES
+
+    task = TASKS.get("crp-sites")()
+    splits = task.load(0)
+    plain = baselines(task, splits, seed=0)
+    scores = baselines(task, splits, seed=0, intervals=True)
+    label = "linear on 4-mer frequencies"
+    assert list(plain[label]) == ["roc_auc", "pr_auc", "accuracy"]  # unchanged unless asked
+    assert list(scores[label]) == ["roc_auc", "pr_auc", "accuracy", "roc_auc_lo", "roc_auc_hi",
+                                   "pr_auc_lo", "pr_auc_hi"]
+    row = scores[label]
+    assert row["roc_auc_lo"] < row["roc_auc"] < row["roc_auc_hi"]
+    assert row["pr_auc_lo"] < row["pr_auc"] < row["pr_auc_hi"]
+    linear = next(b for b in MODALITIES.get(task.modality).baselines if b.label == label)
+    predictions = linear.predict(task.kind, splits, 0)  # seeded: the same predictions
+    assert {k: row[k] for k in ("roc_auc_lo", "pr_auc_hi")} == {
+        k: interval_columns(splits.test.labels, predictions, seed=0)[k]
+        for k in ("roc_auc_lo", "pr_auc_hi")}
+    regression = TASKS.get("freesolv")()
+    capped = cap_train(regression.load(0), 100, 0)
+    assert list(baselines(regression, capped, 0, intervals=True)["RF on Morgan fingerprints"]) \
+        == ["rmse", "mae", "spearman"]

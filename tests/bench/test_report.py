@@ -86,3 +86,20 @@ def test_plot_loss_curves_writes_png(tmp_path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert [p.name for p in path.parent.iterdir()] == ["loss.png"]
+
+
+def test_interval_columns_show_beside_their_metric(tmp_path, table):
+    t = ResultTable()
+    for seed, (auc, low, high) in enumerate([(0.80, 0.70, 0.88), (0.90, 0.82, 0.96)]):
+        t.add("amp", "pretrained", seed, {"roc_auc": auc, "accuracy": 0.6, "roc_auc_lo": low,
+                                          "roc_auc_hi": high})
+    t.add("amp", "scratch", 0, {"roc_auc": 0.7, "accuracy": 0.5})  # a row without intervals
+    lines = t.to_markdown(tmp_path / "r.md").read_text().splitlines()
+    assert lines[0] == "| task | method | seeds | roc_auc | roc_auc 95% CI | accuracy |"
+    assert lines[2] == "| amp | pretrained | 2 | 0.850 ± 0.071 | [0.760, 0.920] | 0.600 ± 0.000 |"
+    assert lines[3] == "| amp | scratch | 1 | 0.700 | — | 0.500 |"
+    summary = pd.read_csv(t.to_csv(tmp_path / "s.csv"))
+    assert summary.roc_auc_lo[0] == pytest.approx(0.76) and "roc_auc_hi" in summary.columns
+    # one bound alone is not an interval: shown as a plain metric column
+    t.add("amp", "scratch", 1, {"pr_auc_lo": 0.1})
+    assert "pr_auc_lo" in t.to_markdown(tmp_path / "r.md").read_text().splitlines()[0]

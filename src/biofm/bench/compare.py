@@ -7,6 +7,12 @@ Per seed (the task's own split for that seed), the same split feeds: the
 classical baselines of the task's modality (`Modality.baselines`), the architecture trained from scratch, and
 the pretrained model as a linear probe, fully fine-tuned and LoRA-adapted.
 `biofm compare` and `biofm demo` print these tables.
+
+With `intervals=True` (`biofm compare --intervals`) each binary-classification row
+also gets percentile-bootstrap 95% intervals of its test ROC-AUC and PR-AUC
+(`bench.metrics.interval_columns`: 1,000 resamples of the test examples, seeded by
+the split seed), as the columns roc_auc_lo / _hi, pr_auc_lo / _hi; the table shows
+each metric's seed-mean interval beside it. Other task kinds get no interval columns.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 
 from biofm.adapt import FinetuneConfig, finetune
 from biofm.adapt.finetune import task_metrics
+from biofm.bench.metrics import interval_columns
 from biofm.bench.report import ResultTable
 from biofm.data.tasks import Splits, Task
 from biofm.errors import BiofmError
@@ -29,8 +36,10 @@ MODES = ("scratch", "probe", "full", "lora")
 
 def compare(model: FoundationModel, task: Task, *, seeds: int = 3,
             modes: Sequence[str] = MODES, max_train: int = 0, quick: bool = False,
-            say: Callable[[str], None] | None = None, device: str = "auto") -> ResultTable:
-    """Baselines + `modes` on `task` over `seeds` seeds (test metrics per seed)."""
+            say: Callable[[str], None] | None = None, device: str = "auto",
+            intervals: bool = False) -> ResultTable:
+    """Baselines + `modes` on `task` over `seeds` seeds (test metrics per seed; with
+    `intervals`, bootstrap 95% intervals of binary ROC-AUC / PR-AUC too)."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise BiofmError(f"unknown transfer mode(s) {unknown}", fix=f"choose among {MODES}")
@@ -41,13 +50,16 @@ def compare(model: FoundationModel, task: Task, *, seeds: int = 3,
     table, start = ResultTable(), time.perf_counter()
     for seed in range(seeds):
         splits = cap_train(task.load(seed), 200 if quick else max_train, seed)
-        for label, metrics in baselines(task, splits, seed).items():
+        for label, metrics in baselines(task, splits, seed, intervals).items():
             table.add(task.name, label, seed, metrics)
             _progress(say, task, seed, seeds, label, metrics, start)
         for mode in modes:
             result = finetune(model, splits, task.kind,
                               finetune_config(mode, seed, quick).replace(device=device))
             metrics = keep_metrics(task, result.test_metrics)
+            if intervals:
+                metrics |= interval_metrics(task, splits.test.labels,
+                                            result.test_predictions, seed)
             table.add(task.name, mode_label(mode), seed, metrics)
             _progress(say, task, seed, seeds, mode_label(mode), metrics, start)
     if say is not None:
@@ -97,17 +109,30 @@ def cap_train(splits: Splits, max_train: int, seed: int) -> Splits:
     return Splits(splits.train.subset(np.sort(keep)), splits.valid, splits.test)
 
 
-def baselines(task: Task, splits: Splits, seed: int) -> dict[str, dict[str, float]]:
+def interval_metrics(task: Task, labels: np.ndarray, predictions: np.ndarray,
+                     seed: int) -> dict[str, float]:
+    """Bootstrap 95% interval columns of a binary task's test ROC-AUC and PR-AUC (seeded
+    by the split seed); none for other kinds."""
+    scores = np.asarray(predictions)
+    binary = task.kind == "classification" and (scores.ndim == 1 or scores.shape[1] == 2)
+    return interval_columns(labels, scores, seed=seed) if binary else {}
+
+
+def baselines(task: Task, splits: Splits, seed: int,
+              intervals: bool = False) -> dict[str, dict[str, float]]:
     """The task modality's classical baselines (`Modality.baselines`) on the same split:
-    label → test metrics."""
+    label → test metrics (and, with `intervals`, their bootstrap interval columns)."""
     out = {}
     for baseline in MODALITIES.get(task.modality).baselines:
         if task.kind in baseline.kinds:
             predictions = baseline.predict(task.kind, splits, seed)
             out[baseline.label] = keep_metrics(task, task_metrics(task.kind, splits.test.labels,
                                                                   predictions))
+            if intervals:
+                out[baseline.label] |= interval_metrics(task, splits.test.labels,
+                                                        predictions, seed)
     return out
 
 
 __all__ = ["MODES", "baselines", "cap_train", "compare", "finetune_config", "keep_metrics",
-           "mode_label"]
+           "interval_metrics", "mode_label"]

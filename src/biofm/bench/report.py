@@ -11,6 +11,11 @@ there are at least two seeds. A seed whose metric is undefined (NaN, e.g. ROC-AU
 on a one-class split) is left out of that metric's mean: `metric_n` counts the
 seeds each mean is over, and the text tables add "(n=2)" where it is fewer than
 the row's seeds.
+
+Interval columns: a metric `m` with companions `m_lo` and `m_hi` (bootstrap bounds,
+`bench.metrics.interval_columns`) is shown in the text tables as `m`, then a column
+`m 95% CI` with the seed-means of the bounds ("[0.800, 0.902]"); the CSV files keep
+`m_lo` / `m_hi` as plain columns.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from biofm.io import atomic_path, atomic_write_text
 KEYS = ("task", "method", "seed")
 SD_SUFFIX = "_sd"
 N_SUFFIX = "_n"
+INTERVAL_SUFFIXES = ("_lo", "_hi")
+INTERVAL_HEADER = "{} 95% CI"
 
 
 @dataclass
@@ -85,16 +92,31 @@ class ResultTable:
         out.insert(0, "seeds", grouped["seed"].nunique())
         return out.reset_index()[columns]
 
+    def _intervals(self) -> dict[str, tuple[str, str]]:
+        """metric → its (low, high) bound columns, for metrics that have both."""
+        names = set(self.metric_names)
+        return {m: (m + "_lo", m + "_hi") for m in self.metric_names
+                if {m + s for s in INTERVAL_SUFFIXES} <= names}
+
     def _cells(self, digits: int) -> tuple[list[str], list[list[str]]]:
-        """Header and text cells ("0.912 ± 0.013") shared by render and markdown."""
+        """Header and text cells ("0.912 ± 0.013", "[0.870, 0.950]") shared by render and
+        markdown."""
         summary = self.summary()
-        header = ["task", "method", "seeds", *self.metric_names]
+        intervals = self._intervals()
+        bounds = {b for pair in intervals.values() for b in pair}
+        shown = [m for m in self.metric_names if m not in bounds]
+        header = ["task", "method", "seeds"]
+        for m in shown:
+            header += [m, INTERVAL_HEADER.format(m)] if m in intervals else [m]
         body = []
         for _, row in summary.iterrows():
             seeds = int(row["seeds"])
             cells = [str(row["task"]), str(row["method"]), str(seeds)]
-            cells += [_format(row[m], row[m + SD_SUFFIX], digits, int(row[m + N_SUFFIX]), seeds)
-                      for m in self.metric_names]
+            for m in shown:
+                cells.append(_format(row[m], row[m + SD_SUFFIX], digits, int(row[m + N_SUFFIX]),
+                                     seeds))
+                if m in intervals:
+                    cells.append(_interval(*(row[b] for b in intervals[m]), digits))
             body.append(cells)
         return header, body
 
@@ -135,6 +157,12 @@ def _format(mean: float, sd: float, digits: int, n: int, seeds: int) -> str:
     if sd is not None and not math.isnan(sd):
         text += f" ± {sd:.{digits}f}"
     return text + (f" (n={n})" if n < seeds else "")
+
+
+def _interval(low: float, high: float, digits: int) -> str:
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "—"
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def plot_loss_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, *,

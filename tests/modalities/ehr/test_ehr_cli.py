@@ -43,8 +43,11 @@ def test_pretrain_embed_finetune_evaluate_compare(meds, cli, tmp_path):
     assert run.code == 0, run.err and "roc_auc" in (tmp_path / "m.json").read_text()
 
     run = cli("compare", "--model", model, "--input", shard, "--label", labels, "--seeds", "1",
-              "--mode", "probe")
+              "--mode", "probe", "--intervals", "--output", tmp_path / "cmp")
     assert run.code == 0, run.err
+    header = (tmp_path / "cmp" / "results.md").read_text().splitlines()[0]
+    assert header == ("| task | method | seeds | roc_auc | roc_auc 95% CI | pr_auc | "
+                      "pr_auc 95% CI | accuracy |")
     assert "LogReg on counts + last values" in run.err and "GBT on counts + last values" in \
         run.err  # progress lines; the table (stdout) wraps the names
     assert "LogReg" in run.out and "GBT" in run.out
