@@ -214,3 +214,15 @@ def test_nafld_converts_to_meds_with_splits(tmp_path):
     timelines = list(read_timelines(tmp_path / "nafld" / "data" / "held_out" / "0.parquet",
                                     report=report))
     assert len(timelines) == 1755 and not report.unknown_vocabularies
+
+
+def test_an_empty_code_or_subject_id_names_file_column_and_row(tmp_path):
+    frame = meds_frame([(1, day(1), "ICD10CM/I10", None), (3, day(2), " ", None)])
+    with pytest.raises(BiofmError) as err:
+        list(read_timelines(write_meds_dir(tmp_path / "c", frame)))
+    assert "0.parquet" in str(err.value) and \
+        "column 'code', subject 3: 1 event(s) without a code (first: data row 2)" in str(err.value)
+    path = tmp_path / "events.csv"
+    path.write_text("subject_id,time,code\n1,2020-01-01,ICD10CM/I10\n,2020-01-02,ICD10CM/I10\n")
+    with pytest.raises(BiofmError, match=r"events\.csv: column 'subject_id' is empty on 1 row"):
+        list(read_timelines(path))
