@@ -1,6 +1,7 @@
 # Two entry points, each doing all the set-up on a fresh machine:
 #   make demo   create .venv, install biofm + real data, run the demo
-#   make test   create .venv, install biofm + test tools + real data, run the tests
+#   make test   create .venv, install biofm + test tools + real data (+ .venv-ref, the timm /
+#               open_clip reference for the parity tests), run the tests
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ PIN    := -c requirements/constraints.txt
 DEBIAN_DATA ?= data/debian
 DEBIAN_PKGS := mricron-data invesalius-examples
 
-.PHONY: demo test install data venv clean
+.PHONY: demo test install data venv clean ref-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +40,16 @@ data: venv
 demo: install data
 	$(BIN)/biofm demo --output $(OUT)
 
-test: install data
+test: install data ref-venv
 	$(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
+# timm / open_clip for the parity tests, beside their own torch (see requirements/reference.txt)
+ref-venv: .venv-ref/installed
+
+.venv-ref/installed: requirements/reference.txt
+	$(PYTHON) -m venv .venv-ref
+	.venv-ref/bin/pip install --quiet -r requirements/reference.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(OUT) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .venv-ref $(OUT) build *.egg-info src/*.egg-info

@@ -144,8 +144,8 @@ class BackboneConfig(Config):
         type_vocab_size: BERT's token-type (segment) embeddings; > 0 adds the
             embedding of type 0 to every token (0 = none).
         activation: the MLP's non-linearity, "gelu" (exact erf GELU; ESM,
-            BERT), "gelu_tanh" (its tanh approximation; GPT-2) or "relu"
-            (Geneformer).
+            BERT), "gelu_tanh" (its tanh approximation; GPT-2), "relu"
+            (Geneformer) or "quick_gelu" (x sigmoid(1.702 x); OpenAI CLIP).
         image_size / patch_size / channels: set together, they make the
             encoder a ViT (`biofm.backbones.vision`): images (channels, H, W) or
             volumes (channels, D, H, W) of `image_size`, cut into patches of
@@ -179,7 +179,7 @@ class BackboneConfig(Config):
     norm: Literal["pre", "post"] = "pre"
     embed_norm: bool = False
     type_vocab_size: int = 0
-    activation: Literal["gelu", "gelu_tanh", "relu"] = "gelu"
+    activation: Literal["gelu", "gelu_tanh", "relu", "quick_gelu"] = "gelu"
     image_size: tuple[int, ...] = ()
     patch_size: tuple[int, ...] = ()
     channels: int = 0

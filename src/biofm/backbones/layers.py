@@ -37,8 +37,13 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """x * sigmoid(1.702 x), the GELU approximation of OpenAI's CLIP (open_clip quick_gelu)."""
+    return x * torch.sigmoid(1.702 * x)
+
+
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": gelu, "gelu_tanh": gelu_tanh, "relu": F.relu}
+    "gelu": gelu, "gelu_tanh": gelu_tanh, "relu": F.relu, "quick_gelu": quick_gelu}
 
 
 class Rotary(nn.Module):

@@ -222,8 +222,8 @@ def vit_config(config: "str | PretrainConfig", *, image_size: Sequence[int] | No
                                          parse_overrides(list(overrides))))
     if not config.backbone.image_size:
         raise BiofmError("the config's backbone is not a ViT",
-                         fix="set backbone.image_size, backbone.patch_size and backbone.channels, or "
-                             "pass image_size, patch_size and channels")
+                         fix="set backbone.image_size, backbone.patch_size and "
+                             "backbone.channels, or pass image_size, patch_size and channels")
     return config
 
 
@@ -316,8 +316,8 @@ def embed_images(model: "FoundationModel", images: Iterable[np.ndarray] | torch.
 def _image_tokenizer(model: "FoundationModel") -> ImagePatchTokenizer:
     if not isinstance(model.tokenizer, ImagePatchTokenizer):
         raise BiofmError(f"this is a {model.tokenizer.name!r} model, not an image (ViT) model",
-                         fix="use a model pretrained on images (a ViT config, or a timm / open_clip "
-                             "directory)")
+                         fix="use a model pretrained on images (a ViT config, or a timm / "
+                             "open_clip directory)")
     return model.tokenizer
 
 

@@ -27,8 +27,9 @@ __all__ = ["bert_config_to_backbone", "bert_to_biofm", "bert_tokenizer", "biofm_
 def load_pretrained(path: str | Path, *, device: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None) -> FoundationModel:
     """A biofm checkpoint directory (biofm.json), an HF ESM directory (ESM-2, Nucleotide
-    Transformer), an HF BERT directory (BERT, MiniLM, DNABERT, Geneformer) or an HF
-    GPT-2 directory (ProtGPT2, GPT-2 SMILES models; modality from the vocabulary) →
+    Transformer), an HF BERT directory (BERT, MiniLM, DNABERT, Geneformer), an HF
+    GPT-2 directory (ProtGPT2, GPT-2 SMILES models; modality from the vocabulary), a
+    timm ViT directory (RETFound-style) or an open_clip directory (its image tower) →
     FoundationModel, in eval mode (no dropout; training code calls `.train()`), on
     `device` ("auto": CUDA when there is a GPU) in `dtype` (default: as saved)."""
     from biofm.device import resolve_device
@@ -57,12 +58,21 @@ def _load_any(directory: Path) -> FoundationModel:
             else load_bert_model(directory)
     if is_hf_gpt2_dir(directory):
         return load_hf_gpt2(directory)
+    from biofm.interop.open_clip import is_open_clip_dir, load_open_clip_image_tower
+    from biofm.interop.timm_vit import is_timm_dir, load_timm_vit
+
+    if is_timm_dir(directory):
+        return load_timm_vit(directory)
+    if is_open_clip_dir(directory):  # its image tower (the CLIP model: load_open_clip)
+        return load_open_clip_image_tower(directory)
     raise BiofmError(f"not a model directory biofm can read ({_describe(directory)})",
                      path=directory,
                      fix="expected a biofm checkpoint (biofm.json, config.yaml, model.safetensors, "
-                         "tokenizer.json) or an HF ESM, BERT or GPT-2 directory (config.json "
+                         "tokenizer.json), an HF ESM, BERT or GPT-2 directory (config.json "
                          "with model_type 'esm', 'bert' or 'gpt2', model.safetensors, and "
-                         "vocab.txt or GPT-2's vocab.json + merges.txt)")
+                         "vocab.txt or GPT-2's vocab.json + merges.txt), a timm ViT directory "
+                         "(config.json with 'architecture', model.safetensors) or an open_clip "
+                         "directory (open_clip_config.json + weights)")
 
 
 def _describe(directory: Path) -> str:

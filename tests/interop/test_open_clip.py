@@ -1,0 +1,74 @@
+"""open_clip directories → biofm ClipModel: parity with open_clip on tiny random models,
+the image tower through `load_pretrained`, and clear errors."""
+
+import json
+
+import pytest
+import torch
+
+from biofm.backbones.vision import vit_features
+from biofm.errors import BiofmError
+from biofm.interop import load_pretrained
+from biofm.interop.open_clip import load_open_clip
+from tests.interop.reference_models import make_reference
+
+VISION = {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 16}
+TEXT = {"context_length": 16, "vocab_size": 100, "width": 48, "heads": 4, "layers": 2}
+PLAIN = {"model_cfg": {"embed_dim": 24, "vision_cfg": VISION, "text_cfg": TEXT}}
+# QuickGELU (OpenAI CLIP), LayerScale in both towers, weights as a .bin
+QUICK_LAYERSCALE = {"bin": True, "model_cfg": {
+    "embed_dim": 16, "quick_gelu": True, "vision_cfg": {**VISION, "ls_init_value": 0.1},
+    "text_cfg": {**TEXT, "ls_init_value": 0.1}}}
+
+
+@pytest.mark.parametrize("spec", [PLAIN, QUICK_LAYERSCALE], ids=["plain", "quickgelu-ls"])
+def test_parity_with_open_clip(tmp_path, spec):
+    directory, ref = make_reference("open_clip", spec, tmp_path)
+    clip = load_open_clip(directory)
+    with torch.no_grad():
+        image = clip.encode_images(torch.from_numpy(ref["images"]))
+        text = clip.encode_text_ids(torch.from_numpy(ref["ids"]))
+    torch.testing.assert_close(image, torch.from_numpy(ref["image_features"]), rtol=0, atol=1e-4)
+    torch.testing.assert_close(text, torch.from_numpy(ref["text_features"]), rtol=0, atol=1e-4)
+    torch.testing.assert_close(1 / clip.contrastive.temperature,
+                               torch.tensor(float(ref["logit_scale"])), rtol=1e-6, atol=0)
+    # the image tower alone, as `biofm embed` loads it: [CLS] before the projection
+    tower = load_pretrained(directory)
+    with torch.no_grad():
+        pooled = vit_features(tower, torch.from_numpy(ref["images"])).pooled
+        torch.testing.assert_close(clip.image_proj(pooled), image, rtol=0, atol=1e-5)
+
+
+def _config(tmp_path, model_cfg):
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg}))
+    return tmp_path
+
+
+def test_a_timm_or_hf_tower_is_named_as_unsupported(tmp_path):
+    biomedclip = {"embed_dim": 512, "vision_cfg": {"timm_model_name": "vit_base_patch16_224"},
+                  "text_cfg": {"hf_model_name": "microsoft/BiomedNLP-PubMedBERT"}}
+    with pytest.raises(BiofmError, match="timm image tower.*vit_base_patch16_224"):
+        load_open_clip(_config(tmp_path, biomedclip))
+
+
+def test_missing_or_truncated_weights_are_clear_errors(tmp_path):
+    directory = _config(tmp_path, PLAIN["model_cfg"])
+    with pytest.raises(BiofmError, match="no open_clip weights file"):
+        load_open_clip(directory)
+    (directory / "open_clip_model.safetensors").write_bytes(b"\x10\x00\x00\x00not a header")
+    with pytest.raises(BiofmError, match="open_clip_model.safetensors.*truncated"):
+        load_open_clip(directory)
+
+
+def test_text_tower_without_tokenizer_says_how_to_give_ids(tmp_path):
+    from biofm.backbones import build_backbone
+    from biofm.backbones.vision import build_vit
+    from biofm.interop.open_clip import open_clip_text_backbone
+    from biofm.objectives.clip import ClipModel
+    from tests.helpers import tiny_vit_config
+
+    text = build_backbone(open_clip_text_backbone(TEXT, "gelu"))
+    clip = ClipModel(build_vit(tiny_vit_config(), seed=0), text, None, embed_dim=8,
+                     text_pooling="eot")
+    with pytest.raises(BiofmError, match="encode_text_ids"):
+        clip.encode_texts(["a brain slice"])
