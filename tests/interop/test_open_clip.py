@@ -3,6 +3,7 @@ the image tower through `load_pretrained`, and clear errors."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,7 +23,7 @@ QUICK_LAYERSCALE = {"bin": True, "model_cfg": {
 
 
 @pytest.mark.parametrize("spec", [PLAIN, QUICK_LAYERSCALE], ids=["plain", "quickgelu-ls"])
-def test_parity_with_open_clip(tmp_path, spec):
+def test_parity_with_open_clip(tmp_path, spec, cli):
     directory, ref = make_reference("open_clip", spec, tmp_path)
     clip = load_open_clip(directory)
     with torch.no_grad():
@@ -37,6 +38,17 @@ def test_parity_with_open_clip(tmp_path, spec):
     with torch.no_grad():
         pooled = vit_features(tower, torch.from_numpy(ref["images"])).pooled
         torch.testing.assert_close(clip.image_proj(pooled), image, rtol=0, atol=1e-5)
+    # and `biofm embed` reads the directory: one row per image of a folder
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    PILImage.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / "a.png")
+    run = cli("embed", "--model", directory, "--input", folder, "--pooling", "cls",
+              "--output", tmp_path / "e.npy")
+    assert run.code == 0, run.err
+    assert np.load(tmp_path / "e.npy").shape == (1, VISION["width"])
 
 
 def _config(tmp_path, model_cfg):

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -123,3 +124,26 @@ def test_weights_of_another_model_are_a_clear_error(tmp_path):
     (directory / "config.json").write_text(json.dumps(config))
     with pytest.raises(BiofmError, match="missing"):
         load_timm_vit(directory)
+
+
+def test_biofm_embed_reads_a_timm_directory_as_the_model_it_holds(cli, tmp_path):
+    import pandas as pd
+    from PIL import Image as PILImage
+
+    model = _learned_vit(channels=1)
+    timm_dir = _timm_dir(tmp_path, model)
+    model.save(tmp_path / "biofm")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        PILImage.fromarray(rng.integers(0, 255, (40, 48), dtype=np.uint8)).save(folder / f"{k}.png")
+    frames = []
+    for name, directory in (("timm", timm_dir), ("biofm", tmp_path / "biofm")):
+        run = cli("embed", "--model", directory, "--input", folder, "--pooling", "cls",
+                  "--output", tmp_path / f"{name}.parquet")
+        assert run.code == 0, run.err
+        frames.append(pd.read_parquet(tmp_path / f"{name}.parquet"))
+    assert frames[0]["id"].tolist() == ["0.png", "1.png"]
+    np.testing.assert_allclose(np.stack(frames[0]["embedding"]), np.stack(frames[1]["embedding"]),
+                               atol=1e-5)
