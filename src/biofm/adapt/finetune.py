@@ -305,7 +305,7 @@ def _targets(labels: np.ndarray, kind: TaskKind, mean: float, std: float,
     if kind == "regression":
         return torch.as_tensor((labels - mean) / std, dtype=torch.float32)
     if kind == "multilabel":
-        return torch.as_tensor(labels, dtype=torch.float32)  # (N, L)
+        return torch.as_tensor(labels, dtype=torch.float32)  # (N, L), NaN: not measured
     return torch.as_tensor(labels, dtype=torch.long)
 
 
@@ -314,8 +314,10 @@ def _loss(raw: torch.Tensor, target: torch.Tensor, kind: TaskKind) -> torch.Tens
         return hazard_nll(raw, target[:, 0].long(), target[:, 1])
     if kind == "regression":
         return F.mse_loss(raw[:, 0], target)
-    if kind == "multilabel":
-        return F.binary_cross_entropy_with_logits(raw, target)  # (B, L), mean over labels
+    if kind == "multilabel":  # (B, L), mean over the measured labels (NaN: not measured)
+        seen = ~torch.isnan(target)
+        return F.binary_cross_entropy_with_logits(raw[seen], target[seen]) if seen.any() \
+            else raw.sum() * 0.0
     if raw.shape[1] == 1:
         return F.binary_cross_entropy_with_logits(raw[:, 0], target.float())
     return F.cross_entropy(raw, target)

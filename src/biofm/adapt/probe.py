@@ -90,15 +90,18 @@ class LinearProbe:
 
 class _PerLabel:
     """One logistic regression per column of (N, L) 0/1 labels, as `coef_` (L, d) and
-    `intercept_` (L,); a column with one class in training gets its constant log-odds."""
+    `intercept_` (L,), each fitted on the rows where its label is measured (not NaN);
+    a column with one class in training gets its constant log-odds."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, strength: float) -> None:
         self.coef_ = np.zeros((y.shape[1], x.shape[1]))
         self.intercept_ = np.zeros(y.shape[1])
-        for j, column in enumerate(np.asarray(y).T):
+        for j, full in enumerate(np.asarray(y, dtype=float).T):
+            seen = ~np.isnan(full)
+            column = full[seen]
             if 0 < column.sum() < len(column):
-                est = LogisticRegression(C=1.0 / strength, max_iter=2000).fit(x, column)
+                est = LogisticRegression(C=1.0 / strength, max_iter=2000).fit(x[seen], column)
                 self.coef_[j], self.intercept_[j] = est.coef_[0], est.intercept_[0]
             else:
-                rate = np.clip(column.mean(), 1e-3, 1 - 1e-3)
+                rate = np.clip(column.mean() if len(column) else 0.5, 1e-3, 1 - 1e-3)
                 self.intercept_[j] = np.log(rate / (1 - rate))

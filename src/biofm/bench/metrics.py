@@ -63,21 +63,27 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, 
 def multilabel_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """Multi-label: `y_true` (N, L) 0/1, `scores` (N, L) per-label probabilities →
     roc_auc and pr_auc as macro means over the labels with positives and negatives in
-    y_true, macro_f1 over all labels at threshold 0.5, and micro_f1."""
-    y = np.asarray(y_true).astype(int)
+    y_true, macro_f1 over all labels at threshold 0.5, and micro_f1. A NaN label is
+    not measured (multi-task data such as ADMET: each molecule has some of the labels):
+    each label is scored over the rows where it is measured."""
+    y = np.asarray(y_true, dtype=float)
     s = np.asarray(scores, dtype=float)
     if s.shape != y.shape or y.ndim != 2:
         raise BiofmError(f"scores of shape {s.shape} for labels of shape {y.shape}",
                          fix="pass one row of per-label scores per example")
-    both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
-    pred = (s >= 0.5).astype(int)
+    seen = ~np.isnan(y)  # (N, L)
+    columns = [(y[seen[:, j], j].astype(int), s[seen[:, j], j]) for j in range(y.shape[1])]
+    both = [(t, p) for t, p in columns if 0 < t.sum() < len(t)]
+    f1 = [f1_score(t, (p >= 0.5).astype(int), zero_division=0) for t, p in columns if len(t)]
+    hits = sum(int(((p >= 0.5) & (t == 1)).sum()) for t, p in columns)
+    positives = sum(int(t.sum()) + int((p >= 0.5).sum()) for t, p in columns)
     return {
-        "roc_auc": float(np.mean([roc_auc_score(y[:, j], s[:, j]) for j in both]))
+        "roc_auc": float(np.mean([roc_auc_score(t, p) for t, p in both]))
         if both else float("nan"),
-        "pr_auc": float(np.mean([average_precision_score(y[:, j], s[:, j]) for j in both]))
+        "pr_auc": float(np.mean([average_precision_score(t, p) for t, p in both]))
         if both else float("nan"),
-        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-        "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
+        "macro_f1": float(np.mean(f1)) if f1 else float("nan"),
+        "micro_f1": 2 * hits / positives if positives else 0.0,
     }
 
 

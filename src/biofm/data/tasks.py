@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -21,8 +21,9 @@ class Split:
 
     ids: list[str]
     inputs: list
-    labels: np.ndarray  # (N,) float regression, int classification; (N, L) 0/1 multilabel;
-    # (N, 2) survival: time from the prediction time to the event or censoring, event 1 | 0
+    labels: np.ndarray  # (N,) float regression, int classification; (N, L) 0/1 multilabel
+    # (NaN: that label not measured for that example); (N, 2) survival: time from the
+    # prediction time to the event or censoring, event 1 | 0
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -47,7 +48,10 @@ class Task:
     `split` says how the splits were made (e.g. "scaffold", "random",
     "given") so reports can state it; `source` records provenance and licence.
     `classes` names the class ids 0..C-1 when the labels were names; `notes` are
-    what the user should be told about the data (rows left out, and why).
+    what the user should be told about the data (rows left out, and why). `compare`,
+    when set, is the task's own comparison (same arguments as
+    `biofm.bench.compare.compare`): a multi-task set compares one model over all its
+    labels with one model per label, which is not one row per transfer mode.
     """
 
     name: str
@@ -59,3 +63,4 @@ class Task:
     description: str = ""
     classes: tuple[str, ...] | None = None
     notes: tuple[str, ...] = ()
+    compare: Callable[..., Any] | None = None

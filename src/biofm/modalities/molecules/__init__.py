@@ -5,7 +5,7 @@ and `selfies` tokenizers, the `nci` and `chembl-drugs` corpora and the
 `freesolv` and `solubility` tasks.
 """
 
-from . import datasets, fingerprints, generation, modality, reader, tokenizer  # noqa: F401
+from . import admet, datasets, fingerprints, generation, modality, reader, tokenizer  # noqa: F401
 from .fingerprints import morgan_fingerprints
 from .generation import generation_metrics
 from .modality import MOLECULE, MoleculeModality
