@@ -27,7 +27,8 @@ from tests.helpers import Run, squeeze
 
 SUBCOMMANDS = ("pretrain", "embed", "finetune", "evaluate", "generate", "score-variants",
                "forecast", "compare", "demo", "list", "export", "prepare", "predict", "convert",
-               "effects", "pair-finetune", "pair-compare", "pair-pretrain", "screen", "segment")
+               "effects", "pair-finetune", "pair-compare", "pair-pretrain", "screen", "segment",
+               "screen-report")
 WILD_TYPE = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 FASTA = ">a first protein\nMKTAYIAKQR\nQISFVKSHFSRQ\n>b\nGSHMLEK\n>c\nMKVLAAGIVG\n"
 SMILES = "CCO ethanol\nc1ccccc1\nCC(=O)Oc1ccccc1C(=O)O aspirin\n"

@@ -299,7 +299,9 @@ def compare(
     table = run_compare(pretrained, the_task, seeds=seeds, modes=list(mode),
                         max_train=max_train, say=err.print, device=device,
                         intervals=intervals)
-    table.render(out, title=f"{the_task.name}: test metrics, mean ± sd over {seeds} seed(s)")
+    # a log or pipe gets the whole table (rich would cut its cells at 80 columns)
+    table.render(out if out.is_terminal else Console(width=160),
+                 title=f"{the_task.name}: test metrics, mean ± sd over {seeds} seed(s)")
     if output is not None:
         table.save(output)
         out.print(f"results in {output}/")
@@ -648,39 +650,65 @@ def screen_command(
               f"in {result.output}", markup=False, highlight=False)
 
 
+@app.command("screen-report")
+def screen_report_command(
+    model: Path = typer.Option(..., "--model", help="output dir of `biofm pair-finetune "
+                                                     "--task kiba`"),
+    output: Optional[Path] = typer.Option(None, help="directory for results.md / .csv"),
+    device: str = DeviceOpt,
+) -> None:
+    """Screen the model's test targets against its test compounds with `biofm screen`;
+    per-target Spearman and EF10 of the ranking against the baselines."""
+    from biofm.pairs.screen_report import screen_report
+
+    table = screen_report(model, device=device, log=_say)
+    table.render(out if out.is_terminal else Console(width=160),
+                 title="screen on unseen targets: per-target Spearman and top-10% enrichment "
+                       "(EF10: 1 random, 10 perfect)")
+    if output is not None:
+        table.save(output)
+
+
 @app.command("pair-pretrain")
 def pair_pretrain_command(
     model: List[str] = PairModelsOpt,
-    task: Optional[str] = typer.Option(None, help="packaged pair task: kiba"),
+    task: Optional[str] = typer.Option(None, help="packaged pair task: kiba | genes (DNA x "
+                                                  "protein)"),
     input: Optional[Path] = typer.Option(None, "--input", help="CSV of labeled pairs"),
     column: List[str] = PairColumnsOpt,
     label: Optional[str] = typer.Option(None, help="value column of --input"),
-    split: str = typer.Option("cold-target", help="random | cold-target | cold-drug | "
-                                                   "cold-both | given"),
-    threshold: float = typer.Option(12.1, help="pairs with a value >= this are positives "
-                                               "(KIBA binders: 12.1)"),
+    split: Optional[str] = typer.Option(None, help="kiba: random | cold-target (default) | "
+                                                   "cold-drug | cold-both | given; genes: "
+                                                   "by-genome (default) | random"),
+    threshold: Optional[float] = typer.Option(None, help="pairs with a value >= this are "
+                                                         "positives (default: the task's; "
+                                                         "KIBA binders 12.1)"),
     mode: str = typer.Option("full", help="frozen | lora | full towers"),
     epochs: int = typer.Option(10),
     margin: float = typer.Option(0.0, help="additive margin on the positives (ConPLex)"),
     max_train: int = typer.Option(0, "--max-train", help="at most this many training pairs"),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="tokens per input at most"),
     seed: int = typer.Option(0),
     output: Optional[Path] = typer.Option(None, help="directory for tower_a/, tower_b/ "
                                                      "(usable by pair-finetune) and recall"),
     device: str = DeviceOpt,
 ) -> None:
-    """Contrastive co-embedding of two towers (symmetric InfoNCE) on binding pairs;
-    prints test retrieval recall@k against random and popularity rankings."""
+    """Contrastive co-embedding of two towers (symmetric InfoNCE) on positive pairs;
+    prints test retrieval recall@k both ways against the task's baselines."""
     from biofm.pairs.coembed import CoEmbedConfig
     from biofm.pairs.commands import run_pair_pretrain
 
-    cfg = CoEmbedConfig.from_dict({"threshold": threshold, "mode": mode, "epochs": epochs,
-                                   "margin": margin, "seed": seed, "device": device})
+    cfg = CoEmbedConfig.from_dict({"mode": mode, "epochs": epochs, "margin": margin,
+                                   "max_tokens": max_tokens, "seed": seed, "device": device})
     result = run_pair_pretrain(model, cfg, task=task, input=input, columns=column,
-                               label=label, split=split, max_train=max_train, output=output,
-                               log=_say)
-    out.print_json(json.dumps({"co-embedding": result.test_recall,
-                               "popularity": result.popularity_recall,
-                               "random": result.random_recall}))
+                               label=label, split=split, max_train=max_train,
+                               threshold=threshold, output=output, log=_say)
+    a, b = result.sides
+    # a log or pipe gets the whole table (rich would cut its cells at 80 columns)
+    result.table(task or "pairs").render(out if out.is_terminal else Console(width=160),
+                                         title=f"test retrieval: recall@k = each {a} "
+                                                    f"ranks the {b}s; reverse = each {b} "
+                                                    f"ranks the {a}s")
 
 
 @app.command()
@@ -716,6 +744,9 @@ def list_components() -> None:
                        ("backbones", BACKBONES), ("objectives", OBJECTIVES), ("heads", HEADS),
                        ("corpora", CORPORA), ("tasks", TASKS)):
         out.print(f"[bold]{title}[/]: {', '.join(reg.names())}")
+    from biofm.pairs import PAIR_TASKS  # two inputs per example: pair-finetune / pair-pretrain
+
+    out.print(f"[bold]pair tasks[/]: {', '.join(PAIR_TASKS.names())}")
     presets = sorted(p.name[:-5] for p in (resources.files("biofm") / "configs" / "pretrain").iterdir()
                      if p.name.endswith(".yaml"))
     out.print(f"[bold]pretrain presets[/]: {', '.join(presets)}")

@@ -235,3 +235,62 @@ def test_pair_pretrain_coembeds_and_reports_recall(cli, towers, tmp_path):
     run = cli("pair-pretrain", "--model", towers[0], "--model", towers[1], "--task", "kiba",
               "--mode", "half")
     assert run.code == 2 and "mode" in run.err
+
+
+# -- screening report, pair tasks in `biofm list`, retrieval-only tasks ---------------------
+
+def test_screen_report_scores_the_screen_on_unseen_targets(cli, towers, tmp_path):
+    import numpy as np
+
+    from biofm.pairs import load_pair_model
+    from biofm.pairs.compare import cap_pairs
+    from biofm.pairs.metrics import ranking_metrics
+
+    model_dir = tmp_path / "kiba"
+    run = cli("pair-finetune", "--model", towers[0], "--model", towers[1], "--task", "kiba",
+              "--split", "cold-target", "--max-train", "60", "--epochs", "1", "--mode", "probe",
+              "--output", model_dir, *FAST)
+    assert run.code == 0, run.err
+    run = cli("screen-report", "--model", model_dir, "--device", "cpu", "--output",
+              tmp_path / "report")
+    assert run.code == 0, run.err
+    table = pd.read_csv(tmp_path / "report" / "results.csv").set_index("method")
+    screen_row = table.loc["screen (kiba, probe)"]
+    assert table.loc["train mean per target", "target_ef10"] == 1.0  # one value per target
+    assert table.loc["train mean per target", "target_spearman"] == 0.0
+    assert "GBT on AA + dipeptide composition + Morgan fingerprints" in table.index
+    # the ranking `screen` wrote is the model's own prediction of each measured test pair
+    model, _, info = load_pair_model(model_dir)
+    test = cap_pairs(kiba_data_task().load("cold-target", 0), 60, 0).test
+    direct = model.predict(test.items[0], test.items[1], test.index)
+    expected = ranking_metrics(test.index[:, 0], test.labels, direct)
+    assert screen_row["target_spearman"] == pytest.approx(expected["target_spearman"], abs=1e-4)
+    assert screen_row["target_ef10"] == pytest.approx(expected["target_ef10"], abs=1e-4)
+    assert screen_row["targets"] == expected["targets"] > 0 and info["max_train"] == 60
+    assert np.isfinite(table["target_ef10"]).all()
+
+
+def kiba_data_task():
+    from biofm.pairs.data import PAIR_TASKS
+
+    return PAIR_TASKS.get("kiba")()
+
+
+def test_screen_report_needs_a_packaged_task(cli, pair_model):
+    run = cli("screen-report", "--model", pair_model, "--device", "cpu")
+    assert run.code == 2 and squeeze("not on a packaged pair task") in squeeze(run.err)
+
+
+def test_list_shows_pair_tasks_and_admet(cli):
+    run = cli("list")
+    assert run.code == 0, run.err
+    assert "pair tasks" in run.out and "genes" in run.out and "kiba" in run.out
+    assert "admet-toxicity" in run.out
+
+
+def test_genes_need_a_dna_and_a_protein_tower(cli, towers, tmp_path):
+    run = cli("pair-finetune", "--model", towers[0], "--model", towers[1], "--task", "genes",
+              "--output", tmp_path / "out", *FAST)
+    assert run.code == 2  # a protein and a molecule tower for DNA x protein
+    assert squeeze("the task's columns are dna ('gene') and protein ('protein')") in \
+        squeeze(run.err)

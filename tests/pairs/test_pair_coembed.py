@@ -35,6 +35,8 @@ def test_random_recall_is_the_hypergeometric_expectation():
     assert got["recall@1"] == pytest.approx(2 / 8)
     assert got["recall@5"] == pytest.approx(1 - 6 / 56)
     assert got["recall@10"] == pytest.approx(1.0)
+    # back: drugs 0 and 6 bind one of the 6 targets, drugs 1-5 two, drug 7 none
+    assert got["reverse recall@1"] == pytest.approx((2 * 1 / 6 + 5 * 2 / 6) / 7)
 
 
 def test_popularity_ranks_ligands_by_training_partners():
@@ -56,7 +58,9 @@ def test_coembed_trains_and_saves_towers(tmp_path):
     lines = []
     config = CoEmbedConfig(mode="full", epochs=3, batch_size=4, max_tokens=64, device="cpu")
     result = coembed((_model("protein"), _model("molecule")), splits, config, log=lines.append)
-    assert set(result.test_recall) == {"recall@1", "recall@5", "recall@10"}
+    assert set(result.test_recall) == {f"{way}recall@{k}" for way in ("", "reverse ")
+                                       for k in (1, 5, 10)}
+    assert set(result.baselines) == {"random", "popularity"}
     assert len(result.history) == 3 and "valid recall@1" in lines[-1]
     assert result.history[-1]["temperature"] != pytest.approx(0.07)  # learned
     save_coembedding(result, tmp_path / "co")

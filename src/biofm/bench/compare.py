@@ -49,7 +49,7 @@ def compare(model: FoundationModel, task: Task, *, seeds: int = 3,
                          fix="compare a model pretrained on the task's modality")
     if task.compare is not None:  # e.g. ADMET: one multi-task model vs one model per task
         return task.compare(model, task, seeds=seeds, modes=modes, max_train=max_train,
-                            quick=quick, say=say, device=device)
+                            quick=quick, say=say, device=device, intervals=intervals)
     table, start = ResultTable(), time.perf_counter()
     for seed in range(seeds):
         splits = cap_train(task.load(seed), 200 if quick else max_train, seed)

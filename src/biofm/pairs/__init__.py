@@ -11,13 +11,15 @@
     metrics     CI, MSE, Pearson, Spearman; per-target Spearman and EF10
     compare     pair_compare → ResultTable
     tasks       the packaged KIBA sample ("kiba"), a task from the user's CSV
+    genes       DNA x protein: genes of packaged genomes and their proteins ("genes")
+    coembed     contrastive co-embedding of two towers, retrieval recall@k both ways
     screen      rank a compound library against targets (repurposing: chembl-drugs)
     commands    the typed functions behind the CLI
 
-Importing this package registers the pair task "kiba" in `PAIR_TASKS`.
+Importing this package registers the pair tasks "kiba" and "genes" in `PAIR_TASKS`.
 """
 
-from biofm.pairs import tasks  # noqa: F401  (registers "kiba")
+from biofm.pairs import genes, tasks  # noqa: F401  (register "genes", "kiba")
 from biofm.pairs.compare import pair_compare
 from biofm.pairs.data import PAIR_TASKS, PairData, PairSplits, PairTask, Side, read_pairs
 from biofm.pairs.heads import PAIR_HEADS

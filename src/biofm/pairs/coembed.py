@@ -24,7 +24,7 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 import torch
@@ -41,7 +41,11 @@ from biofm.pairs.model import SideFeed
 from biofm.pairs.towers import Tower
 from biofm.train.trainer import FitConfig, Loss, StepOutput, Trainer, fit
 
+if TYPE_CHECKING:
+    from biofm.bench.report import ResultTable
+
 Log = Callable[[str], None]
+Baselines = Callable[[PairSplits, float], dict[str, dict[str, float]]]
 KS = (1, 5, 10)
 
 
@@ -88,16 +92,37 @@ class CoEmbedModel(nn.Module):
 
 @dataclass
 class CoEmbedResult:
+    """Test recall@k both ways of the co-embedding and of the baselines (name → recall)."""
+
     test_recall: dict[str, float]
-    random_recall: dict[str, float]
-    popularity_recall: dict[str, float]
+    baselines: dict[str, dict[str, float]]
     model: CoEmbedModel
     history: list[dict[str, float]] = field(default_factory=list)
+    sides: tuple[str, str] = ("first side", "second side")  # recall@k: sides[0] ranks sides[1]
+
+    def table(self, task: str) -> "ResultTable":
+        """The co-embedding and the baselines as rows of recall@k both ways."""
+        from biofm.bench.report import ResultTable
+
+        table = ResultTable()
+        for method, recall in {"co-embedding": self.test_recall, **self.baselines}.items():
+            table.add(task, method, 0, recall)
+        return table
+
+    @property
+    def random_recall(self) -> dict[str, float]:
+        return self.baselines["random"]
+
+    @property
+    def popularity_recall(self) -> dict[str, float]:
+        return self.baselines.get("popularity", {})
 
 
 def coembed(bases: tuple[FoundationModel, FoundationModel], splits: PairSplits,
-            config: CoEmbedConfig = CoEmbedConfig(), log: Log | None = None) -> CoEmbedResult:
-    """Train the co-embedding on `splits.train`'s positives; retrieval on `splits.test`."""
+            config: CoEmbedConfig = CoEmbedConfig(), log: Log | None = None,
+            baselines: Baselines | None = None) -> CoEmbedResult:
+    """Train the co-embedding on `splits.train`'s positives; retrieval on `splits.test`,
+    next to `baselines(splits, threshold)` (default: random and popularity)."""
     torch.manual_seed(config.seed)
     train = splits.train
     positive = train.labels >= config.threshold
@@ -144,10 +169,9 @@ def coembed(bases: tuple[FoundationModel, FoundationModel], splits: PairSplits,
     fit(Trainer(model, FitConfig(lr=config.lr, max_steps=steps, weight_decay=config.weight_decay,
                                  warmup_steps=max(steps // 20, 1)), device),
         next_batch, loss_fn, after)
-    test = splits.test
-    return CoEmbedResult(retrieval(model, feeds, test, config.threshold),
-                         random_recall(test, config.threshold),
-                         popularity_recall(train, test, config.threshold), model, history)
+    return CoEmbedResult(retrieval(model, feeds, splits.test, config.threshold),
+                         (baselines or default_baselines)(splits, config.threshold), model,
+                         history)
 
 
 def _tower(base: FoundationModel, config: CoEmbedConfig) -> Tower:
@@ -161,50 +185,85 @@ def _tower(base: FoundationModel, config: CoEmbedConfig) -> Tower:
     return Tower(base, max_tokens=config.max_tokens)
 
 
-def _targets_and_ligands(data: PairData, threshold: float):
-    """Test targets with a binder, every ligand of the split, and the positives mask."""
-    targets, ligands = data.used_items(0), data.used_items(1)
-    where = {int(d): j for j, d in enumerate(ligands)}
-    positives = np.zeros((len(targets), len(ligands)), dtype=bool)
-    row = {int(t): i for i, t in enumerate(targets)}
-    for (t, d), y in zip(data.index, data.labels):
+def positives(data: PairData, threshold: float) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """The first side's items and the second side's items that `data` uses, and their
+    (n_a, n_b) positives mask (a pair with a value >= threshold)."""
+    rows, cols = data.used_items(0), data.used_items(1)
+    row = {int(i): k for k, i in enumerate(rows)}
+    col = {int(i): k for k, i in enumerate(cols)}
+    mask = np.zeros((len(rows), len(cols)), dtype=bool)
+    for (a, b), y in zip(data.index, data.labels):
         if y >= threshold:
-            positives[row[int(t)], where[int(d)]] = True
-    return targets, ligands, torch.as_tensor(positives)
+            mask[row[int(a)], col[int(b)]] = True
+    return rows, cols, torch.as_tensor(mask)
+
+
+def both_ways(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor,
+              ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """recall@k from the first side to the second ("recall@k": each KIBA target ranks
+    the ligands) and back ("reverse recall@k"); a: (n_a, d), b: (n_b, d)."""
+    backward = recall_at_k(b, a, mask.T, ks)
+    return {**recall_at_k(a, b, mask, ks), **{f"reverse {k}": v for k, v in backward.items()}}
 
 
 @torch.no_grad()
 def retrieval(model: CoEmbedModel, feeds: tuple[SideFeed, ...], data: PairData,
               threshold: float) -> dict[str, float]:
-    """recall@k of each target (with a binder) ranking the split's ligands by cosine."""
-    targets, ligands, positives = _targets_and_ligands(data, threshold)
+    """recall@k both ways by cosine: each first-side item with a positive ranks the
+    split's second-side items, and each second-side item with a positive the first's."""
+    rows, cols, mask = positives(data, threshold)
     with evaluating(model):
-        a = model.embed(0, feeds[0].cached_for(targets), targets).cpu()
-        b = model.embed(1, feeds[1].cached_for(ligands), ligands).cpu()
-    return recall_at_k(a, b, positives, KS)
+        a = model.embed(0, feeds[0].cached_for(rows), rows).cpu()
+        b = model.embed(1, feeds[1].cached_for(cols), cols).cpu()
+    return both_ways(a, b, mask)
 
 
 def random_recall(data: PairData, threshold: float) -> dict[str, float]:
-    """Expected recall@k of a random ranking: 1 - C(n - p, k) / C(n, k) per target."""
+    """Expected recall@k of a random ranking, both ways: 1 - C(n - p, k) / C(n, k) per
+    query with p positives among n candidates."""
     from math import comb
 
-    _, ligands, positives = _targets_and_ligands(data, threshold)
-    n = len(ligands)
-    per = [p for p in positives.sum(1).tolist() if p]
-    return {f"recall@{k}": float(np.mean([1 - comb(n - p, min(k, n)) / comb(n, min(k, n))
-                                          for p in per])) if per else float("nan") for k in KS}
+    def expected(mask: np.ndarray) -> dict[str, float]:
+        n = mask.shape[1]
+        per = [p for p in mask.sum(1).tolist() if p]
+        return {f"recall@{k}": float(np.mean([1 - comb(n - p, min(k, n)) / comb(n, min(k, n))
+                                              for p in per])) if per else float("nan")
+                for k in KS}
+
+    mask = positives(data, threshold)[2].numpy()
+    backward = expected(mask.T)
+    return {**expected(mask), **{f"reverse {k}": v for k, v in backward.items()}}
 
 
 def popularity_recall(train: PairData, test: PairData, threshold: float) -> dict[str, float]:
-    """Every target ranks the test ligands by their number of training binding partners."""
-    _, ligands, positives = _targets_and_ligands(test, threshold)
-    binds = np.bincount(train.index[train.labels >= threshold, 1],
-                        minlength=len(train.items[1]))[ligands].astype(np.float32)
-    score = torch.as_tensor(binds - np.arange(len(ligands)) * 1e-6)  # ties: split order
-    order = score.argsort(descending=True)
-    hits = positives[:, order]
-    keep = positives.any(1)
-    return {f"recall@{k}": float(hits[keep, :k].any(1).float().mean()) for k in KS}
+    """Every query ranks the test candidates by their number of training positives
+    (promiscuous ligands first; targets with many binders first the other way)."""
+    rows, cols, mask = positives(test, threshold)
+    scores = []
+    for side, items in ((1, cols), (0, rows)):
+        count = np.bincount(train.index[train.labels >= threshold, side],
+                            minlength=len(train.items[side]))[items].astype(np.float32)
+        scores.append(torch.as_tensor(count - np.arange(len(items)) * 1e-6))  # ties: split order
+    return both_ways_scores(scores[0].expand(len(rows), -1), scores[1].expand(len(cols), -1),
+                            mask)
+
+
+def both_ways_scores(forward: torch.Tensor, backward: torch.Tensor, mask: torch.Tensor,
+                     ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """recall@k of given score matrices: forward (n_a, n_b), backward (n_b, n_a)."""
+    def recall(score: torch.Tensor, m: torch.Tensor) -> dict[str, float]:
+        keep = m.any(1)
+        hits = m[keep].gather(1, score[keep].argsort(dim=1, descending=True))
+        return {f"recall@{k}": float(hits[:, :k].any(1).float().mean()) if keep.any()
+                else float("nan") for k in ks}
+    return {**recall(forward, mask), **{f"reverse {k}": v
+                                         for k, v in recall(backward, mask.T).items()}}
+
+
+def default_baselines(splits: PairSplits, threshold: float) -> dict[str, dict[str, float]]:
+    """A random ranking, and candidates ranked by their training positives."""
+    return {"random": random_recall(splits.test, threshold),
+            "popularity": popularity_recall(splits.train, splits.test, threshold)}
 
 
 def save_coembedding(result: CoEmbedResult, directory: str | Path) -> Path:
@@ -226,10 +285,11 @@ def save_coembedding(result: CoEmbedResult, directory: str | Path) -> Path:
     with atomic_path(directory / "projections.safetensors") as tmp:
         save_file(weights, str(tmp))
     atomic_write_text(directory / "coembed.json", json.dumps(
-        {"test_recall": result.test_recall, "random_recall": result.random_recall,
-         "popularity_recall": result.popularity_recall, "history": result.history}, indent=1))
+        {"test_recall": result.test_recall, "baselines": result.baselines,
+         "history": result.history}, indent=1))
     return directory
 
 
-__all__ = ["CoEmbedConfig", "CoEmbedModel", "CoEmbedResult", "coembed", "popularity_recall",
-           "random_recall", "retrieval", "save_coembedding"]
+__all__ = ["CoEmbedConfig", "CoEmbedModel", "CoEmbedResult", "both_ways", "coembed",
+           "default_baselines", "popularity_recall", "positives", "random_recall", "retrieval",
+           "save_coembedding"]

@@ -126,13 +126,14 @@ def run_pair_finetune(models: Sequence[str | Path], config: PairConfig, *,
     the_task, towers = build_task(bases, models, task=task, input=input, columns=columns,
                                   label=label, on_error=on_error, skipped=skipped)
     _say_skips(skipped, the_task, log)
+    check_regression(the_task)
     check_split(the_task, split)
     splits = cap_pairs(the_task.load(split, config.seed), max_train, config.seed)
     result = pair_finetune(towers, splits, config, log=log)
     if output is not None:
         metrics = {"valid": result.valid_metrics, "test": result.test_metrics}
         save_pair_model(result.model, the_task.sides, output, task=the_task.name, split=split,
-                        source=the_task.source, **metrics)
+                        max_train=max_train, source=the_task.source, **metrics)
         atomic_write_text(Path(output) / "metrics.json", json.dumps(metrics, indent=1))
     return result
 
@@ -155,6 +156,7 @@ def run_pair_compare(models: Sequence[str | Path], *, task: str | None = None,
     the_task, towers = build_task(bases, models, task=task, input=input, columns=columns,
                                   label=label, on_error=on_error, skipped=skipped)
     _say_skips(skipped, the_task, log)
+    check_regression(the_task)
     start = time.perf_counter()
     table = pair_compare(towers, the_task, split=split, seeds=seeds, modes=modes,
                          max_train=max_train, epochs=epochs, quick=quick, device=device,
@@ -166,6 +168,17 @@ def run_pair_compare(models: Sequence[str | Path], *, task: str | None = None,
             max_tokens=max_tokens, models=[str(m) for m in models], source=the_task.source,
             elapsed_s=round(time.perf_counter() - start, 1)), indent=1))
     return table
+
+
+def default_split(task: PairTask) -> str:
+    """A cold split where the task has one (cold-target, by-genome), else its first."""
+    return next((s for s in task.splits if s in ("cold-target", "by-genome")), task.splits[0])
+
+
+def check_regression(task: PairTask) -> None:
+    if task.kind == "retrieval":
+        raise BiofmError(f"the pair task {task.name!r} has no value to predict: every pair is "
+                         "a positive", fix=f"co-embed it: biofm pair-pretrain --task {task.name}")
 
 
 def _say_skips(skipped: SkipLog, task: PairTask, log: Log | None) -> None:
@@ -182,11 +195,13 @@ def _say_skips(skipped: SkipLog, task: PairTask, log: Log | None) -> None:
 def run_pair_pretrain(models: Sequence[str | Path], config: "CoEmbedConfig", *,
                       task: str | None = None, input: Path | None = None,
                       columns: Sequence[str] = (), label: str | None = None,
-                      split: str = "cold-target", max_train: int = 0,
-                      on_error: OnError = "raise", output: Path | None = None,
-                      log: Log | None = None) -> "CoEmbedResult":
-    """Contrastive co-embedding of the two towers on a pair task's binding pairs
-    (`biofm.pairs.coembed`); towers and projections saved to `output`."""
+                      split: str | None = None, max_train: int = 0,
+                      threshold: float | None = None, on_error: OnError = "raise",
+                      output: Path | None = None, log: Log | None = None) -> "CoEmbedResult":
+    """Contrastive co-embedding of the two towers on a pair task's positive pairs
+    (`biofm.pairs.coembed`: value >= `threshold`, default the task's own, else
+    `config.threshold`); towers and projections saved to `output`. `split` None: the
+    task's first cold split (KIBA cold-target, genes by-genome)."""
     from biofm.pairs.coembed import coembed, save_coembedding
 
     bases = load_towers(models)
@@ -194,13 +209,21 @@ def run_pair_pretrain(models: Sequence[str | Path], config: "CoEmbedConfig", *,
     the_task, towers = build_task(bases, models, task=task, input=input, columns=columns,
                                   label=label, on_error=on_error, skipped=skipped)
     _say_skips(skipped, the_task, log)
+    split = split or default_split(the_task)
     check_split(the_task, split)
+    threshold = threshold if threshold is not None else the_task.positive_at
+    if threshold is not None:
+        config = config.replace(threshold=threshold)
     splits = cap_pairs(the_task.load(split, config.seed), max_train, config.seed)
-    result = coembed(towers, splits, config, log=log)
+    if log is not None:
+        log(f"{the_task.name} ({split}): {len(splits.train):,} train / {len(splits.valid):,} "
+            f"valid / {len(splits.test):,} test pairs" + "".join(f"; {n}" for n in splits.notes))
+    result = coembed(towers, splits, config, log=log, baselines=the_task.retrieval_baselines)
+    result.sides = (the_task.sides[0].name, the_task.sides[1].name)
     if output is not None:
         save_coembedding(result, output)
     return result
 
 
-__all__ = ["build_task", "check_columns", "load_towers", "match_towers", "run_pair_compare",
-           "run_pair_finetune", "run_pair_pretrain"]
+__all__ = ["build_task", "check_columns", "check_regression", "default_split", "load_towers",
+           "match_towers", "run_pair_compare", "run_pair_finetune", "run_pair_pretrain"]

@@ -87,7 +87,11 @@ class PairTask:
 
     `splits` names the split strategies it offers; `query_side` is the side that is
     screened against (the target of a drug–target task): per-target ranking metrics
-    group test pairs by it. `source` records provenance and licence.
+    group test pairs by it. `source` records provenance and licence. `positive_at`: the
+    value from which a pair counts as a positive in contrastive co-embedding (KIBA
+    binders: 12.1); `retrieval_baselines(splits, threshold)` → name → test recall@k
+    (default: random and popularity rankings). kind "retrieval": every pair is a
+    positive and there is no value to regress (pair-pretrain only).
     """
 
     name: str
@@ -99,6 +103,8 @@ class PairTask:
     kind: str = "regression"
     query_side: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    positive_at: float | None = None
+    retrieval_baselines: Callable[[PairSplits, float], dict] | None = None
 
 
 PAIR_TASKS: Registry = Registry("pair task")

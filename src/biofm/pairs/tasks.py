@@ -37,6 +37,7 @@ KIBA_SIDES = (Side("target", "aa_sequence", "protein", id_column="prot_id"),
               Side("drug", "smiles", "molecule", id_column="ligand_id"))
 KIBA_SPLITS = ("random", "cold-target", "cold-drug", "cold-both", "given")
 SIMILARITY_THRESHOLD = 0.5
+BINDER = 12.1  # KIBA score from which a pair binds (He et al. 2017, SimBoost)
 
 
 def modality_parsers(sides: Sequence[Side]) -> tuple[Parser, Parser]:
@@ -53,7 +54,7 @@ def default_grouper(modality: str) -> Grouper:
 @PAIR_TASKS.register("kiba")
 def kiba() -> PairTask:
     return PairTask(name="kiba", sides=KIBA_SIDES, load=_load_kiba, splits=KIBA_SPLITS,
-                    source=KIBA_SOURCE,
+                    source=KIBA_SOURCE, positive_at=BINDER,
                     description="KIBA kinase-inhibitor scores of 5,000 (protein, ligand) "
                                 "pairs: 189 kinases x 458 ligands; higher = tighter binding")
 

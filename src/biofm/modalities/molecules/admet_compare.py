@@ -42,11 +42,16 @@ QUICK_CAP = 200  # --quick (tests): labels per property in each split
 
 def admet_compare(model: FoundationModel, task: Task, *, seeds: int = 3,
                   modes: Sequence[str] = MODES, max_train: int = 0, quick: bool = False,
-                  say: Say | None = None, device: str = "auto") -> ResultTable:
+                  say: Say | None = None, device: str = "auto",
+                  intervals: bool = False) -> ResultTable:
     """RF, single-task and multi-task rows (test ROC-AUC per property) over `seeds`."""
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise BiofmError(f"unknown transfer mode(s) {unknown}", fix=f"choose among {MODES}")
+    if intervals:
+        raise BiofmError("the ADMET comparison has no bootstrap intervals yet (one ROC-AUC "
+                         "column per property)", fix="leave out --intervals; use --seeds for "
+                                                     "the spread")
     names = task.classes or PROPERTIES
     table, start = ResultTable(), time.perf_counter()
 
