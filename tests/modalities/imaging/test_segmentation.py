@@ -8,7 +8,9 @@ import torch
 
 from biofm.errors import BiofmError
 from biofm.modalities.imaging.segmentation import (
+    BOX_MARGIN,
     PromptedUNETR,
+    near_box,
     SegmentConfig,
     box_baseline,
     build_segmenter,
@@ -78,6 +80,10 @@ def test_unet_baseline_and_box_baseline():
     result = train_segmenter(build_segmenter(config), train, valid, config)
     masks = predict_masks(result.model, valid.images, valid.prompts())
     assert masks.shape == (8, 64, 64) and masks.dtype == bool
+    allowed = near_box(valid.prompts()[:, 0] > 0.5, BOX_MARGIN)
+    assert not (masks & ~allowed).any()  # nothing predicted far outside the box
+    anywhere = predict_masks(result.model, valid.images, valid.prompts(), box_margin=None)
+    assert (masks == (anywhere & allowed)).all()
     box = box_baseline(valid)
     assert 0.5 < box["dice"] < 1.0  # a box around a disc: pi / 4 of it is the disc
 

@@ -14,7 +14,9 @@ embedding added to the ViT's last hidden states (the role of MedSAM's prompt
 encoder). The ViT itself sees the image only, as in pretraining.
 
 Baselines on the same splits: MONAI's `UNet` from scratch with the same prompt
-channels, and the filled box itself. Training is the shared optimizer step
+channels, and the filled box itself. Every model's prediction is kept within the
+box grown by `BOX_MARGIN` pixels (the box is the user's statement of where the
+structure is; the margin exceeds the tasks' box jitter). Training is the shared optimizer step
 (`biofm.train.trainer.fit`: AdamW, warmup + cosine, gradient clipping, bf16 on
 CUDA), Dice + cross-entropy loss (MONAI `DiceCELoss`), the epoch with the best
 validation Dice kept.
@@ -44,6 +46,7 @@ from biofm.train.trainer import EarlyStopping, FitConfig, Loss, Trainer, fit
 
 Mode = Literal["scratch", "frozen", "full", "lora", "unet"]
 SEGMENTER_FILE = "segmenter.json"
+BOX_MARGIN = 4  # predictions are kept within the box grown by this many pixels (> the jitter)
 
 
 class SegmentConfig(Config):
@@ -110,7 +113,9 @@ class PromptedUNETR(nn.Module):
         self.prompt_channels, self.features = prompt_channels, features
         self.layers = skip_layers(cfg.n_layers, levels)
         d, f, dims = cfg.d_model, features, self.dims
-        block = dict(spatial_dims=dims, kernel_size=3, norm_name="instance", res_block=True)
+        # plain (not residual) conv blocks: ~30% less time on a CPU than UNETR's residual ones
+        block = {"spatial_dims": dims, "kernel_size": 3, "norm_name": "instance",
+                 "res_block": False}
         self.encoder1 = UnetrBasicBlock(in_channels=cfg.channels + prompt_channels,
                                         out_channels=f, stride=1, **block)
         self.skips = nn.ModuleList(
@@ -194,8 +199,10 @@ class SegmentResult:
 
 @torch.no_grad()
 def predict_masks(model: nn.Module, images: np.ndarray, prompts: np.ndarray,
-                  batch_size: int = 64) -> np.ndarray:
-    """(N, C, *S), (N, K, *S) → (N, *S) bool masks (argmax of the two classes)."""
+                  batch_size: int = 64, box_margin: int | None = BOX_MARGIN) -> np.ndarray:
+    """(N, C, *S), (N, K, *S) → (N, *S) bool masks: the argmax of the two classes,
+    kept within the box (channel 0 of the prompts) grown by `box_margin` pixels
+    (None: anywhere)."""
     from biofm.model import evaluating
 
     device = next(model.parameters()).device
@@ -205,7 +212,19 @@ def predict_masks(model: nn.Module, images: np.ndarray, prompts: np.ndarray,
             x = torch.as_tensor(images[i: i + batch_size], device=device)
             p = torch.as_tensor(prompts[i: i + batch_size], device=device)
             out[i: i + batch_size] = (model(x, p).float().argmax(1) == 1).cpu().numpy()
+    if box_margin is not None:
+        out &= near_box(prompts[:, 0] > 0.5, box_margin)
     return out
+
+
+def near_box(boxes: np.ndarray, margin: int) -> np.ndarray:
+    """(N, *S) filled boxes grown by `margin` pixels along every axis."""
+    from scipy import ndimage
+
+    if margin <= 0:
+        return boxes
+    grow = np.ones((1, *(2 * margin + 1,) * (boxes.ndim - 1)), dtype=bool)
+    return ndimage.binary_dilation(boxes, structure=grow)
 
 
 def evaluate_segmenter(model: nn.Module, data: PromptedCrops, point: bool = False

@@ -211,9 +211,9 @@ class SegmentationTask:
 
 
 @lru_cache(maxsize=4)
-def box_seg_splits(split: str = "subject", per_slice: int = 3, step: int = 3
+def box_seg_splits(split: str = "subject", per_slice: int = 6, step: int = 2
                    ) -> tuple[PromptedCrops, PromptedCrops, PromptedCrops]:
-    """Colin27 slices every `step` mm, `per_slice` structures each (train / valid /
+    """Colin27 slices every `step` mm, up to `per_slice` structures each (train / valid /
     [slab: test]); subject split: MNI152 test slices every `2 * step` mm."""
     rng = np.random.default_rng(0)
     colin = subject("colin27")
