@@ -12,8 +12,8 @@ import torch
 from lifelines.utils import concordance_index as lifelines_ci
 
 from biofm.adapt.probe import LinearProbe
-from biofm.adapt.survival import (bin_targets, hazard_nll, person_period, survival_bins,
-                                  survival_curve)
+from biofm.adapt.survival import (baseline_logits, bin_targets, hazard_nll, person_period,
+                                  survival_bins, survival_curve)
 from biofm.bench.baselines import Baseline, per_input
 from biofm.bench.metrics import concordance_index, survival_metrics
 from biofm.data.tasks import Split, Splits
@@ -63,6 +63,13 @@ def test_censoring_changes_the_loss_as_it_should():
     logits.grad = None
     _nll([[15, 1]], logits).backward()
     assert logits.grad[0, 0] > 0 > logits.grad[0, 1] and logits.grad[0, 2] == 0
+
+
+def test_baseline_hazards_count_events_over_subjects_at_risk():
+    # at risk per bin: 4, 2, 1 (censored at 15 leaves after bin 0); events: 1, 1, 0
+    labels = np.array([[5, 1], [15, 0], [18, 1], [40, 0]], dtype=float)
+    hazard = 1 / (1 + np.exp(-baseline_logits(labels, EDGES)))
+    np.testing.assert_allclose(hazard, [1.5 / 5, 1.5 / 3, 0.5 / 2])  # (events + ½) / (n + 1)
 
 
 def test_person_period_rows_are_the_same_likelihood():

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from biofm.adapt.probe import LinearProbe
-from biofm.adapt.survival import bin_targets, hazard_nll, survival_bins, survival_curve
+from biofm.adapt.survival import (baseline_logits, bin_targets, hazard_nll, survival_bins,
+                                  survival_curve)
 from biofm.backbones.layers import pool
 from biofm.bench.metrics import kind_metrics, primary_metric
 from biofm.config import Config
@@ -198,6 +199,10 @@ def _gradient_finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
     edges = survival_bins(splits.train.labels) if kind == "survival" else None
     model = TaskModel(base, kind, n_outputs_for(kind, splits.train.labels, edges), config, stats,
                       edges)
+    if edges is not None:  # hazards start at the training split's, not at 0.5 per bin
+        last = [m for m in model.head.modules() if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias.copy_(torch.as_tensor(baseline_logits(splits.train.labels, edges)))
     if config.mode == "lora":
         inject_lora(model.base, r=config.lora_r, alpha=config.lora_alpha,
                     targets=config.lora_targets, dropout=config.lora_dropout)

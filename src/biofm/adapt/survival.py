@@ -85,6 +85,17 @@ def survival_curve(logits: torch.Tensor) -> torch.Tensor:
     return torch.exp(torch.cumsum(F.logsigmoid(-logits), dim=1))
 
 
+def baseline_logits(labels: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(K,) log-odds of each bin's empirical hazard (events in the bin / subjects at risk
+    in it) over `labels`: where a hazard head's bias starts, so that training begins at
+    the population's hazard instead of 0.5 per bin (whose large early loss would push
+    the pretrained features around before the head has learned anything)."""
+    rows, target = person_period(np.zeros((len(labels), 0)), labels, edges)
+    at_risk, events = rows.sum(0), rows[target == 1].sum(0)
+    hazard = np.clip((events + 0.5) / (at_risk + 1.0), 1e-4, 1 - 1e-4)  # (K,), smoothed
+    return np.log(hazard / (1 - hazard))
+
+
 def person_period(x: np.ndarray, labels: np.ndarray, edges: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
     """The hazard likelihood as a logistic regression: one row per subject and bin it
@@ -99,5 +110,6 @@ def person_period(x: np.ndarray, labels: np.ndarray, edges: np.ndarray
     return rows, ((step == bins[subject]) & (events[subject] > 0)).astype(np.int64)
 
 
-__all__ = ["N_BINS", "bin_targets", "check_labels", "hazard_nll", "person_period",
+__all__ = ["N_BINS", "baseline_logits", "bin_targets", "check_labels", "hazard_nll",
+           "person_period",
            "survival_bins", "survival_curve"]

@@ -113,10 +113,11 @@ def _cox(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid:
          x_test: np.ndarray) -> np.ndarray:
     """Risk scores (partial hazards) of the test rows from a ridge-penalised Cox model on the
     training features standardised (constant columns dropped), the penalizer with the best
-    validation concordance."""
+    validation concordance (a fit that converged only loosely is scored like the others:
+    the validation concordance decides)."""
     import pandas as pd
     from lifelines import CoxPHFitter
-    from lifelines.exceptions import ConvergenceError
+    from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 
     from biofm.bench.metrics import survival_metrics
 
@@ -132,7 +133,9 @@ def _cox(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid:
     best = None
     for penalizer in COX_PENALIZERS:
         try:
-            model = CoxPHFitter(penalizer=penalizer).fit(train, "_time", "_event")
+            with warnings.catch_warnings():  # a loosely converged fit still gets scored
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model = CoxPHFitter(penalizer=penalizer).fit(train, "_time", "_event")
         except ConvergenceError:  # too weak a penalty for these features: try the next
             continue
         score = survival_metrics(y_valid, model.predict_partial_hazard(frame(x_valid)).to_numpy()
