@@ -57,3 +57,15 @@ def test_unknown_input_names_the_corpora():
 
     with pytest.raises(BiofmError, match="neither an image file.*atlas-slices"):
         load_volumes("no-such-corpus")
+
+
+def test_pretrain_the_3d_preset_on_blocks_of_a_volume(tmp_path):
+    from biofm.cli import main
+    from biofm.model import FoundationModel
+
+    nib.save(nib.Nifti1Image(_head((64, 64, 64)), np.eye(4)), tmp_path / "vol.nii.gz")
+    main(["pretrain", "--config", "imaging-mae-3d-tiny", "--set",
+          f"data.input={tmp_path / 'vol.nii.gz'}", "--steps", "2", "--batch-size", "4",
+          "--output", str(tmp_path / "run"), "--no-progress"])
+    model = FoundationModel.load(tmp_path / "run" / "final")
+    assert model.tokenizer.image_size == (32, 32, 32)

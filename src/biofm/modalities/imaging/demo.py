@@ -33,21 +33,11 @@ from pathlib import Path
 from rich.console import Console
 
 from biofm.bench.report import ResultTable
-from biofm.config import PretrainConfig, preset_exists, preset_path
+from biofm.config import PretrainConfig, preset_path
 
 PRESET = "imaging-mae-tiny"
 CORPUS = "atlas-slices"
 SEG_TASK = "brain-box-seg"
-# the ViT the demo pretrains when the imaging-mae-tiny preset is not installed: the
-# preset's shape (2 blocks of width 64 on 64 x 64 slices in 8 x 8 patches, sin-cos)
-FALLBACK = {"data": {"modality": "imaging", "input": CORPUS, "valid_fraction": 0.1},
-            "backbone": {"kind": "encoder", "size": "tiny", "image_size": [64, 64],
-                         "patch_size": [8, 8], "channels": 1, "position": "sincos",
-                         "norm_eps": 1.0e-6},
-            "objective": {"name": "mae", "mask_rate": 0.75},
-            "train": {"max_steps": 300, "batch_size": 32, "lr": 1.5e-3, "warmup_steps": 30,
-                      "weight_decay": 0.05, "betas": [0.9, 0.95], "eval_every": 100,
-                      "save_every": 100}}
 SEG_LABELS = {"scratch": "UNETR scratch", "frozen": "pretrained: frozen encoder",
               "full": "pretrained: fine-tune", "lora": "pretrained: LoRA",
               "unet": "MONAI UNet (scratch)"}
@@ -62,12 +52,8 @@ console = Console(width=110)
 
 
 def demo_config(quick: bool = False) -> PretrainConfig:
-    """The preset (or its shape) on the demo corpus; quick: a 10-step sanity run."""
-    if preset_exists("pretrain", PRESET):
-        config = PretrainConfig.load(preset_path("pretrain", PRESET)).replace(
-            data={"input": CORPUS})
-    else:
-        config = PretrainConfig.from_dict(FALLBACK)
+    """The imaging-mae-tiny preset on the demo corpus; quick: a 10-step sanity run."""
+    config = PretrainConfig.load(preset_path("pretrain", PRESET)).replace(data={"input": CORPUS})
     if quick:
         return config.replace(train={"max_steps": 10, "eval_every": 5, "save_every": 10,
                                      "warmup_steps": 2, "progress": False})
@@ -188,4 +174,4 @@ def _render(table: ResultTable, seeds: int) -> None:
             part.render(console, title=f"{title}; mean ± sd over {seeds} seed(s)")
 
 
-__all__ = ["FALLBACK", "PRESET", "demo_config", "run"]
+__all__ = ["PRESET", "demo_config", "run"]
