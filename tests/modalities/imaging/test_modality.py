@@ -40,3 +40,14 @@ def test_bad_image_is_skipped_and_logged_on_request(tmp_path):
     skipped = SkipLog()
     records = list(imaging.read(tmp_path / "x.png", on_error="skip", skipped=skipped))
     assert records == [] and len(skipped) == 1
+
+
+def test_pretraining_corpora_are_listed_and_hold_the_volumes():
+    from biofm.registry import CORPORA
+    from tests.modalities.imaging.conftest import require
+
+    require("colin27")
+    records = CORPORA.get("colin27-slices")()
+    assert [r.id for r in records] == ["ch2.nii.gz"]
+    assert isinstance(records[0].data, Image) and records[0].data.modality == "MR"
+    assert "atlas-slices" in CORPORA

@@ -39,11 +39,13 @@ from rich.console import Console
 
 from biofm.config import PretrainConfig
 from biofm.data.collate import ValuedSequence
+from biofm.data.records import Record
 from biofm.errors import BiofmError
 from biofm.modalities.imaging.image import Image
 from biofm.modalities.imaging.intensity import normalise
 from biofm.modalities.imaging.locate import volume_path
 from biofm.modalities.imaging.readers import read_image, read_images
+from biofm.registry import CORPORA
 
 SLICE_STEP = 2
 MIN_FOREGROUND = 0.25
@@ -52,6 +54,18 @@ PRETRAIN_CORPORA: dict[str, tuple[tuple[str, str | None], ...]] = {
     "atlas-slices": (("colin27", "MR"), ("macaque", "MR"), ("head-ct", None)),
 }
 console = Console(stderr=True)
+
+
+def _corpus(name: str) -> Callable[[], list[Record]]:
+    def records() -> list[Record]:
+        images = [read_image(volume_path(v), modality=m) for v, m in PRETRAIN_CORPORA[name]]
+        return [Record(Path(i.source).name, i, i.source) for i in images]
+    records.__name__ = name.replace("-", "_")
+    return records
+
+
+for _name in PRETRAIN_CORPORA:  # listed by `biofm list`; records = the volumes
+    CORPORA.register(_name)(_corpus(_name))
 
 
 def load_volumes(spec: str) -> list[Image]:
