@@ -56,11 +56,43 @@ def _config(tmp_path, model_cfg):
     return tmp_path
 
 
-def test_a_timm_or_hf_tower_is_named_as_unsupported(tmp_path):
-    biomedclip = {"embed_dim": 512, "vision_cfg": {"timm_model_name": "vit_base_patch16_224"},
-                  "text_cfg": {"hf_model_name": "microsoft/BiomedNLP-PubMedBERT"}}
-    with pytest.raises(BiofmError, match="timm image tower.*vit_base_patch16_224"):
-        load_open_clip(_config(tmp_path, biomedclip))
+def test_timm_image_tower_biomedclip_layout(tmp_path):
+    """BiomedCLIP's image tower: a timm ViT trunk (at timm's defaults) + a linear projection."""
+    spec = {"model_cfg": {"embed_dim": 16, "text_cfg": TEXT, "vision_cfg": {
+        "timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False,
+        "timm_pool": "", "timm_proj": "linear", "image_size": 224}}}
+    directory, ref = make_reference("open_clip", spec, tmp_path)
+    clip = load_open_clip(directory)
+    images = torch.from_numpy(ref["images"])
+    with torch.no_grad():
+        image = clip.encode_images(images)
+        text = clip.encode_text_ids(torch.from_numpy(ref["ids"]))
+    torch.testing.assert_close(image, torch.from_numpy(ref["image_features"]), rtol=0, atol=1e-4)
+    torch.testing.assert_close(text, torch.from_numpy(ref["text_features"]), rtol=0, atol=1e-4)
+    # with a Hugging Face text tower (BiomedCLIP's PubMedBERT) the CLIP model is refused,
+    # naming it, while the image tower still loads for `biofm embed`
+    config = json.loads((directory / "open_clip_config.json").read_text())
+    config["model_cfg"]["text_cfg"] = {"hf_model_name": "microsoft/BiomedNLP-PubMedBERT"}
+    (directory / "open_clip_config.json").write_text(json.dumps(config))
+    with pytest.raises(BiofmError, match="Hugging Face text tower.*PubMedBERT"):
+        load_open_clip(directory)
+    tower = load_pretrained(directory)
+    with torch.no_grad():
+        pooled = vit_features(tower, images).pooled
+        torch.testing.assert_close(clip.image_proj(pooled), image, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("vision,phrase", [
+    ({"timm_model_name": "swin_tiny_patch4_window7_224", "timm_pool": ""},
+     "unknown timm architecture"),
+    ({"timm_model_name": "vit_base_patch16_224", "timm_pool": "avg"}, "pooled by 'avg'"),
+    ({"timm_model_name": "vit_base_patch16_224", "timm_pool": "", "timm_proj": "mlp"},
+     "timm_proj='mlp'"),
+    ({**VISION, "attentional_pool": True}, "attentional pooling")])
+def test_unsupported_image_towers_are_named(tmp_path, vision, phrase):
+    with pytest.raises(BiofmError, match=phrase):
+        load_open_clip(_config(tmp_path, {"embed_dim": 8, "vision_cfg": vision,
+                                          "text_cfg": TEXT}))
 
 
 def test_missing_or_truncated_weights_are_clear_errors(tmp_path):
