@@ -153,6 +153,10 @@ class BackboneConfig(Config):
             `values: patches` of channels * prod(patch_size) pixels after a
             [CLS] token. values, value_size and max_len (1 + patches) are
             filled from them.
+        final_norm: where the final LayerNorm of a pre-norm backbone applies:
+            "tokens" (every hidden state) or "pooled" (only the pooled vector,
+            after mean pooling: timm's fc_norm; the hidden states stay
+            un-normalised, as timm's forward_features gives them).
         position: for a ViT also "sincos": a fixed (not trained) 2D / 3D
             sin-cos table over the patch grid, [CLS] at zero (MAE); "learned"
             is timm's learned table over [CLS] + patches.
@@ -183,6 +187,7 @@ class BackboneConfig(Config):
     image_size: tuple[int, ...] = ()
     patch_size: tuple[int, ...] = ()
     channels: int = 0
+    final_norm: Literal["tokens", "pooled"] = "tokens"
 
     @model_validator(mode="after")
     def _fill_size(self) -> "BackboneConfig":
@@ -204,6 +209,8 @@ class BackboneConfig(Config):
             raise ValueError("d_model must be a multiple of n_heads")
         if self.position == "rope" and (self.d_model // self.n_heads) % 2:
             raise ValueError("d_model / n_heads must be an even integer (RoPE rotates pairs)")
+        if self.final_norm == "pooled" and self.norm != "pre":
+            raise ValueError("final_norm=pooled needs norm=pre (post-norm blocks end normalised)")
         if self.type_vocab_size < 0:
             raise ValueError("type_vocab_size must be >= 0")
         return self

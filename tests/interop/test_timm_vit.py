@@ -25,7 +25,14 @@ AVG_LAYERSCALE = {"architecture": "vit_small_patch16_224", "safe_serialization":
                                  "mlp_ratio": 2.0, "num_classes": 0}}
 
 
-@pytest.mark.parametrize("spec,pooling", [(TOKEN_POOLED, "cls"), (AVG_LAYERSCALE, "mean")])
+# timm's default for mean pooling (RETFound's fine-tuned models): LayerNorm after pooling
+AVG_FC_NORM = {"architecture": "vit_tiny_patch16_224",
+               "model_args": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2,
+                              "num_heads": 2, "global_pool": "avg", "num_classes": 3}}
+
+
+@pytest.mark.parametrize("spec,pooling", [(TOKEN_POOLED, "cls"), (AVG_LAYERSCALE, "mean"),
+                                          (AVG_FC_NORM, "mean")])
 def test_parity_with_timm(tmp_path, spec, pooling):
     directory, ref = make_reference("timm", spec, tmp_path)
     model = load_pretrained(directory)  # detected as a timm directory
@@ -101,7 +108,7 @@ def test_unknown_architecture_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("args,why", [({"reg_tokens": 4}, "register tokens"),
                                       ({"class_token": False, "global_pool": "avg"},
                                        "no class token"),
-                                      ({"global_pool": "avg"}, "fc_norm"),
+                                      ({"final_norm": False}, "final_norm=False"),
                                       ({"use_fancy_thing": 1}, "use_fancy_thing")])
 def test_unsupported_settings_are_named(tmp_path, args, why):
     directory = _timm_dir(tmp_path, _learned_vit(), **args)

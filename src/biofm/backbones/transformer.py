@@ -110,7 +110,8 @@ class Transformer(nn.Module):
                 x = layer(x, mask, self.causal, rotary, segments)
             if hidden is not None:
                 hidden.append(x)
-        x = self.final_norm(x)
+        if self.config.final_norm == "tokens":  # "pooled": applied after pooling (ViT fc_norm)
+            x = self.final_norm(x)
         if hidden is not None:
             hidden[-1] = x  # as in transformers: the last entry is after the final norm
         return BackboneOutput(last_hidden_state=x,
@@ -161,7 +162,7 @@ class Transformer(nn.Module):
         rotary = self.rotary(positions) if self.rotary is not None else None
         for layer, layer_cache in zip(self.layers, cache.layers):
             x = layer(x, None, True, rotary, None, layer_cache)
-        return self.final_norm(x)
+        return self.final_norm(x) if self.config.final_norm == "tokens" else x
 
     def _esm_token_dropout(self, x: torch.Tensor, input_ids: torch.Tensor,
                            attention_mask: torch.Tensor,

@@ -247,7 +247,9 @@ class ViTFeatures:
 
     patches: (B, N, d) last hidden states of the patches (after the final norm)
     cls:     (B, d) of the [CLS] token
-    pooled:  (B, d) `cls`, or the mean of `patches` (pooling="mean")
+    pooled:  (B, d) `cls`, or the mean of `patches` (pooling="mean"); with
+             backbone.final_norm="pooled" (timm's fc_norm) normalised after pooling,
+             while `patches` / `cls` are not
     layers:  {layer: (B, N, d)} patch states after each requested block
              (1-based, as UNETR's 3/6/9/12; before the final norm except the last)
     """
@@ -277,6 +279,8 @@ def vit_features(model: "FoundationModel", images: torch.Tensor, *,
     chosen = {k: out.hidden_states[k][:, 1:] for k in layers} if layers else {}  # type: ignore
     patches = hidden[:, 1:]
     pooled = hidden[:, 0] if pooling == "cls" else patches.mean(1)
+    if model.config.backbone.final_norm == "pooled":  # timm's fc_norm, after pooling
+        pooled = model.backbone.final_norm(pooled)
     return ViTFeatures(patches=patches, cls=hidden[:, 0], pooled=pooled, layers=chosen)
 
 

@@ -24,11 +24,13 @@ learned position table over [CLS] + patches, a final LayerNorm. Names:
 The patch projection's bias is added to every token, [CLS] included, so [CLS]'s
 embedding is stored as cls_token − bias. The classifier head (`head`,
 num_classes) is not loaded: biofm fine-tunes its own heads (it is reported).
-Pooling: global_pool "token" is `--pooling cls`, "avg" (without fc_norm) is
-`--pooling mean`. Refused with a clear error: other architectures (DeiT
+Pooling: global_pool "token" is `--pooling cls`, "avg" is `--pooling mean`. Refused with a clear error: other architectures (DeiT
 distillation tokens, BEiT, EVA, Swin…), register tokens, no class token,
-pre-norm (CLIP-style; see `biofm.interop.open_clip`), q/k norms, fc_norm,
-attention pooling, dynamic image sizes.
+pre-norm (CLIP-style; see `biofm.interop.open_clip`), q/k norms, attention
+pooling, dynamic image sizes. global_pool "avg" with fc_norm (timm's default for
+it, RETFound's fine-tuned models) maps fc_norm to the final norm applied after
+pooling (`backbone.final_norm: pooled`): the patch states are then timm's
+un-normalised forward_features.
 """
 
 from __future__ import annotations
@@ -112,8 +114,7 @@ def timm_architecture(config: dict[str, Any], source: Path | None = None) -> dic
         (int(settings["reg_tokens"]) > 0, f"{settings['reg_tokens']} register tokens"),
         (bool(settings["pre_norm"]), "pre_norm=True (a LayerNorm before the blocks)"),
         (bool(settings["qk_norm"]), "qk_norm=True"),
-        (bool(fc_norm), f"global_pool={pool!r} with fc_norm (a LayerNorm after pooling)"),
-        (not settings["final_norm"], "final_norm=False"),
+        (not settings["final_norm"], "final_norm=False (no final LayerNorm at all)"),
         (pool not in ("token", "avg"), f"global_pool={pool!r}"),
         (settings["pos_embed"] != "learn", f"pos_embed={settings['pos_embed']!r}"),
         (bool(settings["dynamic_img_size"] or settings["dynamic_img_pad"]),
@@ -121,7 +122,7 @@ def timm_architecture(config: dict[str, Any], source: Path | None = None) -> dic
     ], family=FAMILY, source=source,
         fix="biofm loads plain ViTs: a class token, learned positions, pre-norm blocks and "
             "a final LayerNorm, pooled by the class token or the mean of the patches")
-    settings["global_pool"] = pool
+    settings["global_pool"], settings["fc_norm"] = pool, bool(fc_norm)
     return settings
 
 
@@ -139,7 +140,8 @@ def timm_config_to_pretrain(settings: dict[str, Any], d_ff: int) -> PretrainConf
                      "position": "learned", "norm_eps": 1e-6, "activation": "gelu",
                      "image_size": list(_pair(settings["img_size"])),
                      "patch_size": list(_pair(settings["patch_size"])),
-                     "channels": int(settings["in_chans"])},
+                     "channels": int(settings["in_chans"]),
+                     "final_norm": "pooled" if settings.get("fc_norm") else "tokens"},
         "objective": {"name": "mae", "mask_rate": 0.75}})
 
 
@@ -162,8 +164,9 @@ def timm_to_biofm(state: Tensors, tokenizer: ImagePatchTokenizer, *,
     embed[tokenizer.bos_id] = cls - bias  # the projection's bias reaches [CLS] too
     out["backbone.embed_tokens.weight"] = embed
     out["backbone.embed_positions.weight"] = _pop(state, "pos_embed", source)[0]  # (1 + N, d)
+    norm = "fc_norm" if "fc_norm.weight" in state else "norm"  # fc_norm: after pooling
     for name in ("weight", "bias"):
-        out[f"backbone.final_norm.{name}"] = _pop(state, f"norm.{name}", source)
+        out[f"backbone.final_norm.{name}"] = _pop(state, f"{norm}.{name}", source)
     gammas = {k: state.pop(k) for k in [k for k in state if k.endswith(".gamma")]}
     for key in list(state):
         m = _BLOCK.match(key)
