@@ -14,8 +14,7 @@ def test_quick_demo_rows(tmp_path):
     methods = {(r["task"], r["method"]) for r in table.rows}
     assert ("brain-region-patch", "pretrained: probe") in methods
     assert ("brain-region-patch", "RF on pooled pixels") in methods
-    for method in ("box prompt (filled box)", "MONAI UNet (scratch)", "UNETR scratch",
-                   "pretrained: fine-tune"):
+    for method in ("box prompt (filled box)", "MONAI UNet (scratch)", "pretrained: fine-tune"):
         assert ("brain-box-seg", method) in methods
     assert all(0.0 <= r["dice"] <= 1.0 for r in table.rows if "dice" in r)
     assert (tmp_path / "imaging" / "results.md").is_file()

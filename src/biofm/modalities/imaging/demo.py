@@ -17,7 +17,9 @@ classification and box-prompted segmentation compared with baselines.
    The fine-tuned segmenter of the first seed is saved for `biofm segment`
    (`OUTPUT/segmenter`).
 
-Returns one `ResultTable` (tasks "brain-region-patch" and "brain-box-seg";
+`quick` (a sanity run: 10 MAE steps, two epochs, small subsets) keeps the probe and
+fine-tune rows of the classification and the fine-tune, UNet and box rows of the
+segmentation. Returns one `ResultTable` (tasks "brain-region-patch" and "brain-box-seg";
 the second is a `tasks.SEGMENTATION_TASKS` name, not a `TASKS` one) and prints
 both tables. When the data is not installed it prints how to get it and
 returns an empty table.
@@ -77,7 +79,8 @@ def run(output: str | Path = "demo_out/imaging", seeds: int = 3, quick: bool = F
         model = pretrain_vit(output / "pretrain", quick)
         say(f"imaging: MAE pretraining done ({time.perf_counter() - start:.0f} s)")
         table = classification_rows(model, seeds, quick, say)
-        table.extend(segmentation_rows(model, seeds, quick, say, output / "segmenter"))
+        table.extend(segmentation_rows(model, seeds, quick, say, output / "segmenter",
+                                       modes=("full", "unet") if quick else DEMO_SEG_MODES))
     _render(table, seeds)
     table.save(output)
     say(f"imaging rows finished in {time.perf_counter() - start:.0f} s; tables in {output}/")
@@ -98,8 +101,9 @@ def classification_rows(model, seeds: int, quick: bool,
     from biofm.bench.compare import compare
     from biofm.registry import TASKS
 
+    modes = ("probe", "full") if quick else ("scratch", "probe", "full", "lora")
     return compare(model, TASKS.get("brain-region-patch")(), seeds=seeds, quick=quick, say=say,
-                   max_train=MAX_TRAIN)
+                   max_train=MAX_TRAIN, modes=modes)
 
 
 def segmentation_rows(model, seeds: int, quick: bool, say: Callable[[str], None],
