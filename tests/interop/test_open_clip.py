@@ -116,3 +116,29 @@ def test_text_tower_without_tokenizer_says_how_to_give_ids(tmp_path):
                      text_pooling="eot")
     with pytest.raises(BiofmError, match="encode_text_ids"):
         clip.encode_texts(["a brain slice"])
+
+
+def test_clip_bpe_tokenizer_matches_open_clip_and_zero_shot_uses_it(tmp_path):
+    from biofm.objectives.clip import zero_shot_classify
+
+    texts = ["A T1-weighted MRI of the hippocampus.", "axial slice, cerebellum (left)",
+             "&amp; 12 lesions!!", "über-large   ventricles's"]
+    spec = {"texts": texts, "model_cfg": {"embed_dim": 16, "vision_cfg": VISION,
+                                           "text_cfg": {**TEXT, "vocab_size": 49408}}}
+    directory, ref = make_reference("open_clip", spec, tmp_path)
+    clip = load_open_clip(directory)
+    tokenizer = clip.text_tokenizer
+    context = TEXT["context_length"]
+    ours = np.zeros((len(texts), context), dtype=np.int64)
+    for row, text in enumerate(texts):
+        ids = tokenizer.encode(text, max_length=context)
+        ours[row, : len(ids)] = ids
+    np.testing.assert_array_equal(ours, ref["text_ids"])
+    with torch.no_grad():
+        features = clip.encode_texts(texts)
+    torch.testing.assert_close(features, torch.from_numpy(ref["text_features"]), rtol=0,
+                               atol=1e-4)
+    assert tokenizer.decode(tokenizer.encode("the hippocampus")) == "the hippocampus"
+    shot = zero_shot_classify(clip, torch.from_numpy(ref["images"]),
+                              {"a": ["a hippocampus"], "b": ["a cerebellum"]})
+    assert shot.probs.shape == (2, 2)

@@ -33,8 +33,12 @@ Not supported (a clear error names the setting): a Hugging Face text tower
 directory; the image tower of such a directory still loads, with
 `load_open_clip_image_tower` and `biofm embed`), timm towers pooled otherwise than
 by the class token or with an MLP projection, attentional pooling, ln_post after
-pooling, CoCa / SigLIP variants. The text tower comes without CLIP's BPE tokenizer:
-`ClipModel.encode_text_ids` takes ids from open_clip's tokenizer;
+pooling, CoCa / SigLIP variants.
+
+The text tower's tokenizer is CLIP's BPE (`biofm.interop.clip_bpe`), read from
+the directory's vocab.json + merges.txt when they are there (hub directories
+usually carry them), so `ClipModel.encode_texts` and zero-shot prompts work;
+without them `ClipModel.encode_text_ids` takes ids from open_clip's tokenizer;
 `biofm embed` on the directory embeds images with the image tower
 (pooled [CLS] before the projection).
 """
@@ -51,6 +55,7 @@ from biofm.backbones import build_backbone
 from biofm.backbones.vision import ImagePatchTokenizer
 from biofm.config import BackboneConfig, PretrainConfig
 from biofm.errors import BiofmError
+from biofm.interop.clip_bpe import ClipBpeTokenizer, is_clip_bpe_dir, read_clip_bpe
 from biofm.interop.hf import (
     Tensors,
     _read_torch_bin,  # noqa: PLC2701  (the shared .bin reader)
@@ -269,8 +274,8 @@ def load_open_clip(directory: str | Path) -> ClipModel:
     image, vision, activation = _image_tower(model_cfg, config_path)
     text_cfg = _text_settings(model_cfg, config_path)
     text = build_backbone(open_clip_text_backbone(text_cfg, activation))
-    clip = ClipModel(image, text, None, embed_dim=int(model_cfg.get("embed_dim", 512)),
-                     text_pooling="eot")
+    clip = ClipModel(image, text, _text_tokenizer(directory, text.config.vocab_size),
+                     embed_dim=int(model_cfg.get("embed_dim", 512)), text_pooling="eot")
     state, source = _read_weights(directory)
     image_state, text_state, head = open_clip_to_biofm(
         state, image.tokenizer, vision=vision, source=source)  # type: ignore[arg-type]
@@ -278,6 +283,18 @@ def load_open_clip(directory: str | Path) -> ClipModel:
     load_weights(clip, {**{f"image.{k}": v for k, v in image_state.items()},
                         **{f"text.{k}": v for k, v in text_state.items()}, **head}, source)
     return clip.eval()
+
+
+def _text_tokenizer(directory: Path, vocab_size: int) -> ClipBpeTokenizer | None:
+    """CLIP's BPE from the directory's vocab.json + merges.txt, when it has them."""
+    if not is_clip_bpe_dir(directory):
+        return None
+    tokenizer = read_clip_bpe(directory)
+    if tokenizer.vocab_size != vocab_size:
+        raise BiofmError(f"vocab.json holds {tokenizer.vocab_size} tokens, the text tower "
+                         f"{vocab_size}", path=directory / "vocab.json",
+                         fix="use the tokenizer files saved with these weights")
+    return tokenizer
 
 
 def load_open_clip_image_tower(directory: str | Path) -> FoundationModel:

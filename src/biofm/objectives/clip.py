@@ -46,7 +46,8 @@ class ClipModel(nn.Module):
     (CLIP) or "mean" (of the patches); text "cls", "mean" or "eot" (CLIP's text).
 
     text_tokenizer None: the text tower takes token ids only (`encode_text_ids`);
-    a loaded open_clip text tower comes without CLIP's BPE (see `biofm.interop.open_clip`).
+    an open_clip directory without vocab.json + merges.txt gives no CLIP BPE
+    (see `biofm.interop.open_clip`).
     """
 
     def __init__(self, image: FoundationModel, text_backbone: nn.Module,
@@ -110,8 +111,8 @@ class ClipModel(nn.Module):
     def text_batch(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Texts → padded (ids, mask) with the text tower's tokenizer."""
         if self.text_tokenizer is None:
-            raise BiofmError("this CLIP model's text tower has no tokenizer (an open_clip text "
-                             "transformer: biofm does not implement CLIP's BPE)",
+            raise BiofmError("this CLIP model's text tower has no tokenizer (an open_clip "
+                             "directory without CLIP's vocab.json and merges.txt)",
                              fix="pass token ids to encode_text_ids (e.g. from open_clip's "
                                  "tokenizer), or pair the image tower with a biofm text model")
         max_len = getattr(getattr(self.text, "config", None), "max_len", None)

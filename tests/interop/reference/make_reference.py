@@ -78,13 +78,24 @@ def make_open_clip(out: Path, spec: dict) -> None:
         ids[row, 0] = vocab - 2
         ids[row, 1: 1 + n] = torch.randint(1, vocab - 2, (n,), generator=gen)
         ids[row, 1 + n] = vocab - 1
+    extra = {}
+    if spec.get("texts"):  # CLIP's own tokenizer, its files in Hugging Face's layout
+        tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=text["context_length"])
+        names = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
+        vocab = {names.get(k, k): v for k, v in tokenizer.encoder.items()}
+        (directory / "vocab.json").write_text(json.dumps(vocab))
+        merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.get)
+        (directory / "merges.txt").write_text(
+            "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+        ids = tokenizer(spec["texts"])
+        extra["text_ids"] = ids.numpy()
     with torch.no_grad():
         image_features = model.encode_image(images)
         text_features = model.encode_text(ids)
         logit_scale = model.logit_scale.exp()
     np.savez(out / "reference.npz", images=images.numpy(), ids=ids.numpy(),
              image_features=image_features.numpy(), text_features=text_features.numpy(),
-             logit_scale=logit_scale.numpy())
+             logit_scale=logit_scale.numpy(), **extra)
 
 
 if __name__ == "__main__":
