@@ -140,3 +140,25 @@ def test_folder_with_a_series_and_its_sidecar(tmp_path):
     (tmp_path / "f" / "README.txt").write_text("exported from PACS")
     images = list(read_images(tmp_path / "f"))
     assert len(images) == 1 and images[0].shape == (128, 128, 3)
+
+
+def test_every_pydicom_data_file_reads_or_says_why():
+    """The 68 real files of pydicom-data: CT, MR, CR, US (multi-frame), NM, SEG, RGB..."""
+    from biofm.modalities.imaging import ImageError
+
+    try:
+        files = dicom_files()
+    except DataMissing as exc:
+        pytest.skip(f"pydicom-data not installed (make data): {exc}")
+    read, why = {}, {}
+    for path in files:
+        try:
+            read[path.name] = read_image(path)
+        except ImageError as exc:  # anything else is a bug
+            why[path.name] = str(exc)
+    assert len(files) == 68 and len(read) >= 60
+    assert {i.modality for i in read.values()} >= {"CT", "MR", "CR", "US", "NM", "SEG"}
+    assert read["color3d_jpeg_baseline.dcm"].shape == (640, 480, 120)  # 120-frame echo
+    for name, message in why.items():
+        assert name in message and ("decoder" in message or "truncated" in message
+                                    or "damaged" in message), message

@@ -10,11 +10,11 @@ from biofm.errors import BiofmError
 from biofm.modalities.imaging.segmentation import (
     BOX_MARGIN,
     PromptedUNETR,
-    near_box,
     SegmentConfig,
     box_baseline,
     build_segmenter,
     load_segmenter,
+    near_box,
     predict_masks,
     save_segmenter,
     skip_layers,

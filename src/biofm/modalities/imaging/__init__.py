@@ -25,8 +25,10 @@ names the file and the fix. See docs/imaging.md.
 from __future__ import annotations
 
 from biofm.bench.baselines import Baseline, per_input
-from biofm.modalities.imaging import pretraining  # noqa: F401  (registers the corpora)
-from biofm.modalities.imaging import tasks  # noqa: F401  (registers brain-region-patch)
+from biofm.modalities.imaging import (
+                                               pretraining,  # noqa: F401  (registers the corpora)
+                                               tasks,  # noqa: F401  (registers brain-region-patch)
+)
 from biofm.modalities.imaging.image import Image, ImageError, same_grid
 from biofm.modalities.imaging.intensity import CT_WINDOWS, normalise
 from biofm.modalities.imaging.locate import DataMissing, atlas_path, volume_path

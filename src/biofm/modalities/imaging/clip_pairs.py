@@ -33,7 +33,12 @@ from biofm.bench.report import ResultTable
 from biofm.config import PretrainConfig
 from biofm.data.tasks import Split
 from biofm.model import FoundationModel
-from biofm.objectives.clip import ClipModel, retrieval_recall, train_clip, zero_shot_classify
+from biofm.objectives.clip import (
+    ClipModel,
+    retrieval_recall,
+    train_clip,
+    zero_shot_classify,
+)
 from biofm.train.trainer import FitConfig
 
 TASK = "atlas-clip"
