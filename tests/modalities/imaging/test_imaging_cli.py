@@ -100,6 +100,20 @@ def test_finetune_on_a_csv_of_image_paths(cli, vit_dir, tmp_path):
               "--label", "label", "--mode", "probe", "--output", tmp_path / "ft")
     assert run.code == 0, run.err
     assert (tmp_path / "ft" / "metrics.json").is_file()
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for k in range(3):
+        (tmp_path / f"img{k}.png").rename(folder / f"img{k}.png")
+    run = cli("predict", "--model", tmp_path / "ft", "--input", folder,
+              "--output", tmp_path / "pred.csv")
+    assert run.code == 0, run.err
+    predictions = pd.read_csv(tmp_path / "pred.csv")
+    assert predictions["id"].tolist() == ["img0.png", "img1.png", "img2.png"]
+    assert set(predictions["prediction"]) <= {"left", "none"}
+    PILImage.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "small.png")
+    run = cli("predict", "--model", tmp_path / "ft", "--input", folder,
+              "--output", tmp_path / "pred2.csv")
+    assert run.code == 2 and "image size (32, 32) differs" in " ".join(run.err.split())
     pd.DataFrame([{"image": "missing.png", "label": "none"},
                   {"image": "img1.png", "label": "left"}]).to_csv(tmp_path / "bad.csv",
                                                                   index=False)

@@ -8,6 +8,8 @@ Hooks (see `biofm.modalities.base`):
   CSV): each is read, scaled by the "auto" intensity policy and given to the
   model as (C, *spatial), which must be the model's input size (nothing is
   resized silently);
+- `predict` takes an image, a folder of images or such a CSV (inputs of the
+  model's size);
 - `embed_file`: one row per image; an image larger than the model's input is
   cut into the pretraining tiles (every tile when none has enough foreground)
   and its vector is the mean of theirs;
@@ -136,6 +138,20 @@ class ImagingModality(Modality):
                              path=path, record=line,
                              fix="give paths relative to the CSV's folder, or absolute ones")
         return normalise(read_image(image_path)).channels_first()
+
+    def unlabeled(self, path: Path, *, column: str | None = None, layer: str | None = None,
+                  on_error="raise", skipped: SkipLog | None = None
+                  ) -> tuple[list[str], list[Any]]:
+        """(ids, (C, *spatial) arrays) of an image file or folder (scaled by the "auto"
+        policy), or of a CSV naming image files (column "image")."""
+        from biofm.modalities.imaging.intensity import normalise
+
+        if path.suffix.lower() == ".csv":
+            return super().unlabeled(path, column=column, layer=layer, on_error=on_error,
+                                     skipped=skipped)
+        self.read_options({"column": column, "layer": layer})
+        records = self.load(path, on_error, skipped)
+        return [r.id for r in records], [normalise(r.data).channels_first() for r in records]
 
     def check_inputs(self, model: FoundationModel, inputs: Sequence[Any], where: str | Path,
                      log: Log) -> None:
