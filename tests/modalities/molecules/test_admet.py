@@ -44,6 +44,7 @@ def test_table_reads_labels_masks_and_counts_what_it_drops(tiny_dir):
     assert (~np.isnan(table.labels)).any(1).all()  # every molecule has a label
     notes = " ".join(table.notes)
     assert "1 invalid SMILES" in notes and "1 molecules with both labels" in notes
+    assert f"{len(table.smiles):,} molecules, {int(table.test.sum()):,} of them in a test" in notes
     assert "c1ccccc1" not in table.smiles  # both labels in one file: dropped there
     i = table.smiles.index(ASPIRIN)
     # a test molecule of toxicity loses its absorption training label

@@ -95,12 +95,15 @@ def admet_table(directory: Path | None = None) -> AdmetTable:
     for i, s in enumerate(smiles):
         for j, label in labels[s].items():
             matrix[i, j] = label
-    notes = tuple(text for n, text in (
-        (invalid, f"{invalid} invalid SMILES skipped"),
-        (conflicting, f"{conflicting} molecules with both labels in one file dropped there"),
-        (dropped, f"{dropped} training labels of test molecules dropped (no test molecule "
-                  "is seen in training)")) if n)
-    return AdmetTable(smiles, matrix, np.array([s in test for s in smiles]), notes)
+    is_test = np.array([s in test for s in smiles], dtype=bool)
+    notes = (f"{len(smiles):,} molecules, {int(is_test.sum()):,} of them in a test file",
+             *(text for n, text in (
+                 (invalid, f"{invalid:,} invalid SMILES skipped"),
+                 (conflicting, f"{conflicting:,} molecules with both labels in one file "
+                               "dropped there"),
+                 (dropped, f"{dropped:,} training labels of test molecules dropped (no test "
+                           "molecule is seen in training)")) if n))
+    return AdmetTable(smiles, matrix, is_test, notes)
 
 
 def _read_file(path: Path) -> tuple[dict[str, float], int, int]:
@@ -163,8 +166,8 @@ def admet_task(directory: Path | None = None) -> Task:
                 source=SOURCE, classes=PROPERTIES, compare=admet_compare,
                 notes=admet_table(directory).notes,
                 description="five binary ADMET properties (absorption, distribution, "
-                            "metabolism, excretion, toxicity) of 30,906 molecules, each "
-                            "measured for some: one head per property")
+                            "metabolism, excretion, toxicity) of molecules each measured for "
+                            "some of them: one head per property")
 
 
 def property_task(name: str, directory: Path | None = None) -> Task:
