@@ -356,6 +356,8 @@ def run_main(args, measure: Callable, report: Callable, probe: Callable) -> dict
     """Resolve the device, measure (or run one memory probe), report, write JSON."""
     import datetime
 
+    from biofm.bench.provenance import provenance
+
     device = resolve_device(args.device)
     args.device = str(device)
     set_threads(args.threads)
@@ -364,8 +366,10 @@ def run_main(args, measure: Callable, report: Callable, probe: Callable) -> dict
         return None
     load_before = load_average()
     figures = measure(args, device)
+    run = provenance()  # the commit (and whether the checkout had changes) measured
     figures.update(load_average={"before": load_before, "after": load_average()},
-                   machine=machine(), device=device.type,
+                   commit=run["commit"], dirty=run["dirty"], machine=machine(),
+                   device=device.type,
                    dtype="bf16 autocast" if device.type == "cuda" else "fp32",
                    date=datetime.date.today().isoformat(), args=vars(args))
     report(figures, args)

@@ -15,7 +15,6 @@ and interquartile range over `--repeats` interleaved runs.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
