@@ -21,6 +21,7 @@ import yaml
 import biofm.commands
 from biofm.config import PretrainConfig
 from biofm.interop import load_pretrained
+from biofm.modalities.imaging.locate import available
 from biofm.modalities.molecules import canonical_smiles
 from biofm.modalities.proteins import read_fasta
 from tests.helpers import Run, squeeze
@@ -596,8 +597,25 @@ def test_demo_quick(cli, tmp_path):
     assert record["seeds"] == [0] and record["quick"] is True and record["date"]
     assert record["machine"]["cpu_count"] >= 1 and "torch" in record["software"]
     table = pd.read_csv(out / "results.csv")
+    imaging = {"brain-region-patch", "brain-box-seg"} if available()[0] else set()
     assert set(table["task"]) == {"freesolv", "solubility", "amp", "crp-sites", "pbmc-celltype",
-                                  "flu-boston"}
+                                  "nafld-death-5y", "iu-xray-abnormal", "flu-boston",
+                                  "kiba (cold-target)", *imaging}
+    assert set(record["domains"]) == {"molecule", "protein", "dna", "singlecell", "ehr", "text",
+                                      "timeseries", "imaging", "drug-target"}
+    ehr = table[table["task"] == "nafld-death-5y"]
+    assert {"scratch", "pretrained: fine-tune"} <= set(ehr["method"])
+    assert any(m.startswith("GBT on ") for m in ehr["method"])  # the MEDS baselines
+    assert ehr["roc_auc"].between(0, 1).all()
+    text = table[table["task"] == "iu-xray-abnormal"]
+    assert "TF-IDF + logistic regression" in set(text["method"]) and text["roc_auc"].between(0, 1).all()
+    kiba = table[table["task"] == "kiba (cold-target)"]
+    assert {"pretrained: fine-tune", "scratch towers"} <= set(kiba["method"])
+    assert kiba["ci"].between(0, 1).all()
+    if imaging:
+        segmentation = table[table["task"] == "brain-box-seg"]
+        assert "MONAI UNet (scratch)" in set(segmentation["method"])
+        assert segmentation["dice"].between(0, 1).all()
     cells = table[table["task"] == "pbmc-celltype"]
     assert "LogReg on PCA (log-norm)" in set(cells["method"])
     assert cells["macro_f1"].between(0, 1).all() and cells["pr_auc"].isna().all()
@@ -619,5 +637,13 @@ def test_demo_only_one_domain(cli, tmp_path):
     run = cli("demo", "--quick", "--seeds", 1, "--only", "dna", "--output", tmp_path)
     assert run.code == 0, run.err
     assert set(pd.read_csv(tmp_path / "results.csv")["task"]) == {"crp-sites"}
-    run = cli("demo", "--only", "imaging", "--output", tmp_path)
-    assert run.code == 2 and "no domain imaging" in run.err and "timeseries" in run.err
+    run = cli("demo", "--only", "radiology", "--output", tmp_path)
+    assert run.code == 2 and "no domain radiology" in run.err and "drug-target" in run.err
+
+
+def test_demo_only_drug_target_pretrains_its_two_towers(cli, tmp_path):
+    run = cli("demo", "--quick", "--only", "drug-target", "--output", tmp_path)
+    assert run.code == 0, run.err
+    assert set(pd.read_csv(tmp_path / "results.csv")["task"]) == {"kiba (cold-target)"}
+    assert {p.name for p in (tmp_path / "pretrain").iterdir()} == {"protein-mlm-tiny",
+                                                                  "molecule-mlm-tiny"}

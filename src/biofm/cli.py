@@ -454,9 +454,9 @@ def demo(
     output: Path = typer.Option(Path("demo_out"), help="where the table and plots go"),
     seeds: int = typer.Option(3, help="fine-tuning seeds per cell"),
     quick: bool = typer.Option(False, "--quick", help="a seconds-long run (for tests)"),
-    only: List[str] = typer.Option([], "--only", help="only this domain (a modality: "
-                                                      "molecule, protein, dna, singlecell, "
-                                                      "timeseries); repeat"),
+    only: List[str] = typer.Option([], "--only", help="only this domain (molecule, protein, "
+                                                      "dna, singlecell, timeseries, ehr, text, "
+                                                      "imaging, drug-target); repeat"),
 ) -> None:
     """Pretrain on real unlabeled data, transfer to real tasks, print the gain table."""
     from biofm.demo import run_demo

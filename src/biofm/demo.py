@@ -8,6 +8,14 @@ classical baselines (molecules: RF on Morgan fingerprints; peptides: RF on
 amino-acid and dipeptide composition; DNA: linear and RF on 4-mer frequencies;
 cells: logistic regression on PCA of log-normalised expression), each over
 several seeds (mean ± sd).
+EHR (nafld: death within 5 years of a landmark, a patient-timeline model against
+logistic regression and gradient-boosted trees on code counts and last values) and
+clinical text (IU X-ray reports: abnormal or not, against TF-IDF + logistic regression)
+are rows of the same kind. Imaging (`biofm.modalities.imaging.demo`): an MAE-pretrained
+ViT classifies brain-region patches and segments box-prompted structures on a subject
+never seen, against scratch, a MONAI UNet and the box itself. Drug–target
+(`biofm.pairs.demo`): the demo's protein and molecule models as two towers on KIBA's
+cold-target split, against gradient-boosted trees on ECFP + composition.
 Forecasting: a patch transformer pretrained on other surveillance collections
 forecasts a held-out one (Boston ILI) zero-shot, fine-tuned, and from scratch,
 against seasonal naive, last value, ARIMA and ETS (rolling origin; WIS,
@@ -34,9 +42,13 @@ from biofm.config import PretrainConfig, preset_path
 from biofm.errors import BiofmError
 from biofm.io import atomic_write_text
 from biofm.model import FoundationModel
+from biofm.pairs.demo import KIBA_DEMO, QUICK, kiba_demo
 from biofm.registry import TASKS
 
 console = Console(width=110)
+
+
+EHR_SEEDS, TEXT_SEEDS = 2, 2  # their rows cost the most per seed (docs/ehr.md)
 
 
 @dataclass(frozen=True)
@@ -44,13 +56,21 @@ class DemoTask:
     task: str
     preset: str
     max_train: int  # cap on training examples, to keep the demo within minutes
+    seeds: int = 0  # at most this many seeds for the row (0: the demo's --seeds)
 
 
 TASK_PLAN = (DemoTask("freesolv", "molecule-mlm-tiny", 0),
              DemoTask("solubility", "molecule-mlm-tiny", 0),
              DemoTask("amp", "protein-mlm-tiny", 1500),
              DemoTask("crp-sites", "dna-mlm-tiny", 0),
-             DemoTask("pbmc-celltype", "cell-geneformer-tiny", 0))
+             DemoTask("pbmc-celltype", "cell-geneformer-tiny", 0),
+             DemoTask("nafld-death-5y", "ehr-mlm-tiny", 1000, seeds=EHR_SEEDS),
+             DemoTask("iu-xray-abnormal", "text-mlm-tiny", 200, seeds=TEXT_SEEDS))
+# domains with their own rows (not `bench.compare` on a TASKS task)
+IMAGING, DRUG_TARGET = "imaging", "drug-target"
+IMAGING_SEEDS = 1  # one seed: MAE pretraining + 2 tasks x 4-5 methods (~2 min on 2 cores)
+
+
 @dataclass(frozen=True)
 class ForecastDemo:
     """Pretrain on other surveillance collections, forecast a held-out one."""
@@ -65,8 +85,9 @@ FORECAST = ForecastDemo()
 
 
 def domains() -> list[str]:
-    """The demo's domains: the modalities of its presets."""
-    return sorted({_modality(p) for p in {t.preset for t in TASK_PLAN} | {FORECAST.preset}})
+    """The demo's domains: the modalities of its presets, imaging and drug-target."""
+    return sorted({_modality(p) for p in {t.preset for t in TASK_PLAN} | {FORECAST.preset}}
+                  | {IMAGING, DRUG_TARGET})
 
 
 def _modality(preset: str) -> str:
@@ -84,10 +105,14 @@ def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = F
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    plan = [t for t in TASK_PLAN if not only or _modality(t.preset) in only]
-    forecast = not only or _modality(FORECAST.preset) in only
+    wanted = set(only) or set(domains())
+    plan = [t for t in TASK_PLAN if _modality(t.preset) in wanted]
+    forecast = _modality(FORECAST.preset) in wanted
+    presets = {t.preset for t in plan} | ({FORECAST.preset} if forecast else set())
+    if DRUG_TARGET in wanted:  # its towers are the demo's protein and molecule models
+        presets |= {KIBA_DEMO.protein_preset, KIBA_DEMO.molecule_preset}
     models, model_dirs, curves = {}, {}, {}
-    for preset in sorted({t.preset for t in plan} | ({FORECAST.preset} if forecast else set())):
+    for preset in sorted(presets):
         console.rule(f"pretraining {preset}")
         config = _demo_config(preset, quick)
         result = pretrain(config, output / "pretrain" / preset, overwrite=True)
@@ -96,37 +121,78 @@ def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = F
         curves[preset] = [(h["step"], h["loss"]) for h in result.history if "loss" in h]
         curves[f"{preset} (valid)"] = [(h["step"], h["valid_loss"]) for h in result.history
                                        if "valid_loss" in h]
-    plot_loss_curves(curves, output / "pretrain_loss.png", title="Pretraining loss (real corpora)")
+    if curves:
+        plot_loss_curves(curves, output / "pretrain_loss.png",
+                         title="Pretraining loss (real corpora)")
 
-    table = ResultTable()
+    table, row_seeds = ResultTable(), {}
     for row in plan:
         task = TASKS.get(row.task)()
+        row_seeds[task.name] = min(seeds, row.seeds or seeds)
         console.rule(f"transfer: {task.name} ({task.kind}, {task.split} split)")
-        table.extend(compare(models[row.preset], task, seeds=seeds, max_train=row.max_train,
-                             quick=quick, say=console.print))
+        table.extend(compare(models[row.preset], task, seeds=row_seeds[task.name],
+                             max_train=row.max_train, quick=quick, say=console.print))
     forecasts = ResultTable()
     if forecast:
         console.rule(f"forecasting: {FORECAST.target} (held out of pretraining)")
         forecasts = _forecasting(model_dirs[FORECAST.preset], seeds, quick)
+    images = ResultTable()
+    if IMAGING in wanted:
+        from biofm.modalities.imaging import demo as imaging
+
+        console.rule("imaging: MAE pretraining, region classification, box-prompted "
+                     "segmentation")
+        images = imaging.run(output / "imaging", seeds=min(seeds, IMAGING_SEEDS), quick=quick,
+                             say=_say, show=False)
+    pairs = ResultTable()
+    if DRUG_TARGET in wanted:
+        console.rule(f"drug–target: KIBA {KIBA_DEMO.split} (two towers)")
+        pairs = kiba_demo(models[KIBA_DEMO.protein_preset], models[KIBA_DEMO.molecule_preset],
+                          seeds=1, quick=quick, output=output, say=_say)
     elapsed = time.perf_counter() - start
-    for kind in ("regression", "classification"):
-        part = ResultTable([r for r in table.rows if TASKS.get(r["task"])().kind == kind])
-        part.metric_names = [m for m in table.metric_names if any(m in r for r in part.rows)]
-        if part.rows:
-            part.render(console, title=f"{kind}: test metrics, mean ± sd over {seeds} seed(s)")
-    if forecasts.rows:
-        forecasts.render(console, title="forecasting: rolling origin, horizons 1-4 weeks "
-                                        "(rel_wis < 1 beats seasonal naive)")
+    _render(table, row_seeds, forecasts, images, pairs, seeds, quick)
     console.print(f"demo finished in {elapsed:.0f} s")
-    table.extend(forecasts)
+    for part in (forecasts, images, pairs):
+        table.extend(part)
     table.save(output)
     record = provenance(command="biofm demo", seeds=list(range(seeds)), quick=quick,
-                        domains=list(only) or domains(), elapsed_s=round(elapsed, 1),
+                        domains=sorted(wanted), elapsed_s=round(elapsed, 1),
+                        row_seeds={**row_seeds, **({"imaging": min(seeds, IMAGING_SEEDS)}
+                                                   if images.rows else {}),
+                                   **({"drug-target": 1} if pairs.rows else {})},
                         pretrain_seeds={p: _demo_config(p, quick).train.seed for p in models})
     atomic_write_text(output / "provenance.json", json.dumps(record, indent=1))
     console.print(f"tables, per-seed results, pretrain_loss.png and provenance.json written "
                   f"to {output}/")
     return table
+
+
+def _say(line: str) -> None:
+    console.print(line, markup=False, highlight=False)
+
+
+def _render(table: ResultTable, row_seeds: dict[str, int], forecasts: ResultTable,
+            images: ResultTable, pairs: ResultTable, seeds: int, quick: bool) -> None:
+    def over(part: ResultTable) -> str:
+        counts = sorted({row_seeds[r["task"]] for r in part.rows})
+        return "/".join(map(str, counts)) + " seed(s)"
+
+    for kind in ("regression", "classification"):
+        part = table.subset(lambda r: TASKS.get(r["task"])().kind == kind)
+        if part.rows:
+            part.render(console, title=f"{kind}: test metrics, mean ± sd over {over(part)}")
+    if forecasts.rows:
+        forecasts.render(console, title="forecasting: rolling origin, horizons 1-4 weeks "
+                                        "(rel_wis < 1 beats seasonal naive)")
+    if images.rows:
+        from biofm.modalities.imaging.demo import render
+
+        render(images, min(seeds, IMAGING_SEEDS))
+    if pairs.rows:
+        plan = QUICK if quick else KIBA_DEMO
+        pairs.render(console, title=f"drug–target: KIBA {plan.split}, {plan.max_train} training "
+                                    "pairs, one seed (a smoke test of the pipeline; "
+                                    "docs/pairs.md has 3 seeds)")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def test_train_benchmark_reports_separated_figures(tmp_path):
     losses = list(figures["loss_check"].values())  # the same masked tokens, the same weights
     assert max(losses) - min(losses) < 1e-4
     assert set(figures["peak_memory_bytes"]) == set(figures["tokens_per_s"])
+    assert len(figures["commit"]) == 40 and figures["date"] and figures["machine"]
 
 
 def test_embed_benchmark_reports_equal_outputs(tmp_path):

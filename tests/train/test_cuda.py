@@ -2,7 +2,6 @@
 checkpointing + packing for 50 steps without recompiling, and a one-GPU FSDP2 step."""
 
 import copy
-import os
 import socket
 
 import pytest

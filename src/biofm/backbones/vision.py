@@ -142,6 +142,12 @@ class ImagePatchTokenizer(Tokenizer):
     def patch_dim(self) -> int:
         return self.channels * math.prod(self.patch_size)
 
+    def encode(self, image, *, add_special_tokens: bool = True,  # type: ignore[override]
+               max_length: int | None = None):
+        """An image array's encoding (`encode_image`), as other modalities' tokenizers
+        encode their typed inputs, so the shared fine-tuning code takes images."""
+        return self.encode_image(image)
+
     def split(self, text: str) -> list[str]:
         raise BiofmError("an image model takes pixel arrays, not text",
                          fix="encode images with ImagePatchTokenizer.encode_image, or embed "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -58,6 +58,11 @@ class ResultTable:
         """Append another table's rows (its new metrics become new columns)."""
         self.rows += other.rows
         self.metric_names += [m for m in other.metric_names if m not in self.metric_names]
+
+    def subset(self, keep: Callable[[dict[str, Any]], bool]) -> "ResultTable":
+        """The rows `keep` accepts, with only the metric columns they fill."""
+        rows = [r for r in self.rows if keep(r)]
+        return ResultTable(rows, [m for m in self.metric_names if any(m in r for r in rows)])
 
     def save(self, directory: str | Path) -> None:
         """results.md, results.csv (mean ± sd) and results_per_seed.csv in `directory`."""

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 
 from biofm.config import DataConfig, ObjectiveConfig, PretrainConfig
 from biofm.errors import BiofmError
-from biofm.interop.hf import (HF_WEIGHT_FILES, Tensors, check_supported, compile_rules,
+from biofm.interop.hf import (Tensors, check_supported, compile_rules,
                               fit_tied_head, has_model_type, map_keys, normalise_key, read_config,
                               read_hf_weights, read_json, read_vocab, require_fields, to_hf_names)
 from biofm.io import atomic_path, atomic_write_text

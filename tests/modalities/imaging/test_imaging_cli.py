@@ -121,3 +121,16 @@ def test_finetune_on_a_csv_of_image_paths(cli, vit_dir, tmp_path):
               "label", "--mode", "probe", "--output", tmp_path / "ft2")
     assert bad.code == 2 and "bad.csv (line 2): the image 'missing.png'" in " ".join(
         bad.err.split())
+
+
+def test_compare_runs_on_the_packaged_region_task(cli, vit_dir, tmp_path):
+    from biofm.modalities.imaging.locate import available
+
+    if not available()[0]:
+        pytest.skip(f"imaging data not installed (make data): {available()[1]}")
+    run = cli("compare", "--model", vit_dir, "--task", "brain-region-patch", "--seeds", 1,
+              "--mode", "probe", "--mode", "full", "--max-train", 70, "--output", tmp_path)
+    assert run.code == 0, run.err
+    table = pd.read_csv(tmp_path / "results.csv").set_index("method")
+    assert {"pretrained: probe", "pretrained: fine-tune"} <= set(table.index)
+    assert table["accuracy"].between(0, 1).all() and len(table) >= 3  # + the pixel baselines

@@ -64,8 +64,9 @@ def demo_config(quick: bool = False) -> PretrainConfig:
 
 
 def run(output: str | Path = "demo_out/imaging", seeds: int = 3, quick: bool = False,
-        say: Callable[[str], None] | None = None) -> ResultTable:
-    """Pretrain, then the classification and segmentation comparisons (module docstring)."""
+        say: Callable[[str], None] | None = None, show: bool = True) -> ResultTable:
+    """Pretrain, then the classification and segmentation comparisons (module docstring);
+    `show=False` leaves printing the tables (`render`) to the caller."""
     from biofm.modalities.imaging.locate import available
 
     say = say or (lambda line: console.print(line, markup=False, highlight=False))
@@ -81,7 +82,8 @@ def run(output: str | Path = "demo_out/imaging", seeds: int = 3, quick: bool = F
         table = classification_rows(model, seeds, quick, say)
         table.extend(segmentation_rows(model, seeds, quick, say, output / "segmenter",
                                        modes=("full", "unet") if quick else DEMO_SEG_MODES))
-    _render(table, seeds)
+    if show:
+        render(table, seeds)
     table.save(output)
     say(f"imaging rows finished in {time.perf_counter() - start:.0f} s; tables in {output}/")
     return table
@@ -167,15 +169,15 @@ def _dice_hd95(metrics: dict[str, float]) -> dict[str, float]:
     return {"dice": metrics["dice"], "hd95": metrics["hd95"]}
 
 
-def _render(table: ResultTable, seeds: int) -> None:
+def render(table: ResultTable, seeds: int) -> None:
+    """The classification and the segmentation tables of `run`."""
     for task, title in (("brain-region-patch", "imaging classification: AAL group of a T1 "
                                                "patch, test subject MNI152 (unseen)"),
                         (SEG_TASK, "imaging segmentation: box-prompted AAL structures, test "
                                    "subject MNI152 (unseen; split: subject)")):
-        part = ResultTable([r for r in table.rows if r["task"] == task])
-        part.metric_names = [m for m in table.metric_names if any(m in r for r in part.rows)]
+        part = table.subset(lambda r: r["task"] == task)
         if part.rows:
             part.render(console, title=f"{title}; mean ± sd over {seeds} seed(s)")
 
 
-__all__ = ["PRESET", "demo_config", "run"]
+__all__ = ["PRESET", "demo_config", "render", "run"]

@@ -16,11 +16,9 @@ Hooks (see `biofm.modalities.base`):
 - baselines: logistic regression and a random forest on 8 x 8 average-pooled
   pixels (2D; 4 x 4 x 4 in 3D).
 
-The model side is `biofm.backbones.vision` (ViT, `ImagePatchTokenizer`). Its
-tokenizer encodes arrays with `encode_image`; the shared fine-tuning code calls
-`tokenizer.encode(input)`, so `image_inputs(model)` gives the model an
-`ImageInputs` tokenizer (the same tokenizer, saved identically, whose `encode`
-is `encode_image`) wherever this modality hands a model to that code.
+The model side is `biofm.backbones.vision` (ViT, `ImagePatchTokenizer`, whose
+`encode` takes image arrays, so the shared fine-tuning code runs on images);
+`image_inputs(model)` refuses a model that is not a ViT, naming the fix.
 """
 
 from __future__ import annotations
@@ -67,46 +65,21 @@ def read_image_records(path: str | Path, *, on_error: str = "raise",
         yield Record(ident, image, image.source, index)
 
 
-def _image_tokenizer_class():
-    from biofm.backbones.vision import ImagePatchTokenizer
-
-    class ImageInputs(ImagePatchTokenizer):
-        """`ImagePatchTokenizer` whose `encode(image)` is `encode_image(image)`, as other
-        modalities' tokenizers encode their typed inputs; saved as "image-patch"."""
-
-        def encode(self, image, *, add_special_tokens: bool = True,  # type: ignore[override]
-                   max_length: int | None = None):
-            return self.encode_image(image)
-
-    return ImageInputs
-
-
-_ADAPTER: list = []
-
-
-def image_inputs_class():
-    if not _ADAPTER:
-        _ADAPTER.append(_image_tokenizer_class())
-    return _ADAPTER[0]
-
-
 def image_tokenizer_for(backbone: BackboneConfig) -> Tokenizer:
     """The tokenizer of a ViT backbone, encoding image arrays."""
-    cls = image_inputs_class()
-    return cls.from_dict(cls.for_backbone(backbone).to_dict())
+    from biofm.backbones.vision import ImagePatchTokenizer
+
+    return ImagePatchTokenizer.for_backbone(backbone)
 
 
 def image_inputs(model: FoundationModel) -> FoundationModel:
-    """`model` with a tokenizer whose `encode` takes image arrays (in place)."""
+    """`model`, checked to be an image (ViT) model: its tokenizer encodes image arrays."""
     from biofm.backbones.vision import ImagePatchTokenizer
 
     tokenizer = model.tokenizer
     if not isinstance(tokenizer, ImagePatchTokenizer):
         raise BiofmError(f"this is a {tokenizer.name!r} model, not an image (ViT) model",
                          fix="use a model pretrained on images (an imaging-* preset)")
-    cls = image_inputs_class()
-    if not isinstance(tokenizer, cls):
-        model.tokenizer = cls.from_dict(tokenizer.to_dict())
     return model
 
 
