@@ -7,7 +7,7 @@ import torch
 
 import biofm
 from biofm.adapt import FinetuneConfig, finetune
-from biofm.device import resolve_device
+from biofm.device import _probe_seconds, resolve_device, small_model_threads
 from biofm.errors import BiofmError
 from biofm.registry import TASKS
 from biofm.bench.compare import cap_train
@@ -63,3 +63,26 @@ def test_embeddings_on_the_gpu_match_the_cpu(protein_mlm_run):
     cpu = biofm.load(protein_mlm_run / "final").embed(seqs)
     gpu = biofm.load(protein_mlm_run / "final", device="cuda").embed(seqs)
     torch.testing.assert_close(torch.as_tensor(gpu), torch.as_tensor(cpu), atol=1e-4, rtol=1e-4)
+
+
+def test_small_model_threads_picks_a_count_and_restores_it():
+    before = torch.get_num_threads()
+    with small_model_threads() as chosen:
+        assert chosen in {1, before} and torch.get_num_threads() == chosen
+    assert torch.get_num_threads() == before
+
+
+def test_small_model_threads_restores_after_an_error():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), small_model_threads():
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+def test_probe_times_every_count():
+    before = torch.get_num_threads()
+    try:
+        seconds = _probe_seconds((2, 1), width=32, rounds=2)
+    finally:
+        torch.set_num_threads(before)
+    assert set(seconds) == {1, 2} and all(t > 0 for t in seconds.values())

@@ -61,7 +61,7 @@ class DemoTask:
 
 TASK_PLAN = (DemoTask("freesolv", "molecule-mlm-tiny", 0),
              DemoTask("solubility", "molecule-mlm-tiny", 0),
-             DemoTask("amp", "protein-mlm-tiny", 1500),
+             DemoTask("amp", "protein-mlm-tiny", 1000),
              DemoTask("crp-sites", "dna-mlm-tiny", 0),
              DemoTask("pbmc-celltype", "cell-geneformer-tiny", 0),
              DemoTask("nafld-death-5y", "ehr-mlm-tiny", 1000, seeds=EHR_SEEDS),

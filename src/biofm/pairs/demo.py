@@ -10,8 +10,9 @@ towers, pretrained towers frozen / LoRA / fine-tuned) runs on KIBA's cold-target
 split (test kinases and their near-identical relatives never seen in training) at
 the demo size: 800 training pairs, 6 epochs, 256 tokens per target, one seed.
 One seed of 800 pairs is a smoke test of the pipeline, not a ranking of methods
-(docs/pairs.md has the 3-seed measurement). On a CPU it runs with one intra-op
-thread: 54 s on a quiet 2-core machine (34 s with two threads), where two threads
+(docs/pairs.md has the 3-seed measurement). On a CPU it runs on one intra-op thread
+or all, whichever a short probe finds faster at the start (`small_model_threads`):
+34 s with two threads on a quiet 2-core machine (54 s with one), where two threads
 spin-waiting on a shared machine took over 30 minutes.
 """
 
@@ -54,9 +55,9 @@ def kiba_demo(protein: FoundationModel | None = None, molecule: FoundationModel 
         protein = _pretrained(plan.protein_preset, Path(output), quick)
     if molecule is None:
         molecule = _pretrained(plan.molecule_preset, Path(output), quick)
-    from biofm.modalities.imaging.demo import one_thread
+    from biofm.device import small_model_threads
 
-    with one_thread():  # tiny towers: OpenMP workers only spin-wait on a busy CPU
+    with small_model_threads():  # tiny towers: one thread where two would spin-wait
         return pair_compare((protein, molecule), PAIR_TASKS.get("kiba")(), split=plan.split,
                             seeds=seeds, max_train=plan.max_train, epochs=plan.epochs,
                             max_tokens=plan.max_tokens, quick=quick, device=device, say=say)

@@ -97,7 +97,7 @@ def run(pretrained: FoundationModel | str | Path | None = None, *, seeds: int = 
     crop–name pairs; test zero-shot groups and name retrieval on MNI152. Returns the rows
     (task "atlas-clip"; zero_shot_accuracy, image_to_text_recall@1 / @5)."""
     from biofm.backbones.vision import build_vit
-    from biofm.modalities.imaging.demo import one_thread
+    from biofm.device import small_model_threads
     from biofm.modalities.imaging.tasks import region_patch_splits
 
     say = say or print
@@ -125,7 +125,7 @@ def run(pretrained: FoundationModel | str | Path | None = None, *, seeds: int = 
         ("scratch ViT", lambda: build_vit("imaging-mae-tiny", seed=seed))]
     if pretrained is not None:
         towers.append(("MAE-pretrained ViT", lambda: _copy(pretrained)))
-    with one_thread():  # tiny models: OpenMP workers only spin-wait on a busy CPU
+    with small_model_threads():  # tiny models: one thread where two would spin-wait
         for seed in range(seeds):
             for label, image_tower in towers:
                 torch.manual_seed(seed)

@@ -27,15 +27,15 @@ returns an empty table.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
 from biofm.bench.report import ResultTable
 from biofm.config import PretrainConfig, preset_path
+from biofm.device import small_model_threads
 
 PRESET = "imaging-mae-tiny"
 CORPUS = "atlas-slices"
@@ -76,7 +76,7 @@ def run(output: str | Path = "demo_out/imaging", seeds: int = 3, quick: bool = F
         return ResultTable()
     output = Path(output)
     start = time.perf_counter()
-    with one_thread():
+    with small_model_threads():  # one thread when two would spin-wait on a busy CPU
         model = pretrain_vit(output / "pretrain", quick)
         say(f"imaging: MAE pretraining done ({time.perf_counter() - start:.0f} s)")
         table = classification_rows(model, seeds, quick, say)
@@ -145,24 +145,6 @@ def segmentation_rows(model, seeds: int, quick: bool, say: Callable[[str], None]
             if save_to is not None and seed == 0 and mode == "full":
                 save_segmenter(result, save_to, task=task.name)
     return table
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op thread on a CPU: the models are too small to split, and OpenMP
-    workers spin-wait on a busy machine (a tiny-ViT step of 64 images: 1.1 s with two
-    threads, 0.13 s with one, on this project's 2-core machine under load)."""
-    import torch
-
-    if torch.cuda.is_available():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _dice_hd95(metrics: dict[str, float]) -> dict[str, float]:
