@@ -178,3 +178,18 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
     with pytest.raises(BiofmError, match="biofm\\[tensorboard\\]"):
         MetricsLog(tmp_path / "metrics.jsonl", [], tensorboard=True)
+
+
+def test_vit_patch_projection_decays_and_the_mask_token_does_not():
+    """timm / MAE's rule: the patch embedding is a weight matrix like any other (decay);
+    embedding tables, norms, biases and the learned mask token are not."""
+    from tests.modalities.imaging.conftest import tiny_vit
+
+    model = tiny_vit()
+    names = {id(p): n for n, p in model.named_parameters()}
+    trainer = Trainer(model, FitConfig(lr=1e-3, max_steps=1), CPU)
+    decay, no_decay = ([names[id(p)] for p in group["params"]]
+                       for group in trainer.optimizer.param_groups)
+    assert "backbone.embed_values.weight" in decay
+    assert "objective.mask_token" in no_decay and "backbone.embed_tokens.weight" in no_decay
+    assert not any("norm" in n for n in decay)

@@ -20,14 +20,23 @@ def warmup_cosine(warmup_steps: int, max_steps: int, min_ratio: float):
     return factor
 
 
+_TOKENS = ("mask_token", "cls_token")  # learned vectors standing in for inputs
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases, norms and embeddings (as in BERT / ESM training)."""
+    """No weight decay on biases, norms, embedding tables and learned tokens (MAE's
+    mask token), as in BERT / ESM / MAE training (timm's rule); linear projections of
+    a second input (a ViT's patch embedding, time-series patches) decay like any
+    other weight matrix."""
+    exempt = {id(p) for module in model.modules()
+              if isinstance(module, (nn.Embedding, nn.LayerNorm))
+              for p in module.parameters(recurse=False)}
     decay, no_decay, seen = [], [], set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        if p.ndim < 2 or "norm" in name or "embed" in name:
+        if p.ndim < 2 or id(p) in exempt or "norm" in name or name.endswith(_TOKENS):
             no_decay.append(p)
         else:
             decay.append(p)
