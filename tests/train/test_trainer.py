@@ -79,17 +79,22 @@ def test_norms_biases_and_embeddings_get_no_weight_decay():
         torch.testing.assert_close(after[name], before[name], rtol=0, atol=0, msg=name)
 
 
-def test_foundation_model_parameter_groups():
-    model = tiny_model()
+def _decay_groups(model) -> tuple[list[str], list[str]]:
+    """(names with weight decay, names without) in the trainer's AdamW."""
     names = {id(p): n for n, p in model.named_parameters()}
     trainer = Trainer(model, FitConfig(lr=1e-3, max_steps=1), CPU)
+    assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [0.01, 0.0]
     decay, no_decay = ([names[id(p)] for p in group["params"]]
                        for group in trainer.optimizer.param_groups)
+    return decay, no_decay
+
+
+def test_foundation_model_parameter_groups():
+    decay, no_decay = _decay_groups(tiny_model())
     assert "backbone.embed_tokens.weight" in no_decay
     assert all("norm" in n or "embed" in n or n.endswith("bias") for n in no_decay)
     assert decay and all(n.endswith("weight") and "norm" not in n and "embed" not in n
                          for n in decay)
-    assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [0.01, 0.0]
 
 
 def test_the_schedule_warms_up_then_decays_and_steps_are_counted():
@@ -185,11 +190,7 @@ def test_vit_patch_projection_decays_and_the_mask_token_does_not():
     embedding tables, norms, biases and the learned mask token are not."""
     from tests.modalities.imaging.conftest import tiny_vit
 
-    model = tiny_vit()
-    names = {id(p): n for n, p in model.named_parameters()}
-    trainer = Trainer(model, FitConfig(lr=1e-3, max_steps=1), CPU)
-    decay, no_decay = ([names[id(p)] for p in group["params"]]
-                       for group in trainer.optimizer.param_groups)
+    decay, no_decay = _decay_groups(tiny_vit())
     assert "backbone.embed_values.weight" in decay
     assert "objective.mask_token" in no_decay and "backbone.embed_tokens.weight" in no_decay
     assert not any("norm" in n for n in decay)

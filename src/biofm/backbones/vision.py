@@ -146,6 +146,8 @@ class ImagePatchTokenizer(Tokenizer):
                max_length: int | None = None):
         """An image array's encoding (`encode_image`), as other modalities' tokenizers
         encode their typed inputs, so the shared fine-tuning code takes images."""
+        if isinstance(image, str):
+            self.split(image)  # text: the error says what an image model takes
         return self.encode_image(image)
 
     def split(self, text: str) -> list[str]:
