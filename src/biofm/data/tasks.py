@@ -11,7 +11,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-TaskKind = Literal["classification", "regression", "multilabel", "survival"]
+TaskKind = Literal["classification", "regression", "multilabel", "survival", "segmentation"]
 
 
 @dataclass

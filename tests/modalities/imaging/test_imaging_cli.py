@@ -134,3 +134,31 @@ def test_compare_runs_on_the_packaged_region_task(cli, vit_dir, tmp_path):
     table = pd.read_csv(tmp_path / "results.csv").set_index("method")
     assert {"pretrained: probe", "pretrained: fine-tune"} <= set(table.index)
     assert table["accuracy"].between(0, 1).all() and len(table) >= 3  # + the pixel baselines
+
+
+def test_segmentation_task_compares_through_the_shared_compare(vit_dir):
+    """`biofm compare --task brain-box-seg` runs the segmenters (probe = frozen encoder)
+    against the filled box and a MONAI UNet; here the quick subset."""
+    from biofm.bench.compare import compare
+    from biofm.modalities.imaging.locate import available
+    from biofm.model import FoundationModel
+    from biofm.registry import TASKS
+
+    if not available()[0]:
+        pytest.skip(f"imaging data not installed (make data): {available()[1]}")
+    task = TASKS.get("brain-box-seg")()
+    assert task.kind == "segmentation" and task.split == "subject"
+    table = compare(FoundationModel.load(vit_dir), task, seeds=1, modes=["probe"], quick=True,
+                    device="cpu").frame().set_index("method")
+    assert set(table.index) == {"box prompt (filled box)", "pretrained: frozen encoder",
+                                "MONAI UNet (scratch)"}
+    assert table["dice"].between(0, 1).all() and (table["hd95"] >= 0).all()
+
+
+def test_segmentation_task_is_refused_by_finetune_with_the_fix(cli, vit_dir, tmp_path):
+    run = cli("finetune", "--model", vit_dir, "--task", "brain-box-seg", "--output",
+              tmp_path / "ft")
+    from tests.helpers import squeeze
+
+    err = squeeze(run.err)
+    assert run.code == 2 and "segmentationtask" in err and "biofmcompare" in err

@@ -110,9 +110,10 @@ def classification_rows(model, seeds: int, quick: bool,
 
 def segmentation_rows(model, seeds: int, quick: bool, say: Callable[[str], None],
                       save_to: Path | None = None,
-                      modes: tuple[str, ...] = DEMO_SEG_MODES) -> ResultTable:
+                      modes: tuple[str, ...] = DEMO_SEG_MODES, task_name: str = SEG_TASK,
+                      device: str = "auto") -> ResultTable:
     """The filled box, then each of `modes` (UNETR scratch / frozen / full / lora, MONAI
-    UNet) on brain-box-seg, per seed."""
+    UNet) on `task_name` (a `tasks.SEGMENTATION_TASKS` name), per seed."""
     from biofm.modalities.imaging.segmentation import (
         SegmentConfig,
         box_baseline,
@@ -123,7 +124,7 @@ def segmentation_rows(model, seeds: int, quick: bool, say: Callable[[str], None]
     )
     from biofm.modalities.imaging.tasks import segmentation_task
 
-    task = segmentation_task(SEG_TASK)
+    task = segmentation_task(task_name)
     train, valid, test = task.load()
     if quick:
         train, valid, test = (d.subset(range(min(len(d), n)))
@@ -136,7 +137,8 @@ def segmentation_rows(model, seeds: int, quick: bool, say: Callable[[str], None]
             label = SEG_LABELS[mode]
             config = SegmentConfig(mode=mode, seed=seed, epochs=2 if quick else SEG_EPOCHS,
                                    patience=1 if quick else SEG_PATIENCE,
-                                   features=SEG_FEATURES, lr=3e-3 if mode == "lora" else 1e-3)
+                                   features=SEG_FEATURES, lr=3e-3 if mode == "lora" else 1e-3,
+                                   device=device)
             result = train_segmenter(build_segmenter(config, model), train, valid, config)
             metrics = _dice_hd95(evaluate_segmenter(result.model, test))
             table.add(task.name, label, seed, metrics)

@@ -242,6 +242,44 @@ SEGMENTATION_TASKS: dict[str, SegmentationTask] = {
 }
 
 
+# `biofm compare` modes -> segmenter modes (a frozen encoder is segmentation's probe)
+COMPARE_MODES = {"scratch": "scratch", "probe": "frozen", "full": "full", "lora": "lora"}
+
+
+def _segmentation_compare(model, task: Task, *, seeds: int, modes, quick: bool = False,
+                          say=None, device: str = "auto", **_: object):
+    """`biofm compare` on a segmentation task: the filled box and a MONAI UNet from
+    scratch (the baselines), then UNETR on the model for each transfer mode."""
+    from biofm.modalities.imaging.demo import segmentation_rows
+
+    chosen = tuple(COMPARE_MODES[m] for m in modes) + ("unet",)
+    return segmentation_rows(model, seeds, quick, say or (lambda line: None), modes=chosen,
+                             task_name=task.name, device=device)
+
+
+def _segmentation_entry(name: str) -> Callable[[], Task]:
+    def entry() -> Task:
+        seg = SEGMENTATION_TASKS[name]
+
+        def load(seed: int) -> Splits:
+            from biofm.errors import BiofmError
+
+            raise BiofmError(f"{name!r} is a box-prompted segmentation task: its examples are "
+                             "(image, box, mask) crops, not labeled inputs",
+                             fix=f"compare segmenters with `biofm compare --model DIR --task "
+                                 f"{name}`; apply one with `biofm segment`")
+
+        return Task(name=name, modality="imaging", kind="segmentation", load=load,
+                    split=seg.split, source=seg.source, description=seg.description,
+                    compare=_segmentation_compare)
+
+    return entry
+
+
+for _name in ("brain-box-seg", "brain-box-seg-slab"):
+    TASKS.register(_name)(_segmentation_entry(_name))
+
+
 def segmentation_task(name: str) -> SegmentationTask:
     from biofm.errors import BiofmError
 
