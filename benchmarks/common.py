@@ -375,3 +375,25 @@ def run_main(args, measure: Callable, report: Callable, probe: Callable) -> dict
     report(figures, args)
     write_json(args.json, figures)
     return figures
+
+
+def print_variants(figures: dict, headline: str, extra: str, values: dict, fmt: str) -> None:
+    """`headline`, the machine and load line, then a row per variant: real tokens/s
+    median [IQR], real-token fraction, MFU, peak memory and the `extra` column
+    (`values[variant]` formatted with `fmt`, e.g. "{:9.4f}")."""
+    tps, iqr_ = figures["tokens_per_s"], figures["tokens_per_s_iqr"]
+    peak_bytes = figures.get("peak_memory_bytes", {})
+    mfu = figures.get("cpu_mfu") or figures.get("mfu")
+    mfu_name = "CPU MFU" if "cpu_mfu" in figures else "MFU"
+    print(headline)
+    load = figures["load_average"]
+    print(f"machine: {figures['machine']}; load average {load['before']:.1f} before, "
+          f"{load['after']:.1f} after (other processes share the CPU above the core count)")
+    width = len(fmt.format(0.0))
+    print(f"{'':14}{'real tok/s  median [IQR]':>28}{'real tok':>10}{mfu_name:>9}"
+          f"{'peak mem':>11}{extra:>{width}}")
+    for n in tps:
+        q = {"median": tps[n], "q1": iqr_[n][0], "q3": iqr_[n][1]}
+        mem = mib(peak_bytes[n]) if n in peak_bytes else "-"
+        print(f"{n:14}{iqr(q):>28}{figures['real_token_fraction_by_variant'][n]:10.0%}"
+              f"{mfu[n]:9.1%}{mem:>11}{fmt.format(values[n])}")

@@ -184,23 +184,11 @@ def child_args(args: argparse.Namespace) -> list[str]:
 
 
 def report(figures: dict, args: argparse.Namespace) -> None:
-    tps, iqr = figures["tokens_per_s"], figures["tokens_per_s_iqr"]
-    peak_bytes = figures.get("peak_memory_bytes", {})
-    mfu = figures.get("cpu_mfu") or figures.get("mfu")
-    mfu_name = "CPU MFU" if "cpu_mfu" in figures else "MFU"
-    print(f"ESM-2 {args.shape} shape ({figures['parameters']:,} backbone parameters), "
-          f"mean-pooled embeddings of {figures['sequences']} sequences "
-          f"({figures['real_tokens']:,} real tokens), {args.repeats} interleaved repeats")
-    load = figures["load_average"]
-    print(f"machine: {figures['machine']}; load average {load['before']:.1f} before, "
-          f"{load['after']:.1f} after (other processes share the CPU above the core count)")
-    print(f"{'':14}{'real tok/s  median [IQR]':>28}{'real tok':>10}{mfu_name:>9}"
-          f"{'peak mem':>11}{'max |x - hf_best|':>19}")
-    for n in tps:
-        q = {"median": tps[n], "q1": iqr[n][0], "q3": iqr[n][1]}
-        mem = common.mib(peak_bytes[n]) if n in peak_bytes else "-"
-        print(f"{n:14}{common.iqr(q):>28}{figures['real_token_fraction_by_variant'][n]:10.0%}"
-              f"{mfu[n]:9.1%}{mem:>11}{figures['max_abs_difference_vs_hf_best'][n]:19.1e}")
+    common.print_variants(
+        figures, f"ESM-2 {args.shape} shape ({figures['parameters']:,} backbone parameters), "
+                 f"mean-pooled embeddings of {figures['sequences']} sequences "
+                 f"({figures['real_tokens']:,} real tokens), {args.repeats} interleaved repeats",
+        "max |x - hf_best|", figures["max_abs_difference_vs_hf_best"], "{:19.1e}")
     x = lambda key: common.iqr(figures[key], "{:.2f}") + "x"  # noqa: E731
     print(f"speedup vs HF best practice: {x('speedup_vs_hf_best')}   implementation only "
           f"(same padded batches): {x('speedup_implementation_only')}   packing: "

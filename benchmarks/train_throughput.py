@@ -262,23 +262,12 @@ def child_args(args: argparse.Namespace) -> list[str]:
 
 
 def report(figures: dict, args: argparse.Namespace) -> None:
-    tps, iqr = figures["tokens_per_s"], figures["tokens_per_s_iqr"]
-    peak_bytes = figures.get("peak_memory_bytes", {})
-    mfu = figures.get("cpu_mfu") or figures.get("mfu")
-    mfu_name = "CPU MFU" if "cpu_mfu" in figures else "MFU"
-    print(f"ESM-2 {args.shape} shape ({figures['parameters']:,} parameters), MLM training, "
-          f"{args.batch_size} sequences/step (~{figures['real_tokens_per_step']:,.0f} real "
-          f"tokens), {args.steps} length-grouped steps x {args.repeats} interleaved repeats")
-    load = figures["load_average"]
-    print(f"machine: {figures['machine']}; load average {load['before']:.1f} before, "
-          f"{load['after']:.1f} after (other processes share the CPU above the core count)")
-    print(f"{'':14}{'real tok/s  median [IQR]':>28}{'real tok':>10}{mfu_name:>9}"
-          f"{'peak mem':>11}{'loss':>9}")
-    for n in tps:
-        q = {"median": tps[n], "q1": iqr[n][0], "q3": iqr[n][1]}
-        mem = common.mib(peak_bytes[n]) if n in peak_bytes else "-"
-        print(f"{n:14}{common.iqr(q):>28}{figures['real_token_fraction_by_variant'][n]:10.0%}"
-              f"{mfu[n]:9.1%}{mem:>11}{figures['loss_check'][n]:9.4f}")
+    common.print_variants(
+        figures, f"ESM-2 {args.shape} shape ({figures['parameters']:,} parameters), MLM "
+                 f"training, {args.batch_size} sequences/step "
+                 f"(~{figures['real_tokens_per_step']:,.0f} real tokens), {args.steps} "
+                 f"length-grouped steps x {args.repeats} interleaved repeats",
+        "loss", figures["loss_check"], "{:9.4f}")
     for n, why in figures["unsupported"].items():
         print(f"{n:14}not run: {why}")
     x = lambda key: common.iqr(figures[key], "{:.2f}") + "x"  # noqa: E731

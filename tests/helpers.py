@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +48,13 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> Run:
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
     return Run(code, captured.out, captured.err)
+
+
+def write_file(tmp_path: Path, text: str, name: str, gz: bool = False) -> Path:
+    """`text` written to tmp_path/name, gzip-compressed when `gz`."""
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    return path
 
 
 def squeeze(text: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 from biofm.data.fastx import FastxReader, Piece, read_fastx, sniff, whole_records
 from biofm.data.records import Record, SkipLog
 from biofm.errors import BiofmError
+from tests.helpers import write_file
 
 FASTA = """\
 ; an NBRF-style comment
@@ -37,9 +38,7 @@ acgt
 
 
 def write(tmp_path: Path, text: str, name: str = "x.txt", gz: bool = False) -> Path:
-    path = tmp_path / name
-    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
-    return path
+    return write_file(tmp_path, text, name, gz)
 
 
 # -- good input ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from biofm.data.records import Record, SkipLog
 from biofm.errors import BiofmError
 from biofm.modalities.dna import WindowStats, normalize_dna, read_dna, read_windows
+from tests.helpers import write_file
 
 FASTA = """\
 # a comment block above the first header
@@ -36,9 +37,7 @@ acgt
 
 
 def write(tmp_path: Path, text: str, name: str = "x.fna", gz: bool = False) -> Path:
-    path = tmp_path / name
-    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
-    return path
+    return write_file(tmp_path, text, name, gz)
 
 
 def random_dna(n: int, seed: int = 0) -> str:
