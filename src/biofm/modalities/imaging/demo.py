@@ -12,8 +12,8 @@ classification and box-prompted segmentation compared with baselines.
 3. brain-box-seg (segmentation, test subject MNI152): the filled box, MONAI UNet
    from scratch with the box channel, and UNETR on the ViT from scratch, with
    the pretrained ViT fine-tuned (Dice, HD95 in mm); the frozen-encoder and
-   LoRA modes are left out of the demo for time (`segmentation_rows(modes=...)`
-   runs them).
+   LoRA modes are left out of the demo for time (`biofm compare --task brain-box-seg`,
+   i.e. `segmentation.compare_segmenters`, runs them).
    The fine-tuned segmenter of the first seed is saved for `biofm segment`
    (`OUTPUT/segmenter`).
 
@@ -40,15 +40,11 @@ from biofm.device import small_model_threads
 PRESET = "imaging-mae-tiny"
 CORPUS = "atlas-slices"
 SEG_TASK = "brain-box-seg"
-SEG_LABELS = {"scratch": "UNETR scratch", "frozen": "pretrained: frozen encoder",
-              "full": "pretrained: fine-tune", "lora": "pretrained: LoRA",
-              "unet": "MONAI UNet (scratch)"}
 # the demo's segmentation rows: UNETR costs ~0.5 s per step of 32 crops on a busy CPU
-# core, so the frozen and LoRA modes are left to `segmentation_rows(modes=...)`
+# core, so the frozen and LoRA modes are left to `compare_segmenters(modes=...)`
 DEMO_SEG_MODES = ("scratch", "full", "unet")
 PRETRAIN_STEPS = 200  # MAE steps of the demo (the preset's own count is for real runs)
 MAX_TRAIN = 210  # brain-region-patch training patches per seed (30 per class)
-SEG_EPOCHS, SEG_PATIENCE, SEG_FEATURES = 10, 3, 8
 
 console = Console(width=110)
 
@@ -68,6 +64,7 @@ def run(output: str | Path = "demo_out/imaging", seeds: int = 3, quick: bool = F
     """Pretrain, then the classification and segmentation comparisons (module docstring);
     `show=False` leaves printing the tables (`render`) to the caller."""
     from biofm.modalities.imaging.locate import available
+    from biofm.modalities.imaging.segmentation import compare_segmenters
 
     say = say or (lambda line: console.print(line, markup=False, highlight=False))
     ok, why = available()
@@ -80,8 +77,9 @@ def run(output: str | Path = "demo_out/imaging", seeds: int = 3, quick: bool = F
         model = pretrain_vit(output / "pretrain", quick)
         say(f"imaging: MAE pretraining done ({time.perf_counter() - start:.0f} s)")
         table = classification_rows(model, seeds, quick, say)
-        table.extend(segmentation_rows(model, seeds, quick, say, output / "segmenter",
-                                       modes=("full", "unet") if quick else DEMO_SEG_MODES))
+        table.extend(compare_segmenters(model, SEG_TASK, seeds, quick=quick, say=say,
+                                        modes=("full", "unet") if quick else DEMO_SEG_MODES,
+                                        save_to=output / "segmenter"))
     if show:
         render(table, seeds)
     table.save(output)
@@ -106,51 +104,6 @@ def classification_rows(model, seeds: int, quick: bool,
     modes = ("probe", "full") if quick else ("scratch", "probe", "full", "lora")
     return compare(model, TASKS.get("brain-region-patch")(), seeds=seeds, quick=quick, say=say,
                    max_train=MAX_TRAIN, modes=modes)
-
-
-def segmentation_rows(model, seeds: int, quick: bool, say: Callable[[str], None],
-                      save_to: Path | None = None,
-                      modes: tuple[str, ...] = DEMO_SEG_MODES, task_name: str = SEG_TASK,
-                      device: str = "auto") -> ResultTable:
-    """The filled box, then each of `modes` (UNETR scratch / frozen / full / lora, MONAI
-    UNet) on `task_name` (a `tasks.SEGMENTATION_TASKS` name), per seed."""
-    from biofm.modalities.imaging.segmentation import (
-        SegmentConfig,
-        box_baseline,
-        build_segmenter,
-        evaluate_segmenter,
-        save_segmenter,
-        train_segmenter,
-    )
-    from biofm.modalities.imaging.tasks import segmentation_task
-
-    task = segmentation_task(task_name)
-    train, valid, test = task.load()
-    if quick:
-        train, valid, test = (d.subset(range(min(len(d), n)))
-                              for d, n in ((train, 48), (valid, 16), (test, 24)))
-    table = ResultTable()
-    table.add(task.name, "box prompt (filled box)", 0, _dice_hd95(box_baseline(test)))
-    start = time.perf_counter()
-    for seed in range(seeds):
-        for mode in modes:
-            label = SEG_LABELS[mode]
-            config = SegmentConfig(mode=mode, seed=seed, epochs=2 if quick else SEG_EPOCHS,
-                                   patience=1 if quick else SEG_PATIENCE,
-                                   features=SEG_FEATURES, lr=3e-3 if mode == "lora" else 1e-3,
-                                   device=device)
-            result = train_segmenter(build_segmenter(config, model), train, valid, config)
-            metrics = _dice_hd95(evaluate_segmenter(result.model, test))
-            table.add(task.name, label, seed, metrics)
-            say(f"{task.name} seed {seed + 1}/{seeds}: {label}: Dice {metrics['dice']:.3f}, "
-                f"HD95 {metrics['hd95']:.1f} mm ({time.perf_counter() - start:.0f} s)")
-            if save_to is not None and seed == 0 and mode == "full":
-                save_segmenter(result, save_to, task=task.name)
-    return table
-
-
-def _dice_hd95(metrics: dict[str, float]) -> dict[str, float]:
-    return {"dice": metrics["dice"], "hd95": metrics["hd95"]}
 
 
 def render(table: ResultTable, seeds: int) -> None:

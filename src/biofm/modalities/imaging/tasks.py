@@ -250,11 +250,11 @@ def _segmentation_compare(model, task: Task, *, seeds: int, modes, quick: bool =
                           say=None, device: str = "auto", **_: object):
     """`biofm compare` on a segmentation task: the filled box and a MONAI UNet from
     scratch (the baselines), then UNETR on the model for each transfer mode."""
-    from biofm.modalities.imaging.demo import segmentation_rows
+    from biofm.modalities.imaging.segmentation import compare_segmenters
 
     chosen = tuple(COMPARE_MODES[m] for m in modes) + ("unet",)
-    return segmentation_rows(model, seeds, quick, say or (lambda line: None), modes=chosen,
-                             task_name=task.name, device=device)
+    return compare_segmenters(model, task.name, seeds, modes=chosen, quick=quick, say=say,
+                              device=device)
 
 
 def _segmentation_entry(name: str) -> Callable[[], Task]:
