@@ -63,11 +63,10 @@ def test_preset_validates_builds_and_trains_one_step(name, tmp_path):
 
     preset = PretrainConfig.load(preset_path("pretrain", name))  # the preset as shipped validates
     assert preset.train.max_steps >= 1 and preset.backbone.kind in ("encoder", "decoder")
-    if preset.data.modality == "imaging":
-        from biofm.modalities.imaging.locate import available
+    if preset.data.modality == "imaging":  # its corpora are the Debian volumes
+        from tests.modalities.imaging.conftest import require_installed
 
-        if not available()[0]:  # its corpora are the Debian volumes
-            pytest.skip(f"imaging data not installed (make data): {available()[1]}")
+        require_installed()
     config = preset.replace(**ONE_STEP)
     if preset.backbone.size != "tiny" or preset.backbone.max_len > SHORT_CONTEXT:
         config = config.replace(backbone={"size": "tiny", "d_model": 0, "n_layers": 0,

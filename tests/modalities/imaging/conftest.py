@@ -16,6 +16,15 @@ def require(name: str, kind: str = "volume"):
         pytest.skip(f"imaging data not installed (make data): {exc}")
 
 
+def require_installed() -> None:
+    """Skip, saying how to install it, when the packaged imaging data is missing."""
+    from biofm.modalities.imaging.locate import available
+
+    ok, why = available()
+    if not ok:
+        pytest.skip(f"imaging data not installed (make data): {why}")
+
+
 def tiny_vit_config(**train):
     """A 2-layer ViT with MAE on 64 x 64 one-channel images (seconds on a CPU)."""
     from biofm.config import PretrainConfig

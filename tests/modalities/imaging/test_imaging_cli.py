@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.modalities.imaging.conftest import tiny_vit
+from tests.modalities.imaging.conftest import require_installed, tiny_vit
 from tests.modalities.imaging.test_segmentation import _crops
 
 nib = pytest.importorskip("nibabel")
@@ -124,10 +124,7 @@ def test_finetune_on_a_csv_of_image_paths(cli, vit_dir, tmp_path):
 
 
 def test_compare_runs_on_the_packaged_region_task(cli, vit_dir, tmp_path):
-    from biofm.modalities.imaging.locate import available
-
-    if not available()[0]:
-        pytest.skip(f"imaging data not installed (make data): {available()[1]}")
+    require_installed()
     run = cli("compare", "--model", vit_dir, "--task", "brain-region-patch", "--seeds", 1,
               "--mode", "probe", "--mode", "full", "--max-train", 70, "--output", tmp_path)
     assert run.code == 0, run.err
@@ -140,12 +137,10 @@ def test_segmentation_task_compares_through_the_shared_compare(vit_dir):
     """`biofm compare --task brain-box-seg` runs the segmenters (probe = frozen encoder)
     against the filled box and a MONAI UNet; here the quick subset."""
     from biofm.bench.compare import compare
-    from biofm.modalities.imaging.locate import available
     from biofm.model import FoundationModel
     from biofm.registry import TASKS
 
-    if not available()[0]:
-        pytest.skip(f"imaging data not installed (make data): {available()[1]}")
+    require_installed()
     task = TASKS.get("brain-box-seg")()
     assert task.kind == "segmentation" and task.split == "subject"
     table = compare(FoundationModel.load(vit_dir), task, seeds=1, modes=["probe"], quick=True,
