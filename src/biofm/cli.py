@@ -283,7 +283,8 @@ def compare(
                                    help="transfer modes to run (repeat)"),
     max_train: int = typer.Option(0, help="cap on training examples (0: all)"),
     intervals: bool = typer.Option(False, "--intervals",
-                                   help="bootstrap 95% intervals of binary ROC-AUC / PR-AUC "
+                                   help="bootstrap 95% intervals of binary ROC-AUC / PR-AUC, "
+                                        "or of mean Dice / HD95 on segmentation tasks "
                                         "(1,000 resamples of the test split)"),
     output: Optional[Path] = typer.Option(None, help="directory for results.md / .csv"),
     device: str = DeviceOpt,

@@ -91,3 +91,16 @@ def test_primary_metric():
     assert primary_metric("regression") == ("rmse", False)
     with pytest.raises(BiofmError, match="unknown task kind"):
         primary_metric("ranking")
+
+
+def test_mean_interval_brackets_the_mean_and_is_seeded():
+    from biofm.bench.metrics import mean_interval
+
+    assert mean_interval(np.full(7, 0.8)) == pytest.approx((0.8, 0.8))  # no spread, no width
+    values = np.random.default_rng(0).normal(0.7, 0.1, 200)
+    low, high = mean_interval(values, seed=3)
+    assert low < values.mean() < high and (low, high) == mean_interval(values, seed=3)
+    # the normal-theory half width 1.96·sd/√n, within bootstrap noise
+    assert high - low == pytest.approx(2 * 1.96 * values.std() / np.sqrt(200), rel=0.15)
+    with pytest.raises(BiofmError, match="0 values"):
+        mean_interval(np.array([]))

@@ -266,6 +266,21 @@ def _weighted_binary_metrics(y: np.ndarray, s: np.ndarray,
     return {"roc_auc": np.where(both, auc, np.nan), "pr_auc": np.where(both, ap, np.nan)}
 
 
+def mean_interval(values: np.ndarray, *, n_resamples: int = 1000, level: float = 0.95,
+                  seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-example `values` (e.g. Dice of
+    each test case): examples resampled with replacement `n_resamples` times, seeded."""
+    v = np.asarray(values, dtype=float).ravel()
+    if len(v) == 0 or not 0 < level < 1 or n_resamples < 1:
+        raise BiofmError(f"mean_interval: {len(v)} values, level {level}, {n_resamples} "
+                         "resamples", fix="pass at least one value, 0 < level < 1")
+    index = np.random.default_rng(seed).integers(0, len(v), size=(n_resamples, len(v)))
+    means = v[index].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def interval_columns(y_true: np.ndarray, scores: np.ndarray, *, seed: int = 0,
                      n_resamples: int = 1000, level: float = 0.95) -> dict[str, float]:
     """`bootstrap_ci` as flat table columns: roc_auc_lo, roc_auc_hi, pr_auc_lo, pr_auc_hi."""

@@ -133,21 +133,33 @@ def test_compare_runs_on_the_packaged_region_task(cli, vit_dir, tmp_path):
     assert table["accuracy"].between(0, 1).all() and len(table) >= 3  # + the pixel baselines
 
 
-def test_segmentation_task_compares_through_the_shared_compare(vit_dir):
+def test_segmentation_task_compares_through_the_shared_compare(vit_dir, monkeypatch):
     """`biofm compare --task brain-box-seg` runs the segmenters (probe = frozen encoder)
-    against the filled box and a MONAI UNet; here the quick subset."""
+    against the filled box and a MONAI UNet; here the quick subset, with --max-train
+    and --intervals applied (not dropped)."""
     from biofm.bench.compare import compare
     from biofm.model import FoundationModel
+    from biofm.modalities.imaging import segmentation
     from biofm.registry import TASKS
 
     require_installed()
+    trained_on = []
+    train = segmentation.train_segmenter
+    monkeypatch.setattr(segmentation, "train_segmenter",
+                        lambda model, data, *a, **k: trained_on.append(len(data))
+                        or train(model, data, *a, **k))
     task = TASKS.get("brain-box-seg")()
     assert task.kind == "segmentation" and task.split == "subject"
     table = compare(FoundationModel.load(vit_dir), task, seeds=1, modes=["probe"], quick=True,
-                    device="cpu").frame().set_index("method")
+                    device="cpu", max_train=20, intervals=True).frame().set_index("method")
     assert set(table.index) == {"box prompt (filled box)", "pretrained: frozen encoder",
                                 "MONAI UNet (scratch)"}
     assert table["dice"].between(0, 1).all() and (table["hd95"] >= 0).all()
+    assert trained_on == [20, 20]  # the quick subset holds 48 training crops
+    for metric in ("dice", "hd95"):
+        assert (table[f"{metric}_lo"] <= table[metric]).all()
+        assert (table[metric] <= table[f"{metric}_hi"]).all()
+        assert (table[f"{metric}_lo"] < table[f"{metric}_hi"]).any()
 
 
 def test_segmentation_task_is_refused_by_finetune_with_the_fix(cli, vit_dir, tmp_path):

@@ -227,16 +227,20 @@ def near_box(boxes: np.ndarray, margin: int) -> np.ndarray:
     return ndimage.binary_dilation(boxes, structure=grow)
 
 
-def evaluate_segmenter(model: nn.Module, data: PromptedCrops, point: bool = False
-                       ) -> dict[str, float]:
-    """Mean Dice and HD95 (mm) of `model` on `data`."""
+def evaluate_segmenter(model: nn.Module, data: PromptedCrops, point: bool = False, *,
+                       intervals: bool = False, seed: int = 0) -> dict[str, float]:
+    """Mean Dice and HD95 (mm) of `model` on `data` (with `intervals`, bootstrap 95%
+    intervals of both over the examples: `metrics.segmentation_metrics`)."""
     masks = predict_masks(model, data.images, data.prompts(point))
-    return segmentation_metrics(list(masks), list(data.masks), data.spacing)
+    return segmentation_metrics(list(masks), list(data.masks), data.spacing,
+                                intervals=intervals, seed=seed)
 
 
-def box_baseline(data: PromptedCrops) -> dict[str, float]:
+def box_baseline(data: PromptedCrops, *, intervals: bool = False,
+                 seed: int = 0) -> dict[str, float]:
     """The filled box as the mask: what the prompt alone gives."""
-    return segmentation_metrics(list(data.prompts()[:, 0] > 0.5), list(data.masks), data.spacing)
+    return segmentation_metrics(list(data.prompts()[:, 0] > 0.5), list(data.masks), data.spacing,
+                                intervals=intervals, seed=seed)
 
 
 def train_segmenter(model: nn.Module, train: PromptedCrops, valid: PromptedCrops,
@@ -366,25 +370,34 @@ COMPARE_LABELS = {"scratch": "UNETR scratch", "frozen": "pretrained: frozen enco
 
 def compare_segmenters(model, task_name: str, seeds: int, *, modes: Sequence[str],
                        quick: bool = False, say: Callable[[str], None] | None = None,
-                       save_to: Path | None = None, device: str = "auto"):
+                       save_to: Path | None = None, device: str = "auto", max_train: int = 0,
+                       intervals: bool = False):
     """The filled box, then each of `modes` (UNETR scratch / frozen / full / lora, MONAI
     UNet) on the segmentation task `task_name` (a `tasks.SEGMENTATION_TASKS` name), per
     seed: a `ResultTable` of Dice and HD95. `save_to`: where the first seed's fine-tuned
-    segmenter goes (for `biofm segment`); `quick`: small subsets, two epochs."""
+    segmenter goes (for `biofm segment`); `quick`: small subsets, two epochs;
+    `max_train`: at most that many training crops per seed (a seeded sample, validation
+    and test kept); `intervals`: bootstrap 95% intervals of mean Dice and HD95 over the
+    test crops (`dice_lo`, `dice_hi`, `hd95_lo`, `hd95_hi`)."""
     import time
 
     from biofm.bench.report import ResultTable
     from biofm.modalities.imaging.tasks import segmentation_task
 
     task = segmentation_task(task_name)
-    train, valid, test = task.load()
+    full_train, valid, test = task.load()
     if quick:
-        train, valid, test = (d.subset(range(min(len(d), n)))
-                              for d, n in ((train, 48), (valid, 16), (test, 24)))
+        full_train, valid, test = (d.subset(range(min(len(d), n)))
+                                   for d, n in ((full_train, 48), (valid, 16), (test, 24)))
     table = ResultTable()
-    table.add(task.name, "box prompt (filled box)", 0, _dice_hd95(box_baseline(test)))
+    table.add(task.name, "box prompt (filled box)", 0,
+              _dice_hd95(box_baseline(test, intervals=intervals)))
     start = time.perf_counter()
     for seed in range(seeds):
+        train = full_train
+        if max_train and len(full_train) > max_train:
+            keep = np.random.default_rng(seed).choice(len(full_train), max_train, replace=False)
+            train = full_train.subset(np.sort(keep))
         for mode in modes:
             label = COMPARE_LABELS[mode]
             config = SegmentConfig(mode=mode, seed=seed, epochs=2 if quick else COMPARE_EPOCHS,
@@ -392,7 +405,8 @@ def compare_segmenters(model, task_name: str, seeds: int, *, modes: Sequence[str
                                    features=COMPARE_FEATURES,
                                    lr=3e-3 if mode == "lora" else 1e-3, device=device)
             result = train_segmenter(build_segmenter(config, model), train, valid, config)
-            metrics = _dice_hd95(evaluate_segmenter(result.model, test))
+            metrics = _dice_hd95(evaluate_segmenter(result.model, test, intervals=intervals,
+                                                    seed=seed))
             table.add(task.name, label, seed, metrics)
             if say is not None:
                 say(f"{task.name} seed {seed + 1}/{seeds}: {label}: Dice "
@@ -404,7 +418,8 @@ def compare_segmenters(model, task_name: str, seeds: int, *, modes: Sequence[str
 
 
 def _dice_hd95(metrics: dict[str, float]) -> dict[str, float]:
-    return {"dice": metrics["dice"], "hd95": metrics["hd95"]}
+    """The table's columns: Dice and HD95, and their intervals when computed."""
+    return {k: v for k, v in metrics.items() if k != "n"}
 
 
 __all__ = ["PromptedUNETR", "PromptedUNet", "SegmentConfig", "SegmentResult", "box_baseline",

@@ -247,14 +247,17 @@ COMPARE_MODES = {"scratch": "scratch", "probe": "frozen", "full": "full", "lora"
 
 
 def _segmentation_compare(model, task: Task, *, seeds: int, modes, quick: bool = False,
-                          say=None, device: str = "auto", **_: object):
+                          say=None, device: str = "auto", max_train: int = 0,
+                          intervals: bool = False):
     """`biofm compare` on a segmentation task: the filled box and a MONAI UNet from
-    scratch (the baselines), then UNETR on the model for each transfer mode."""
+    scratch (the baselines), then UNETR on the model for each transfer mode;
+    `max_train` caps the training crops, `intervals` adds bootstrap intervals of Dice
+    and HD95."""
     from biofm.modalities.imaging.segmentation import compare_segmenters
 
     chosen = tuple(COMPARE_MODES[m] for m in modes) + ("unet",)
     return compare_segmenters(model, task.name, seeds, modes=chosen, quick=quick, say=say,
-                              device=device)
+                              device=device, max_train=max_train, intervals=intervals)
 
 
 def _segmentation_entry(name: str) -> Callable[[], Task]:
