@@ -196,6 +196,34 @@ def interleaved(variants: dict[str, Callable[[int], Any]], calls: int, repeats: 
     return Timings(seconds, peaks)
 
 
+OP_CLASSES = (("attention", ("scaled_dot_product", "scaleddotproduct", "flash_attention",
+                             "flashattention", "varlen_attn")),
+              ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
+                          "aten::_addmm_activation", "aten::linear")))
+
+
+def time_by_op_class(run: Callable[[], Any], device: torch.device) -> dict[str, float]:
+    """Seconds `run()` spends in attention kernels, matmuls and everything else
+    (self time of each op under `torch.profiler`, CPU ops; device time on CUDA):
+    where a step's time goes, so a claim about what bounds it can be checked."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
+                                           else [])
+    with profile(activities=activities) as prof:
+        run()
+        sync(device)
+    spent = {"attention": 0.0, "matmul": 0.0, "other": 0.0}
+    for event in prof.key_averages():
+        us = (event.self_device_time_total if device.type == "cuda"
+              else event.self_cpu_time_total)
+        name = event.key.lower()
+        cls = next((c for c, keys in OP_CLASSES if any(k in name for k in keys)), "other")
+        spent[cls] += us / 1e6
+    spent["total"] = sum(spent.values())
+    return spent
+
+
 def matmul_peak_flops(device: torch.device, seconds: float = 1.0) -> float:
     """The machine's practical peak, measured now: a large fp32 matmul on CPU
     (n = 2048, the best of a few), a bf16 one on CUDA (n = 8192)."""

@@ -38,6 +38,11 @@ def test_train_benchmark_reports_separated_figures(tmp_path):
     losses = list(figures["loss_check"].values())  # the same masked tokens, the same weights
     assert max(losses) - min(losses) < 1e-4
     assert set(figures["peak_memory_bytes"]) == set(figures["tokens_per_s"])
+    for spent in figures["time_by_op_class"].values():  # biofm and hf_grouped, profiled
+        assert spent["matmul"] > 0 and spent["attention"] > 0
+        assert spent["total"] == pytest.approx(spent["matmul"] + spent["attention"]
+                                               + spent["other"])
+    assert set(figures["time_by_op_class"]) == {"biofm", "hf_grouped"}
     assert len(figures["commit"]) == 40 and figures["date"] and figures["machine"]
 
 
