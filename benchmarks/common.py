@@ -224,6 +224,22 @@ def time_by_op_class(run: Callable[[], Any], device: torch.device) -> dict[str, 
     return spent
 
 
+def add_profile(figures: dict, args, passes: dict[str, Callable[[], Any]],
+                device: torch.device) -> None:
+    """Unless --no-profile: one more pass of each of `passes` (variant → its whole work)
+    under the profiler, as figures["time_by_op_class"]."""
+    if not args.no_profile:
+        figures["time_by_op_class"] = {n: time_by_op_class(run, device)
+                                       for n, run in passes.items()}
+
+
+def print_profile(figures: dict) -> None:
+    for n, spent in figures.get("time_by_op_class", {}).items():
+        share = lambda c: f"{c} {spent[c]:.2f} s ({spent[c] / spent['total']:.0%})"  # noqa: E731
+        print(f"profiled pass of {n}: {share('matmul')}, {share('attention')}, "
+              f"{share('other')}")
+
+
 def matmul_peak_flops(device: torch.device, seconds: float = 1.0) -> float:
     """The machine's practical peak, measured now: a large fp32 matmul on CPU
     (n = 2048, the best of a few), a bf16 one on CUDA (n = 8192)."""
@@ -372,6 +388,9 @@ def add_common_arguments(parser) -> None:
                         help="ESM-2 shape of every model")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the per-variant peak-memory probes (fresh processes)")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="skip the profiled pass of biofm and the best practice (time in "
+                             "matmuls, attention kernels and the rest)")
     parser.add_argument("--json", help="write the figures to this file")
 
 

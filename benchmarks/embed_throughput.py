@@ -173,6 +173,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict:
         peak = {n: common.probe_memory(__file__, child_args(args), n) for n in names}
         figures["peak_memory_bytes"] = peak
         figures["peak_memory_ratio_vs_hf_best"] = peak["biofm"] / peak["hf_best"]
+    common.add_profile(figures, args, {n: runs[n] for n in ("biofm", "hf_best")}, device)
     return figures
 
 
@@ -195,6 +196,7 @@ def report(figures: dict, args: argparse.Namespace) -> None:
           f"{x('speedup_packing')}   vs naive HF sdpa: {x('speedup_vs_hf_sdpa')}")
     print(f"equal outputs (max |biofm - hf_best| <= {figures['equal_outputs_tolerance']:g}): "
           f"{figures['equal_outputs']}")
+    common.print_profile(figures)
     peak = figures["measured_peak_flops"]
     print(f"matmul peak measured in this run: {common.iqr(peak, '{:.3g}')} FLOP/s; "
           f"MFU against {figures['mfu_peak_flops']:.3g} FLOP/s, "

@@ -198,11 +198,9 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict:
     timings = common.interleaved(runs, args.steps, args.repeats, device, warmup=warmup,
                                  peak=lambda: common.matmul_peak_flops(device))
     figures = summarise(args, device, names, unsupported, work, batches, losses, timings, biofm)
-    if not args.no_profile:  # one more pass of biofm and the best practice, under the profiler
-        figures["time_by_op_class"] = {
-            n: common.time_by_op_class(lambda n=n: [runs[n](i) for i in range(args.steps)],
-                                       device)
-            for n in ("biofm", figures["hf_best_variant"])}
+    common.add_profile(figures, args, {
+        n: lambda n=n: [runs[n](i) for i in range(args.steps)]
+        for n in ("biofm", figures["hf_best_variant"])}, device)
     return figures
 
 
@@ -281,10 +279,7 @@ def report(figures: dict, args: argparse.Namespace) -> None:
           f"{x('speedup_vs_hf_best')}   implementation only (both padded): "
           f"{x('speedup_implementation_only')}   packing: {x('speedup_packing')}   "
           f"vs naive HF sdpa: {x('speedup_vs_hf_sdpa')}")
-    for n, spent in figures.get("time_by_op_class", {}).items():
-        share = lambda c: f"{c} {spent[c]:.2f} s ({spent[c] / spent['total']:.0%})"  # noqa: E731
-        print(f"profiled pass of {n}: {share('matmul')}, {share('attention')}, "
-              f"{share('other')}")
+    common.print_profile(figures)
     peak = figures["measured_peak_flops"]
     print(f"matmul peak measured in this run: {common.iqr(peak, '{:.3g}')} FLOP/s; "
           f"MFU against {figures['mfu_peak_flops']:.3g} FLOP/s, "
@@ -300,8 +295,6 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile biofm's transformer blocks (as train.compile)")
     common.add_common_arguments(parser)
-    parser.add_argument("--no-profile", action="store_true",
-                        help="skip the profiled pass (time in matmuls, attention, the rest)")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (64 if common.resolve_device(args.device).type == "cuda"

@@ -53,6 +53,8 @@ def test_embed_benchmark_reports_equal_outputs(tmp_path):
     assert figures["equal_outputs"] and figures["max_abs_difference_vs_hf_best"]["biofm"] < 1e-4
     assert set(figures["speedup_vs_hf_best"]) == {"median", "q1", "q3"}
     assert "speedup_implementation_only" in figures and "cpu_mfu" in figures
+    assert set(figures["time_by_op_class"]) == {"biofm", "hf_best"}
+    assert all(spent["matmul"] > 0 for spent in figures["time_by_op_class"].values())
 
 
 def test_generate_benchmark_draws_the_same_samples(tmp_path):
