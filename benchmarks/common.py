@@ -233,11 +233,16 @@ def add_profile(figures: dict, args, passes: dict[str, Callable[[], Any]],
                                        for n, run in passes.items()}
 
 
-def print_profile(figures: dict) -> None:
+def print_profile_and_peak(figures: dict) -> None:
+    """The profiled split of each variant (when run), then the measured matmul peak."""
     for n, spent in figures.get("time_by_op_class", {}).items():
         share = lambda c: f"{c} {spent[c]:.2f} s ({spent[c] / spent['total']:.0%})"  # noqa: E731
         print(f"profiled pass of {n}: {share('matmul')}, {share('attention')}, "
               f"{share('other')}")
+    peak = figures["measured_peak_flops"]
+    print(f"matmul peak measured in this run: {iqr(peak, '{:.3g}')} FLOP/s; "
+          f"MFU against {figures['mfu_peak_flops']:.3g} FLOP/s, "
+          f"{figures['model_flops_per_token']:.3g} model FLOPs per token")
 
 
 def matmul_peak_flops(device: torch.device, seconds: float = 1.0) -> float:

@@ -196,11 +196,7 @@ def report(figures: dict, args: argparse.Namespace) -> None:
           f"{x('speedup_packing')}   vs naive HF sdpa: {x('speedup_vs_hf_sdpa')}")
     print(f"equal outputs (max |biofm - hf_best| <= {figures['equal_outputs_tolerance']:g}): "
           f"{figures['equal_outputs']}")
-    common.print_profile(figures)
-    peak = figures["measured_peak_flops"]
-    print(f"matmul peak measured in this run: {common.iqr(peak, '{:.3g}')} FLOP/s; "
-          f"MFU against {figures['mfu_peak_flops']:.3g} FLOP/s, "
-          f"{figures['model_flops_per_token']:.3g} model FLOPs per token")
+    common.print_profile_and_peak(figures)
 
 
 def main(argv: list[str] | None = None) -> dict | None:

@@ -279,11 +279,7 @@ def report(figures: dict, args: argparse.Namespace) -> None:
           f"{x('speedup_vs_hf_best')}   implementation only (both padded): "
           f"{x('speedup_implementation_only')}   packing: {x('speedup_packing')}   "
           f"vs naive HF sdpa: {x('speedup_vs_hf_sdpa')}")
-    common.print_profile(figures)
-    peak = figures["measured_peak_flops"]
-    print(f"matmul peak measured in this run: {common.iqr(peak, '{:.3g}')} FLOP/s; "
-          f"MFU against {figures['mfu_peak_flops']:.3g} FLOP/s, "
-          f"{figures['model_flops_per_token']:.3g} model FLOPs per token")
+    common.print_profile_and_peak(figures)
 
 
 def main(argv: list[str] | None = None) -> dict | None:
