@@ -46,7 +46,26 @@ from biofm.train.trainer import EarlyStopping, FitConfig, Loss, StepOutput, Trai
 Mode = Literal["probe", "full", "lora", "scratch"]
 
 
-class FinetuneConfig(Config):
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+
+
+class LoraSettings(Config):
+    """LoRA settings of the configs that can adapt a backbone with LoRA (fine-tuning,
+    pair towers, co-embedding towers): rank, alpha (scaling alpha / r), adapter
+    dropout and the backbone's linears (module names) that get adapters."""
+
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+
+    def add_lora(self, base: FoundationModel) -> None:
+        """Freeze `base` and inject these adapters into its backbone (`inject_lora`)."""
+        inject_lora(base, r=self.lora_r, alpha=self.lora_alpha, targets=self.lora_targets,
+                    dropout=self.lora_dropout)
+
+
+class FinetuneConfig(LoraSettings):
     """How to adapt.
 
     Args:
@@ -74,10 +93,6 @@ class FinetuneConfig(Config):
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
     seed: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -204,8 +219,7 @@ def _gradient_finetune(base: FoundationModel, splits: Splits, kind: TaskKind,
         with torch.no_grad():
             last.bias.copy_(torch.as_tensor(baseline_logits(splits.train.labels, edges)))
     if config.mode == "lora":
-        inject_lora(model.base, r=config.lora_r, alpha=config.lora_alpha,
-                    targets=config.lora_targets, dropout=config.lora_dropout)
+        config.add_lora(model.base)
     device = resolve_device(config.device)
     model.to(device)
     history = _fit(model, splits, kind, config, device, log)

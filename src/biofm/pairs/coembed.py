@@ -30,8 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from biofm.adapt.finetune import inject_lora
-from biofm.config import Config
+from biofm.adapt.finetune import LoraSettings
 from biofm.device import resolve_device
 from biofm.errors import BiofmError
 from biofm.model import FoundationModel, evaluating
@@ -49,7 +48,7 @@ Baselines = Callable[[PairSplits, float], dict[str, dict[str, float]]]
 KS = (1, 5, 10)
 
 
-class CoEmbedConfig(Config):
+class CoEmbedConfig(LoraSettings):
     """Contrastive co-embedding settings.
 
     Args:
@@ -59,6 +58,7 @@ class CoEmbedConfig(Config):
             additive margin of `SymmetricInfoNCE`.
         epochs / batch_size / lr / max_tokens: training; an epoch is one pass over the
             training positives.
+        lora_*: LoRA settings of lora towers (`adapt.finetune.LoraSettings`).
     """
 
     threshold: float = 12.1
@@ -71,8 +71,6 @@ class CoEmbedConfig(Config):
     lr: float = 1e-3
     weight_decay: float = 0.01
     max_tokens: int = 512
-    lora_r: int = 8
-    lora_alpha: int = 16
     seed: int = 0
     device: str = "auto"
 
@@ -180,8 +178,7 @@ def _tower(base: FoundationModel, config: CoEmbedConfig) -> Tower:
     if config.mode == "frozen":
         base.requires_grad_(False)
     elif config.mode == "lora":
-        inject_lora(base, r=config.lora_r, alpha=config.lora_alpha,
-                    targets=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"))
+        config.add_lora(base)
     return Tower(base, max_tokens=config.max_tokens)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from biofm.config import Config
+from biofm.adapt.finetune import LoraSettings
 from biofm.model import evaluating
 from biofm.pairs.heads import PAIR_HEADS
 from biofm.pairs.towers import LongInputs, Tower, TowerStates
@@ -30,7 +30,7 @@ MODE_TOWERS: dict[str, tuple[str, str]] = {
     "scratch": ("scratch", "scratch")}
 
 
-class PairConfig(Config):
+class PairConfig(LoraSettings):
     """How a pair model is built and trained.
 
     Args:
@@ -63,10 +63,6 @@ class PairConfig(Config):
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
     max_tokens: int = 1024
     long_inputs: LongInputs = "window"
     seed: int = 0

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from biofm.adapt.finetune import inject_lora
 from biofm.device import resolve_device
 from biofm.errors import BiofmError
 from biofm.model import FoundationModel
@@ -53,8 +52,7 @@ def build_pair_model(bases: tuple[FoundationModel, FoundationModel], config: Pai
         if mode == "scratch":  # same shape, random weights
             base = FoundationModel(base.config, base.tokenizer)
         if mode == "lora":
-            inject_lora(base, r=config.lora_r, alpha=config.lora_alpha,
-                        targets=config.lora_targets, dropout=config.lora_dropout)
+            config.add_lora(base)
         elif mode == "frozen":
             base.requires_grad_(False)
         base.objective.requires_grad_(False)  # the pretraining head is not used

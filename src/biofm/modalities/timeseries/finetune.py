@@ -11,7 +11,7 @@ only values up to the forecast origin: whatever is passed is trained on.
 
 - full: every weight is trained;
 - lora: LoRA adapters (via `peft`, on the attention and MLP linears named in
-  `FinetuneConfig.lora_targets`) are trained, everything else stays frozen;
+  `adapt.finetune.LORA_TARGETS`) are trained, everything else stays frozen;
   the adapters are merged into the weights afterwards, so the result is a plain
   checkpoint;
 - scratch: the same architecture with fresh random weights, trained like
@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from biofm.adapt.finetune import FinetuneConfig, inject_lora
+from biofm.adapt.finetune import LORA_TARGETS, FinetuneConfig, inject_lora
 from biofm.adapt.saving import merged_base
 from biofm.data.collate import ValuedSequence, pad_collate
 from biofm.device import resolve_device
@@ -70,8 +70,7 @@ def finetune_forecaster(checkpoint_dir: str | Path | FoundationModel, series: Se
         if mode == "scratch":
             base = FoundationModel(base.config, base.tokenizer)
         if mode == "lora":
-            inject_lora(base, r=lora_r, alpha=lora_alpha,
-                        targets=FinetuneConfig().lora_targets)
+            inject_lora(base, r=lora_r, alpha=lora_alpha, targets=LORA_TARGETS)
         _train(base, windows, steps, lr or DEFAULT_LR[mode], batch_size, seed,
                resolve_device(device))
         if mode == "lora":  # inside fork_rng: the merge builds a model, drawing random weights
