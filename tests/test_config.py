@@ -80,3 +80,17 @@ def test_preset_validates_builds_and_trains_one_step(name, tmp_path):
 def test_unknown_preset_lists_known():
     with pytest.raises(BiofmError, match="protein-mlm-tiny"):
         preset_path("pretrain", "nope")
+
+
+def test_saved_config_lists_its_own_fields_before_inherited_settings():
+    """FinetuneConfig inherits the LoRA settings: its YAML still starts at `mode`, and
+    reads back to the same config."""
+    import yaml
+
+    from biofm.adapt.finetune import FinetuneConfig
+
+    config = FinetuneConfig(mode="lora", lora_r=4)
+    keys = list(yaml.safe_load(config.to_yaml()))
+    assert keys[0] == "mode" and keys[-4:] == ["lora_r", "lora_alpha", "lora_dropout",
+                                                "lora_targets"]
+    assert FinetuneConfig.from_dict(yaml.safe_load(config.to_yaml())) == config

@@ -7,6 +7,8 @@ are YAML files under `biofm/configs/` (shipped inside the package so that
 
 from __future__ import annotations
 
+import inspect
+
 import math
 from importlib import resources
 from pathlib import Path
@@ -27,7 +29,11 @@ class Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """YAML of every field: the class's own fields first, then inherited groups of
+        settings (e.g. `LoraSettings`), so a saved config reads from its main fields."""
+        data = self.model_dump(mode="json")
+        own = [name for name in inspect.get_annotations(type(self)) if name in data]
+        return yaml.safe_dump({name: data[name] for name in own} | data, sort_keys=False)
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, self.to_yaml())
