@@ -539,6 +539,11 @@ PairModelsOpt = typer.Option(..., "--model", help="two tower checkpoints, --mode
                                                   "each the column of its modality")
 PairColumnsOpt = typer.Option([], "--column", help="with --input: the two input columns, in "
                                                    "the order of the --model towers")
+PairTaskOpt = typer.Option(None, help="packaged pair task: kiba")
+PairInputOpt = typer.Option(None, "--input", help="CSV of labeled pairs")
+PairLabelOpt = typer.Option(None, help="value column of --input")
+PairMaxTrainOpt = typer.Option(0, "--max-train", help="at most this many training pairs")
+PairOnErrorOpt = typer.Option("raise", help="raise | skip pairs with an invalid input")
 
 
 def _say(line: str) -> None:
@@ -548,10 +553,10 @@ def _say(line: str) -> None:
 @app.command("pair-finetune")
 def pair_finetune_command(
     model: List[str] = PairModelsOpt,
-    task: Optional[str] = typer.Option(None, help="packaged pair task: kiba"),
-    input: Optional[Path] = typer.Option(None, "--input", help="CSV of labeled pairs"),
+    task: Optional[str] = PairTaskOpt,
+    input: Optional[Path] = PairInputOpt,
     column: List[str] = PairColumnsOpt,
-    label: Optional[str] = typer.Option(None, help="value column of --input"),
+    label: Optional[str] = PairLabelOpt,
     split: str = typer.Option("random", help="random | cold-target | cold-drug (kiba; "
                                               "cold-COLUMN for --input) | cold-both | given"),
     mode: str = typer.Option("full", help="probe (frozen towers) | lora | full | scratch"),
@@ -562,8 +567,8 @@ def pair_finetune_command(
     epochs: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None),
     seed: int = typer.Option(0),
-    max_train: int = typer.Option(0, "--max-train", help="at most this many training pairs"),
-    on_error: str = typer.Option("raise", help="raise | skip pairs with an invalid input"),
+    max_train: int = PairMaxTrainOpt,
+    on_error: str = PairOnErrorOpt,
     set_: List[str] = typer.Option([], "--set", help="a PairConfig field: max_tokens=512, "
                                                      "long_inputs=truncate, per_item=8"),
     output: Path = typer.Option(Path("runs/pair-finetune"), help="pair model directory"),
@@ -589,21 +594,21 @@ def pair_finetune_command(
 @app.command("pair-compare")
 def pair_compare_command(
     model: List[str] = PairModelsOpt,
-    task: Optional[str] = typer.Option(None, help="packaged pair task: kiba"),
-    input: Optional[Path] = typer.Option(None, "--input", help="CSV of labeled pairs"),
+    task: Optional[str] = PairTaskOpt,
+    input: Optional[Path] = PairInputOpt,
     column: List[str] = PairColumnsOpt,
-    label: Optional[str] = typer.Option(None, help="value column of --input"),
+    label: Optional[str] = PairLabelOpt,
     split: str = typer.Option("cold-target", help="random | cold-target | cold-drug | "
                                                    "cold-both | given"),
     seeds: int = typer.Option(3),
     mode: List[str] = typer.Option([], "--mode", help="only these (repeat): scratch, probe, "
                                                       "lora, full"),
-    max_train: int = typer.Option(0, "--max-train", help="at most this many training pairs"),
+    max_train: int = PairMaxTrainOpt,
     epochs: int = typer.Option(15, help="epochs at most (early stopping, patience 4)"),
     max_tokens: int = typer.Option(1024, "--max-tokens", help="inputs cut to this many tokens "
                                                              "before windowing"),
     quick: bool = typer.Option(False, "--quick", help="a seconds-long run (tests)"),
-    on_error: str = typer.Option("raise", help="raise | skip pairs with an invalid input"),
+    on_error: str = PairOnErrorOpt,
     output: Optional[Path] = typer.Option(None, help="directory for results.md / .csv"),
     device: str = DeviceOpt,
 ) -> None:
@@ -675,9 +680,9 @@ def pair_pretrain_command(
     model: List[str] = PairModelsOpt,
     task: Optional[str] = typer.Option(None, help="packaged pair task: kiba | genes (DNA x "
                                                   "protein)"),
-    input: Optional[Path] = typer.Option(None, "--input", help="CSV of labeled pairs"),
+    input: Optional[Path] = PairInputOpt,
     column: List[str] = PairColumnsOpt,
-    label: Optional[str] = typer.Option(None, help="value column of --input"),
+    label: Optional[str] = PairLabelOpt,
     split: Optional[str] = typer.Option(None, help="kiba: random | cold-target (default) | "
                                                    "cold-drug | cold-both | given; genes: "
                                                    "by-genome (default) | random"),
@@ -687,7 +692,7 @@ def pair_pretrain_command(
     mode: str = typer.Option("full", help="frozen | lora | full towers"),
     epochs: int = typer.Option(10),
     margin: float = typer.Option(0.0, help="additive margin on the positives (ConPLex)"),
-    max_train: int = typer.Option(0, "--max-train", help="at most this many training pairs"),
+    max_train: int = PairMaxTrainOpt,
     max_tokens: int = typer.Option(512, "--max-tokens", help="tokens per input at most"),
     seed: int = typer.Option(0),
     output: Optional[Path] = typer.Option(None, help="directory for tower_a/, tower_b/ "
