@@ -194,3 +194,32 @@ def test_vit_patch_projection_decays_and_the_mask_token_does_not():
     assert "backbone.embed_values.weight" in decay
     assert "objective.mask_token" in no_decay and "backbone.embed_tokens.weight" in no_decay
     assert not any("norm" in n for n in decay)
+
+
+def test_best_epoch_keeps_the_best_weights_and_stops_on_patience():
+    """The epoch hook of fine-tuning, pairs and segmentation: a score per epoch, the
+    best epoch's weights restored, a stop after `patience` epochs without a better one."""
+    from biofm.train.trainer import BestEpoch, StepOutput
+
+    model = nn.Linear(2, 1)
+    scores = iter([0.5, 0.2, 0.3, 0.4, 0.1])  # lower is better: epoch 2 is the best
+    lines = []
+    hook = BestEpoch(model, lambda: {"mse": next(scores), "ci": 0.5}, "mse",
+                     higher_is_better=False, patience=2, per_epoch=3, log=lines.append,
+                     labels={"mse": "MSE"})
+    stops, weights = [], {}
+    for step in range(1, 16):
+        with torch.no_grad():
+            model.weight.fill_(float(step))  # the weights after each step
+        out = StepOutput(step=step, loss=torch.tensor(float(step)), lr=0.1,
+                         grad_norm=torch.tensor(0.0))
+        stops.append(hook(out))
+        weights[step] = float(model.weight.detach()[0, 0])
+        if stops[-1]:
+            break
+    assert stops.index(True) == 11  # epochs 3 and 4 were no better than epoch 2
+    assert [h["epoch"] for h in hook.history] == [1, 2, 3, 4]
+    assert hook.history[0] == {"epoch": 1, "train_loss": 2.0, "valid_mse": 0.5,
+                               "valid_ci": 0.5}
+    assert lines[1] == "train loss 5.0000, valid MSE 0.2000, ci 0.5000 after epoch 2"
+    assert hook.restore() == hook.history and float(model.weight.detach()[0, 0]) == weights[6]

@@ -21,7 +21,7 @@ import copy
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Literal, Protocol
 
 import numpy as np
 import torch
@@ -37,11 +37,11 @@ from biofm.config import Config
 from biofm.data.collate import length_batches, pad_collate
 from biofm.data.tasks import Splits, TaskKind
 from biofm.device import autocast_context, resolve_device
-from biofm.model import FoundationModel
+from biofm.model import FoundationModel, evaluating
 from biofm.outputs import Batch
 from biofm.registry import HEADS
 from biofm.train.plans import BatchPlan
-from biofm.train.trainer import EarlyStopping, FitConfig, Loss, StepOutput, Trainer, fit
+from biofm.train.trainer import BestEpoch, FitConfig, Loss, Trainer, fit
 
 Mode = Literal["probe", "full", "lora", "scratch"]
 
@@ -264,56 +264,41 @@ def _fit(model: TaskModel, splits: Splits, kind: TaskKind, config: FinetuneConfi
         raw = model(batch.input_ids, batch.attention_mask, batch.values)  # (B, n_outputs)
         return Loss(_loss(raw.float(), target.to(device), kind))
 
-    epochs = _EpochEnd(model, splits, kind, config.patience, plan.per_epoch,
-                       None if log is None else
+    metric, higher_is_better = primary_metric(kind)
+
+    def evaluate() -> dict[str, float]:
+        valid = splits.valid
+        with evaluating(model):
+            return {metric: task_metrics(kind, valid.labels, model.predict(valid.inputs))[metric]}
+
+    epochs = BestEpoch(model, evaluate, metric, higher_is_better=higher_is_better,
+                       patience=config.patience, per_epoch=plan.per_epoch,
+                       log=None if log is None else
                        (lambda line: log(f"{config.mode}: {line} of {config.epochs}")))
     model.train()
-    fit(Trainer(model, _fit_config(config, config.epochs * plan.per_epoch), device),
+    fit(Trainer(model, fit_config(config, config.epochs * plan.per_epoch), device),
         next_batch, loss_fn, epochs)
-    if epochs.best_state is not None:
-        model.load_state_dict(epochs.best_state)
-    return epochs.history
+    return epochs.restore()
 
 
-def _fit_config(config: FinetuneConfig, steps: int) -> FitConfig:
+class EpochSchedule(Protocol):
+    """The optimizer settings a fine-tuning config carries (`FinetuneConfig`, `PairConfig`)."""
+
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    min_lr_ratio: float
+    grad_clip: float
+    precision: str
+
+
+def fit_config(config: EpochSchedule, steps: int) -> FitConfig:
+    """The shared optimizer step for `steps` steps: AdamW at `lr`, warmup over
+    `warmup_ratio` of the steps, cosine decay to `min_lr_ratio`, clipping, precision."""
     return FitConfig(lr=config.lr, max_steps=steps, weight_decay=config.weight_decay,
                      warmup_steps=round(config.warmup_ratio * steps),
                      min_lr_ratio=config.min_lr_ratio, grad_clip=config.grad_clip,
                      precision=config.precision)
-
-
-class _EpochEnd:
-    """`fit`'s hook: after each epoch score the validation split, keep the best
-    weights, and stop after `patience` epochs without improvement."""
-
-    def __init__(self, model: TaskModel, splits: Splits, kind: TaskKind, patience: int,
-                 steps_per_epoch: int, log: Callable[[str], None] | None = None) -> None:
-        self.model, self.splits, self.kind, self.per_epoch = model, splits, kind, steps_per_epoch
-        self.log = log
-        self.metric, higher_is_better = primary_metric(kind)
-        self.stopper = EarlyStopping(patience, higher_is_better=higher_is_better)
-        self.losses: list[torch.Tensor] = []
-        self.history: list[dict[str, float]] = []
-        self.best_state: dict[str, torch.Tensor] | None = None
-
-    def __call__(self, out: StepOutput) -> bool:
-        self.losses.append(out.loss)
-        if out.step % self.per_epoch:
-            return False
-        valid = self.splits.valid
-        score = task_metrics(self.kind, valid.labels, self.model.predict(valid.inputs))[self.metric]
-        self.history.append({"epoch": out.step // self.per_epoch,
-                             "train_loss": torch.stack(self.losses).mean().item(),
-                             f"valid_{self.metric}": score})
-        self.losses = []
-        if self.log is not None:
-            last = self.history[-1]
-            self.log(f"train loss {last['train_loss']:.4f}, valid {self.metric} {score:.4f} "
-                     f"after epoch {last['epoch']}")
-        if self.stopper.update(score):
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.model.train()  # predict() left it in eval mode
-        return self.stopper.stop
 
 
 def _targets(labels: np.ndarray, kind: TaskKind, mean: float, std: float,

@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from biofm.device import resolve_device
 from biofm.errors import BiofmError
 from biofm.model import FoundationModel
-from biofm.pairs.data import PairData, PairSplits
+from biofm.pairs.data import PairSplits
 from biofm.pairs.metrics import pair_metrics
 from biofm.pairs.model import PairConfig, PairModel, SideFeed
 from biofm.pairs.towers import Tower
-from biofm.train.trainer import EarlyStopping, FitConfig, Loss, StepOutput, Trainer, fit
+from biofm.adapt.finetune import fit_config
+from biofm.train.trainer import BestEpoch, Loss, Trainer, fit
 
 Log = Callable[[str], None]
 
@@ -99,19 +100,21 @@ def _fit(model: PairModel, feeds: tuple[SideFeed, SideFeed], splits: PairSplits,
         raw = model.raw(feeds, train.index[rows])  # (B,)
         return Loss(F.mse_loss(raw.float(), targets[rows].to(device)))
 
-    steps = config.epochs * plan.per_epoch
-    fit_config = FitConfig(lr=config.lr, max_steps=steps, weight_decay=config.weight_decay,
-                           warmup_steps=round(config.warmup_ratio * steps),
-                           min_lr_ratio=config.min_lr_ratio, grad_clip=config.grad_clip,
-                           precision=config.precision)
-    epochs = _EpochEnd(model, feeds, splits.valid, config.patience, plan.per_epoch,
-                       None if log is None else
+    valid = splits.valid
+
+    def evaluate() -> dict[str, float]:  # predict_feeds leaves frozen towers in eval
+        metrics = pair_metrics(valid.labels, model.predict_feeds(feeds, valid.index))
+        return {"mse": metrics["mse"], "ci": metrics["ci"]}
+
+    epochs = BestEpoch(model, evaluate, "mse", higher_is_better=False,
+                       patience=config.patience, per_epoch=plan.per_epoch,
+                       labels={"mse": "MSE", "ci": "CI"},
+                       log=None if log is None else
                        (lambda line: log(f"{config.mode}: {line} of {config.epochs}")))
     _train_mode(model, config)
-    fit(Trainer(model, fit_config, device), lambda: next(batches), loss_fn, epochs)
-    if epochs.best_state is not None:
-        model.load_state_dict(epochs.best_state)
-    return epochs.history
+    fit(Trainer(model, fit_config(config, config.epochs * plan.per_epoch), device),
+        lambda: next(batches), loss_fn, epochs)
+    return epochs.restore()
 
 
 def _train_mode(model: PairModel, config: PairConfig) -> None:
@@ -159,38 +162,6 @@ class GroupedPlan:
         chunks = [chunks[i] for i in rng.permutation(len(chunks))]
         step = self.chunks_per_batch
         return [np.concatenate(chunks[i: i + step]) for i in range(0, len(chunks), step)]
-
-
-class _EpochEnd:
-    """After each epoch: score the validation pairs, keep the best weights, stop after
-    `patience` epochs without a lower validation MSE."""
-
-    def __init__(self, model: PairModel, feeds: tuple[SideFeed, SideFeed], valid: PairData,
-                 patience: int, per_epoch: int, log: Log | None) -> None:
-        self.model, self.feeds, self.valid, self.per_epoch, self.log = (model, feeds, valid,
-                                                                         per_epoch, log)
-        self.stopper = EarlyStopping(patience, higher_is_better=False)
-        self.losses: list[torch.Tensor] = []
-        self.history: list[dict[str, float]] = []
-        self.best_state: dict[str, torch.Tensor] | None = None
-
-    def __call__(self, out: StepOutput) -> bool:
-        self.losses.append(out.loss)
-        if out.step % self.per_epoch:
-            return False
-        predictions = self.model.predict_feeds(self.feeds, self.valid.index)
-        metrics = pair_metrics(self.valid.labels, predictions)
-        self.history.append({"epoch": out.step // self.per_epoch,
-                             "train_loss": torch.stack(self.losses).mean().item(),
-                             "valid_mse": metrics["mse"], "valid_ci": metrics["ci"]})
-        self.losses = []
-        if self.log is not None:
-            last = self.history[-1]
-            self.log(f"train loss {last['train_loss']:.4f}, valid MSE {metrics['mse']:.4f}, "
-                     f"CI {metrics['ci']:.3f} after epoch {last['epoch']}")
-        if self.stopper.update(metrics["mse"]):
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        return self.stopper.stop
 
 
 __all__ = ["PairResult", "build_pair_model", "pair_finetune"]

@@ -36,7 +36,7 @@ from biofm.device import autocast_context
 from biofm.errors import BiofmError
 from biofm.train.schedule import build_optimizer, warmup_cosine
 
-__all__ = ["EarlyStopping", "FitConfig", "Loss", "MetricsLog", "StepOutput", "Trainer",
+__all__ = ["BestEpoch", "EarlyStopping", "FitConfig", "Loss", "MetricsLog", "StepOutput", "Trainer",
            "clip_gradients", "fit", "progress_bar"]
 
 B = TypeVar("B")  # whatever a caller's micro-batch is: a Batch, (batch, targets), ...
@@ -188,6 +188,52 @@ class EarlyStopping:
     @property
     def stop(self) -> bool:
         return self.patience > 0 and self.stale >= self.patience
+
+
+class BestEpoch:
+    """`fit`'s after-step hook for epoch-based fine-tuning: every `per_epoch` steps score
+    the validation data, keep a copy of the best weights, stop after `patience`
+    epochs without improvement (`EarlyStopping`); `restore()` loads the best back.
+
+    `evaluate()` returns {name: value} and leaves the model's train / eval modes as it
+    found them; `metric` is the name that selects. `history` gets one row per epoch:
+    {"epoch", "train_loss" (the epoch's mean), "valid_<name>" for each name}; `log` a
+    line per epoch, names shown as `labels` gives them (default: the names).
+    """
+
+    def __init__(self, model: nn.Module, evaluate: Callable[[], dict[str, float]], metric: str,
+                 *, higher_is_better: bool, patience: int, per_epoch: int,
+                 log: Callable[[str], None] | None = None,
+                 labels: dict[str, str] | None = None) -> None:
+        self.model, self.evaluate, self.metric, self.per_epoch = model, evaluate, metric, per_epoch
+        self.log, self.labels = log, labels or {}
+        self.stopper = EarlyStopping(patience, higher_is_better=higher_is_better)
+        self.losses: list[torch.Tensor] = []
+        self.history: list[dict[str, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, out: StepOutput) -> bool:
+        self.losses.append(out.loss)
+        if out.step % self.per_epoch:
+            return False
+        scores = self.evaluate()
+        epoch, train_loss = out.step // self.per_epoch, torch.stack(self.losses).mean().item()
+        self.losses = []
+        self.history.append({"epoch": epoch, "train_loss": train_loss,
+                             **{f"valid_{name}": value for name, value in scores.items()}})
+        if self.log is not None:
+            shown = ", ".join(f"{self.labels.get(name, name)} {value:.4f}"
+                              for name, value in scores.items())
+            self.log(f"train loss {train_loss:.4f}, valid {shown} after epoch {epoch}")
+        if self.stopper.update(scores[self.metric]):
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return self.stopper.stop
+
+    def restore(self) -> list[dict[str, float]]:
+        """Load the best epoch's weights into the model (if an epoch ran); the history."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.history
 
 
 class MetricsLog:

@@ -42,7 +42,7 @@ from biofm.errors import BiofmError
 from biofm.io import atomic_path, atomic_write_text
 from biofm.modalities.imaging.metrics import segmentation_metrics
 from biofm.modalities.imaging.tasks import PromptedCrops
-from biofm.train.trainer import EarlyStopping, FitConfig, Loss, Trainer, fit
+from biofm.train.trainer import BestEpoch, FitConfig, Loss, Trainer, fit
 
 Mode = Literal["scratch", "frozen", "full", "lora", "unet"]
 SEGMENTER_FILE = "segmenter.json"
@@ -272,33 +272,19 @@ def train_segmenter(model: nn.Module, train: PromptedCrops, valid: PromptedCrops
         x, p, y = batch
         return Loss(loss(model(x, p).float(), y))
 
-    stopper = EarlyStopping(config.patience, higher_is_better=True)
-    history: list[dict[str, float]] = []
-    best: dict[str, torch.Tensor] | None = None
+    def evaluate() -> dict[str, float]:  # predict_masks restores the train mode
+        return {"dice": evaluate_segmenter(model, valid, config.point)["dice"]}
 
-    def after_step(out) -> bool:
-        nonlocal best
-        if out.step % per_epoch:
-            return False
-        score = evaluate_segmenter(model, valid, config.point)["dice"]
-        history.append({"epoch": out.step // per_epoch, "loss": float(out.loss),
-                        "valid_dice": score})
-        if log is not None:
-            log(f"{config.mode}: epoch {out.step // per_epoch}, loss {float(out.loss):.4f}, "
-                f"valid Dice {score:.4f}")
-        if stopper.update(score):
-            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.train()
-        return stopper.stop
-
+    epochs = BestEpoch(model, evaluate, "dice", higher_is_better=True,
+                       patience=config.patience, per_epoch=per_epoch, labels={"dice": "Dice"},
+                       log=None if log is None else (lambda line: log(f"{config.mode}: {line}")))
     steps = config.epochs * per_epoch
     fit_config = FitConfig(lr=config.lr, max_steps=steps, weight_decay=config.weight_decay,
                            warmup_steps=max(1, steps // 20), precision=config.precision)
     model.train()
-    fit(Trainer(model, fit_config, device), next_batch, loss_fn, after_step)
-    if best is not None:
-        model.load_state_dict(best)
-    return SegmentResult(model.eval(), config, float(stopper.best or 0.0), history)
+    fit(Trainer(model, fit_config, device), next_batch, loss_fn, epochs)
+    history = epochs.restore()
+    return SegmentResult(model.eval(), config, float(epochs.stopper.best or 0.0), history)
 
 
 # -- persistence (what `biofm segment` loads) ---------------------------------------------
