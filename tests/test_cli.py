@@ -596,6 +596,8 @@ def test_demo_quick(cli, tmp_path):
     record = json.loads((out / "provenance.json").read_text())
     assert record["seeds"] == [0] and record["quick"] is True and record["date"]
     assert record["machine"]["cpu_count"] >= 1 and "torch" in record["software"]
+    # the intra-op threads the imaging and drug-target rows ran on (empty: one thread)
+    assert all(n >= 1 for n in record["small_model_threads"].values())
     table = pd.read_csv(out / "results.csv")
     imaging = {"brain-region-patch", "brain-box-seg"} if available()[0] else set()
     assert set(table["task"]) == {"freesolv", "solubility", "amp", "crp-sites", "pbmc-celltype",

@@ -86,3 +86,30 @@ def test_probe_times_every_count():
     finally:
         torch.set_num_threads(before)
     assert set(seconds) == {1, 2} and all(t > 0 for t in seconds.values())
+
+
+def test_small_model_threads_decides_once_per_process_and_can_be_pinned(monkeypatch):
+    import biofm.device as device
+
+    monkeypatch.setattr(device, "_chosen", {})
+    probes = []
+    real = device._probe_seconds
+    monkeypatch.setattr(device, "_probe_seconds",
+                        lambda counts, width: probes.append(width) or real(counts, width, 1))
+    before = torch.get_num_threads()
+    with small_model_threads() as first:
+        pass
+    with small_model_threads() as second:
+        assert second == first  # the same count for every block of a run
+    if before > 1:
+        assert probes == [128]
+        assert device.chosen_small_model_threads() == {f"width 128 of {before} threads": first}
+    monkeypatch.setenv("BIOFM_SMALL_MODEL_THREADS", "1")
+    with small_model_threads() as pinned:
+        assert pinned == 1 and torch.get_num_threads() == 1
+    assert device.chosen_small_model_threads() == {"pinned": "1"}
+    monkeypatch.setenv("BIOFM_SMALL_MODEL_THREADS", "two")
+    with pytest.raises(BiofmError, match="BIOFM_SMALL_MODEL_THREADS='two'"):
+        with small_model_threads():
+            pass
+    assert torch.get_num_threads() == before

@@ -39,6 +39,7 @@ from biofm.bench.provenance import provenance
 from biofm.bench.report import ResultTable, plot_loss_curves
 from biofm.commands import pretrain
 from biofm.config import PretrainConfig, preset_path
+from biofm.device import chosen_small_model_threads
 from biofm.errors import BiofmError
 from biofm.io import atomic_write_text
 from biofm.model import FoundationModel
@@ -164,7 +165,8 @@ def run_demo(output: str | Path = "demo_out", *, seeds: int = 3, quick: bool = F
     record = provenance(command="biofm demo", seeds=list(range(seeds)), quick=quick,
                         domains=sorted(wanted), elapsed_s=round(elapsed, 1),
                         row_seeds=row_seeds,
-                        pretrain_seeds={p: _demo_config(p, quick).train.seed for p in models})
+                        pretrain_seeds={p: _demo_config(p, quick).train.seed for p in models},
+                        small_model_threads=chosen_small_model_threads())
     atomic_write_text(output / "provenance.json", json.dumps(record, indent=1))
     console.print(f"tables, per-seed results, pretrain_loss.png and provenance.json written "
                   f"to {output}/")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ import torch
 
 from biofm.errors import BiofmError
 
-__all__ = ["autocast_context", "resolve_device", "small_model_threads"]
+__all__ = ["autocast_context", "chosen_small_model_threads", "resolve_device",
+           "small_model_threads"]
 
 
 def resolve_device(name: str | torch.device, local_rank: int | None = None) -> torch.device:
@@ -56,27 +58,58 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
+SMALL_MODEL_THREADS_ENV = "BIOFM_SMALL_MODEL_THREADS"
+_chosen: dict[tuple[int, int], int] = {}  # (width, threads before) → the count the probe chose
+
+
 @contextlib.contextmanager
 def small_model_threads(width: int = 128) -> Iterator[int]:
     """Intra-op threads for models too small to split well (yields the count chosen).
 
     On a CPU, one thread or the current count, whichever runs a probe of the
-    model's size (`width`-wide matmuls over 512 rows) faster right now: on an idle
-    2-core machine two threads run the tiny demo models ~1.5x faster, on a busy one
-    their OpenMP workers spin-wait and one thread is up to ~10x faster. Restored on
-    exit. On CUDA nothing changes.
+    model's size (`width`-wide matmuls over 512 rows) faster: on an idle 2-core
+    machine two threads run the tiny demo models ~1.5x faster, on a busy one their
+    OpenMP workers spin-wait and one thread is up to ~10x faster. The probe runs
+    once per process and width, so every later block uses the same count (results
+    of a run are deterministic for a thread count, not across counts);
+    `BIOFM_SMALL_MODEL_THREADS=N` skips it and uses N. `chosen_small_model_threads()`
+    says what was used. Restored on exit. On CUDA nothing changes.
     """
     before = torch.get_num_threads()
-    if torch.cuda.is_available() or before == 1:
+    if torch.cuda.is_available():
         yield before
         return
     try:
-        seconds = _probe_seconds((before, 1), width)
-        best = min(seconds, key=seconds.__getitem__)
-        torch.set_num_threads(best)
-        yield best
+        count = _small_model_count(width, before)
+        torch.set_num_threads(count)
+        yield count
     finally:
         torch.set_num_threads(before)
+
+
+def _small_model_count(width: int, before: int) -> int:
+    pinned = os.environ.get(SMALL_MODEL_THREADS_ENV, "").strip()
+    if pinned:
+        if not pinned.isdigit() or int(pinned) < 1:
+            raise BiofmError(f"{SMALL_MODEL_THREADS_ENV}={pinned!r} is not a thread count",
+                             fix=f"set {SMALL_MODEL_THREADS_ENV} to a whole number >= 1, or "
+                                 "unset it to let a probe choose")
+        return int(pinned)
+    if before == 1:
+        return 1
+    if (width, before) not in _chosen:
+        seconds = _probe_seconds((before, 1), width)
+        _chosen[(width, before)] = min(seconds, key=seconds.__getitem__)
+    return _chosen[(width, before)]
+
+
+def chosen_small_model_threads() -> dict[str, int | str]:
+    """What `small_model_threads` used in this process, for provenance: {"width W of
+    N threads": count} per probe, or {"pinned": N} under BIOFM_SMALL_MODEL_THREADS."""
+    pinned = os.environ.get(SMALL_MODEL_THREADS_ENV, "").strip()
+    if pinned:
+        return {"pinned": pinned}
+    return {f"width {w} of {n} threads": c for (w, n), c in sorted(_chosen.items())}
 
 
 def _probe_seconds(counts: tuple[int, ...], width: int, rounds: int = 7) -> dict[int, float]:
