@@ -74,6 +74,7 @@ def test_prepare_benchmark_writes_identical_files(tmp_path):
 def test_gpu_check_parses_and_its_dry_run_lists_every_step():
     script = BENCHMARKS / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(BENCHMARKS / "gpu_wheels.sh")]).returncode == 0
     proc = subprocess.run(["bash", str(script), "/tmp/unused"], capture_output=True, text=True,
                           env={**os.environ, "GPU_CHECK_DRY_RUN": "1"}, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
@@ -83,6 +84,19 @@ def test_gpu_check_parses_and_its_dry_run_lists_every_step():
         for bench in ("train", "embed"):
             assert any(f"{bench}_throughput.py --shape {shape}" in line for line in lines)
     assert lines[-1].endswith("gpu_summary.py /tmp/unused")
+
+
+def test_gpu_check_without_a_gpu_says_so_in_its_log(tmp_path):
+    """The real (not dry) run on a CPU machine: biofm imports, then a clear refusal,
+    written to the log that comes back from a GPU machine."""
+    if subprocess.run([sys.executable, "-c", "import torch; assert torch.cuda.is_available()"]
+                      ).returncode == 0:
+        pytest.skip("a GPU is here: the real check would run")
+    proc = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 2
+    assert "needs a CUDA GPU" in (tmp_path / "gpu_check.log").read_text()
 
 
 @pytest.mark.parametrize("speedup,mfu,ok", [(2.7, 0.5, True), (2.0, 0.5, False),
