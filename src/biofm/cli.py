@@ -20,6 +20,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
+
+def _table_console() -> Console:
+    """The terminal, or for a log or pipe a console wide enough for the whole table
+    (rich would cut cells at 80 columns; a table with intervals runs past 160)."""
+    return out if out.is_terminal else Console(width=400)
+
 ModelOpt = typer.Option(..., "--model", help="biofm checkpoint dir, or an HF ESM (ESM-2, "
                                               "Nucleotide Transformer) or BERT (BERT, DNABERT, "
                                               "Geneformer) dir")
@@ -284,8 +290,9 @@ def compare(
     max_train: int = typer.Option(0, help="cap on training examples (0: all)"),
     intervals: bool = typer.Option(False, "--intervals",
                                    help="bootstrap 95% intervals of binary ROC-AUC / PR-AUC, "
-                                        "or of mean Dice / HD95 on segmentation tasks "
-                                        "(1,000 resamples of the test split)"),
+                                        "of each property's ROC-AUC (admet), or of mean "
+                                        "Dice / HD95 (segmentation); 1,000 resamples of "
+                                        "the test split"),
     output: Optional[Path] = typer.Option(None, help="directory for results.md / .csv"),
     device: str = DeviceOpt,
 ) -> None:
@@ -300,8 +307,7 @@ def compare(
     table = run_compare(pretrained, the_task, seeds=seeds, modes=list(mode),
                         max_train=max_train, say=err.print, device=device,
                         intervals=intervals)
-    # a log or pipe gets the whole table (rich would cut its cells at 80 columns)
-    table.render(out if out.is_terminal else Console(width=160),
+    table.render(_table_console(),
                  title=f"{the_task.name}: test metrics, mean ± sd over {seeds} seed(s)")
     if output is not None:
         table.save(output)
@@ -526,8 +532,7 @@ def effects(
                         treatment=treatment, outcome=outcome, covariates=names or None,
                         seed=seed, device=device, overwrite=overwrite,
                         log=lambda line: err.print(line, markup=False, highlight=False))
-    # a log or pipe gets the whole table (rich would cut its cells at 80 columns)
-    table.render(out if out.is_terminal else Console(width=160),
+    table.render(_table_console(),
                  title=f"treatment effects: {data}")
     out.print(effects_note(data), markup=False, highlight=False)
     out.print(f"wrote {output / 'results.md'} and results.csv", markup=False, highlight=False)
@@ -668,7 +673,7 @@ def screen_report_command(
     from biofm.pairs.screen_report import screen_report
 
     table = screen_report(model, device=device, log=_say)
-    table.render(out if out.is_terminal else Console(width=160),
+    table.render(_table_console(),
                  title="screen on unseen targets: per-target Spearman and top-10% enrichment "
                        "(EF10: 1 random, 10 perfect)")
     if output is not None:
@@ -711,7 +716,7 @@ def pair_pretrain_command(
                                threshold=threshold, output=output, log=_say)
     a, b = result.sides
     # a log or pipe gets the whole table (rich would cut its cells at 80 columns)
-    result.table(task or "pairs").render(out if out.is_terminal else Console(width=160),
+    result.table(task or "pairs").render(_table_console(),
                                          title=f"test retrieval: recall@k = each {a} "
                                                     f"ranks the {b}s; reverse = each {b} "
                                                     f"ranks the {a}s")

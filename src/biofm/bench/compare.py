@@ -12,7 +12,8 @@ With `intervals=True` (`biofm compare --intervals`) each binary-classification r
 also gets percentile-bootstrap 95% intervals of its test ROC-AUC and PR-AUC
 (`bench.metrics.interval_columns`: 1,000 resamples of the test examples, seeded by
 the split seed), as the columns roc_auc_lo / _hi, pr_auc_lo / _hi; the table shows
-each metric's seed-mean interval beside it. Segmentation tasks (`brain-box-seg`) get
+each metric's seed-mean interval beside it. ADMET gets one per property's ROC-AUC
+(`modalities.molecules.admet_compare`). Segmentation tasks (`brain-box-seg`) get
 intervals of mean Dice and HD95 over the test crops (dice_lo / _hi, hd95_lo / _hi);
 other task kinds get no interval columns. `max_train` caps the training examples
 (crops, for segmentation) per seed with a seeded sample.

@@ -119,15 +119,20 @@ def test_admet_compare_table_multi_vs_single_vs_rf(tiny_dir, molecule_mlm_run):
     model = FoundationModel.load(molecule_mlm_run / "final")
     lines: list[str] = []
     table = admet_compare(model, admet.admet_task(tiny_dir), seeds=1, modes=("scratch", "lora"),
-                          quick=True, say=lines.append, device="cpu")
+                          quick=True, say=lines.append, device="cpu", intervals=True)
     methods = [r["method"] for r in table.rows]
     assert methods == ["RF on Morgan fingerprints", "single-task: scratch", "multi-task: scratch",
                        "single-task: pretrained LoRA", "multi-task: pretrained LoRA"]
-    assert table.metric_names == [*admet.PROPERTIES, "mean"]
+    bounds = [f"{p}_{end}" for p in admet.PROPERTIES for end in ("lo", "hi")]
+    assert table.metric_names == [*admet.PROPERTIES, "mean", *bounds]
     for row in table.rows:
         aucs = [row[p] for p in admet.PROPERTIES]
         assert all(np.isnan(a) or 0 <= a <= 1 for a in aucs)
         assert row["mean"] == pytest.approx(np.nanmean(aucs))
+        for p in admet.PROPERTIES:  # a bootstrap interval around each property's ROC-AUC
+            if not np.isnan(row[p]):
+                assert row[f"{p}_lo"] <= row[p] <= row[f"{p}_hi"]
+    assert any(row[f"{p}_lo"] < row[f"{p}_hi"] for row in table.rows for p in admet.PROPERTIES)
     assert any("train" in line and "absorption" in line for line in lines)
 
 
@@ -136,9 +141,11 @@ def test_biofm_compare_task_admet_prints_the_table(cli, tiny_dir, molecule_mlm_r
     admet.admet_table.cache_clear()
     try:
         run = cli("compare", "--model", molecule_mlm_run / "final", "--task", "admet",
-                  "--seeds", "1", "--mode", "probe", "--max-train", "20", "--device", "cpu")
+                  "--seeds", "1", "--mode", "probe", "--max-train", "20", "--device", "cpu",
+                  "--intervals")
     finally:
         admet.admet_table.cache_clear()
     assert run.code == 0, run.err
     assert "multi-task: pretrained probe" in run.out and "single-task" in run.out
     assert "toxicity" in run.out and "RF on Morgan" in run.out
+    assert "toxicity 95% CI" in run.out  # each property's interval beside it
