@@ -110,10 +110,17 @@ def keep_metrics(task: Task, metrics: dict[str, float]) -> dict[str, float]:
 
 def cap_train(splits: Splits, max_train: int, seed: int) -> Splits:
     """At most `max_train` training examples (a seeded sample; valid and test kept)."""
-    if not max_train or len(splits.train) <= max_train:
-        return splits
-    keep = np.random.default_rng(seed).choice(len(splits.train), max_train, replace=False)
-    return Splits(splits.train.subset(np.sort(keep)), splits.valid, splits.test)
+    train = cap_examples(splits.train, max_train, seed)
+    return splits if train is splits.train else Splits(train, splits.valid, splits.test)
+
+
+def cap_examples(data, max_train: int, seed: int):
+    """At most `max_train` of `data` (anything with `len` and `subset`: a `Split`,
+    segmentation crops): a seeded sample in the original order; 0: all of it."""
+    if not max_train or len(data) <= max_train:
+        return data
+    keep = np.random.default_rng(seed).choice(len(data), max_train, replace=False)
+    return data.subset(np.sort(keep))
 
 
 def interval_metrics(task: Task, labels: np.ndarray, predictions: np.ndarray,

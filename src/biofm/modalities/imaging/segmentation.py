@@ -367,6 +367,7 @@ def compare_segmenters(model, task_name: str, seeds: int, *, modes: Sequence[str
     test crops (`dice_lo`, `dice_hi`, `hd95_lo`, `hd95_hi`)."""
     import time
 
+    from biofm.bench.compare import cap_examples
     from biofm.bench.report import ResultTable
     from biofm.modalities.imaging.tasks import segmentation_task
 
@@ -380,10 +381,7 @@ def compare_segmenters(model, task_name: str, seeds: int, *, modes: Sequence[str
               _dice_hd95(box_baseline(test, intervals=intervals)))
     start = time.perf_counter()
     for seed in range(seeds):
-        train = full_train
-        if max_train and len(full_train) > max_train:
-            keep = np.random.default_rng(seed).choice(len(full_train), max_train, replace=False)
-            train = full_train.subset(np.sort(keep))
+        train = cap_examples(full_train, max_train, seed)
         for mode in modes:
             label = COMPARE_LABELS[mode]
             config = SegmentConfig(mode=mode, seed=seed, epochs=2 if quick else COMPARE_EPOCHS,
@@ -409,5 +407,5 @@ def _dice_hd95(metrics: dict[str, float]) -> dict[str, float]:
 
 
 __all__ = ["PromptedUNETR", "PromptedUNet", "SegmentConfig", "SegmentResult", "box_baseline",
-           "build_segmenter", "compare_segmenters", "evaluate_segmenter", "load_segmenter", "predict_masks",
-           "save_segmenter", "skip_layers", "train_segmenter"]
+           "build_segmenter", "compare_segmenters", "evaluate_segmenter", "load_segmenter",
+           "predict_masks", "save_segmenter", "skip_layers", "train_segmenter"]
