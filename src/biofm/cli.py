@@ -26,6 +26,7 @@ def _table_console() -> Console:
     (rich would cut cells at 80 columns; a table with intervals runs past 160)."""
     return out if out.is_terminal else Console(width=400)
 
+
 ModelOpt = typer.Option(..., "--model", help="biofm checkpoint dir, or an HF ESM (ESM-2, "
                                               "Nucleotide Transformer) or BERT (BERT, DNABERT, "
                                               "Geneformer) dir")
@@ -715,7 +716,6 @@ def pair_pretrain_command(
                                label=label, split=split, max_train=max_train,
                                threshold=threshold, output=output, log=_say)
     a, b = result.sides
-    # a log or pipe gets the whole table (rich would cut its cells at 80 columns)
     result.table(task or "pairs").render(_table_console(),
                                          title=f"test retrieval: recall@k = each {a} "
                                                     f"ranks the {b}s; reverse = each {b} "

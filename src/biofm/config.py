@@ -8,7 +8,6 @@ are YAML files under `biofm/configs/` (shipped inside the package so that
 from __future__ import annotations
 
 import inspect
-
 import math
 from importlib import resources
 from pathlib import Path

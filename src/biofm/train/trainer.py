@@ -36,8 +36,8 @@ from biofm.device import autocast_context
 from biofm.errors import BiofmError
 from biofm.train.schedule import build_optimizer, warmup_cosine
 
-__all__ = ["BestEpoch", "EarlyStopping", "FitConfig", "Loss", "MetricsLog", "StepOutput", "Trainer",
-           "clip_gradients", "fit", "progress_bar"]
+__all__ = ["BestEpoch", "EarlyStopping", "FitConfig", "Loss", "MetricsLog", "StepOutput",
+           "Trainer", "clip_gradients", "fit", "progress_bar"]
 
 B = TypeVar("B")  # whatever a caller's micro-batch is: a Batch, (batch, targets), ...
 

@@ -126,11 +126,8 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def _auc_interval(labels: np.ndarray, scores: np.ndarray, seed: int) -> tuple[float, float]:
     """Percentile-bootstrap 95% interval of one property's test ROC-AUC (1,000
-    resamples seeded by the split seed; NaN when the property has one class)."""
-    y = np.asarray(labels).astype(int)
-    if len(np.unique(y)) < 2:
-        return float("nan"), float("nan")
-    return bootstrap_ci(y, np.asarray(scores, dtype=float), seed=seed,
+    resamples seeded by the split seed; `bootstrap_ci` gives NaN for one class)."""
+    return bootstrap_ci(np.asarray(labels).astype(int), scores, seed=seed,
                         metrics=("roc_auc",))["roc_auc"]
 
 
