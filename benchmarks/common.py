@@ -196,10 +196,18 @@ def interleaved(variants: dict[str, Callable[[int], Any]], calls: int, repeats: 
     return Timings(seconds, peaks)
 
 
-OP_CLASSES = (("attention", ("scaled_dot_product", "scaleddotproduct", "flash_attention",
-                             "flashattention", "varlen_attn")),
+# substrings of op names (CPU: aten ops) and of kernel names (CUDA: flash / fmha
+# attention kernels, cuBLAS / CUTLASS GEMMs); attention is matched first
+OP_CLASSES = (("attention", ("scaled_dot_product", "scaleddotproduct", "flash", "fmha",
+                             "varlen_attn")),
               ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
-                          "aten::_addmm_activation", "aten::linear")))
+                          "aten::_addmm_activation", "aten::linear", "gemm", "cutlass")))
+
+
+def op_class(name: str) -> str:
+    """"attention", "matmul" or "other" for an op or kernel name (`OP_CLASSES`)."""
+    name = name.lower()
+    return next((c for c, keys in OP_CLASSES if any(k in name for k in keys)), "other")
 
 
 def time_by_op_class(run: Callable[[], Any], device: torch.device) -> dict[str, float]:
@@ -217,9 +225,7 @@ def time_by_op_class(run: Callable[[], Any], device: torch.device) -> dict[str, 
     for event in prof.key_averages():
         us = (event.self_device_time_total if device.type == "cuda"
               else event.self_cpu_time_total)
-        name = event.key.lower()
-        cls = next((c for c, keys in OP_CLASSES if any(k in name for k in keys)), "other")
-        spent[cls] += us / 1e6
+        spent[op_class(event.key)] += us / 1e6
     spent["total"] = sum(spent.values())
     return spent
 

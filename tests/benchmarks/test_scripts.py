@@ -116,3 +116,22 @@ def test_gpu_summary_checks_the_targets(tmp_path, speedup, mfu, ok):
     assert passed is ok and len([x for x in lines if not x.startswith(" ")]) == 4
     (tmp_path / "train_650m.json").unlink()
     assert not gpu_summary.summarise(tmp_path)[1]
+
+
+def test_profile_classes_cpu_ops_and_cuda_kernels():
+    """The profiled split names CPU aten ops and CUDA kernels alike (a GPU profile
+    lists kernels, not aten ops)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from common import op_class
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    for name in ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                 "void flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64> >",
+                 "fmha_cutlassF_bf16_aligned_64x64_rf_sm80"):
+        assert op_class(name) == "attention", name
+    for name in ("aten::addmm", "aten::mm", "sm90_xmma_gemm_bf16bf16_bf16f32",
+                 "cutlass::Kernel2<cutlass_80_tensorop_bf16_s16816gemm>"):
+        assert op_class(name) == "matmul", name
+    for name in ("aten::gelu", "aten::native_layer_norm", "void at::native::elementwise_kernel"):
+        assert op_class(name) == "other", name
