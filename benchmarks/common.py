@@ -121,14 +121,22 @@ def build_models(names: list[str], shape: str) -> dict[str, torch.nn.Module]:
 
 
 # variant → transformers attn_implementation
-HF_ATTENTION = {"hf_best": "sdpa", "hf_grouped": "sdpa", "hf_sdpa": "sdpa",
+HF_ATTENTION = {"hf_best": "sdpa", "hf_grouped": "sdpa", "hf_grouped_fp32": "sdpa",
+                "hf_sdpa": "sdpa",
                 "hf_eager": "eager", "hf_flat": "flash_attention_2"}
 
 
-def autocast(device: torch.device):
+def resolve_precision(name: str, device: torch.device) -> str:
+    """"fp32" or "bf16"; "auto" is bf16 on CUDA and fp32 on CPU (as biofm's own
+    `train.precision=auto`)."""
+    return ("bf16" if device.type == "cuda" else "fp32") if name == "auto" else name
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast for "bf16", nothing for "fp32" (a resolved precision)."""
     import contextlib
-    if device.type == "cuda":
-        return torch.autocast("cuda", torch.bfloat16)
+    if precision == "bf16":
+        return torch.autocast(device.type, torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -251,11 +259,11 @@ def print_profile_and_peak(figures: dict) -> None:
           f"{figures['model_flops_per_token']:.3g} model FLOPs per token")
 
 
-def matmul_peak_flops(device: torch.device, seconds: float = 1.0) -> float:
-    """The machine's practical peak, measured now: a large fp32 matmul on CPU
-    (n = 2048, the best of a few), a bf16 one on CUDA (n = 8192)."""
-    cuda = device.type == "cuda"
-    n, dtype = (8192, torch.bfloat16) if cuda else (2048, torch.float32)
+def matmul_peak_flops(device: torch.device, precision: str, seconds: float = 1.0) -> float:
+    """The machine's practical peak in the benchmark's precision, measured now: a
+    large matmul (n = 2048 on CPU, the best of a few; n = 8192 on CUDA) in fp32 or bf16."""
+    n = 8192 if device.type == "cuda" else 2048
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     g = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
     b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
@@ -387,8 +395,8 @@ def iqr(q: dict[str, float], fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(q['median'])} [{fmt.format(q['q1'])}–{fmt.format(q['q3'])}]"
 
 
-def add_common_arguments(parser) -> None:
-    """Options every script shares."""
+def add_common_arguments(parser, precision: bool = True) -> None:
+    """Options every script shares (`--precision` where a model runs)."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: CUDA "
                                                           "when there is a GPU)")
@@ -402,6 +410,11 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--no-profile", action="store_true",
                         help="skip the profiled pass of biofm and the best practice (time in "
                              "matmuls, attention kernels and the rest)")
+    if precision:
+        parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                            help="every variant in fp32 or under bf16 autocast (auto: bf16 "
+                                 "on CUDA, fp32 on CPU); MFU is against the peak in that "
+                                 "precision")
     parser.add_argument("--json", help="write the figures to this file")
 
 
@@ -418,6 +431,7 @@ def run_main(args, measure: Callable, report: Callable, probe: Callable) -> dict
 
     device = resolve_device(args.device)
     args.device = str(device)
+    args.precision = resolve_precision(getattr(args, "precision", "fp32"), device)
     set_threads(args.threads)
     if args.probe:
         probe(args, device)
@@ -428,7 +442,7 @@ def run_main(args, measure: Callable, report: Callable, probe: Callable) -> dict
     figures.update(load_average={"before": load_before, "after": load_average()},
                    commit=run["commit"], dirty=run["dirty"], machine=machine(),
                    device=device.type,
-                   dtype="bf16 autocast" if device.type == "cuda" else "fp32",
+                   dtype="bf16 autocast" if args.precision == "bf16" else "fp32",
                    date=datetime.date.today().isoformat(), args=vars(args))
     report(figures, args)
     write_json(args.json, figures)
@@ -448,10 +462,10 @@ def print_variants(figures: dict, headline: str, extra: str, values: dict, fmt: 
     print(f"machine: {figures['machine']}; load average {load['before']:.1f} before, "
           f"{load['after']:.1f} after (other processes share the CPU above the core count)")
     width = len(fmt.format(0.0))
-    print(f"{'':14}{'real tok/s  median [IQR]':>28}{'real tok':>10}{mfu_name:>9}"
+    print(f"{'':16}{'real tok/s  median [IQR]':>28}{'real tok':>10}{mfu_name:>9}"
           f"{'peak mem':>11}{extra:>{width}}")
     for n in tps:
         q = {"median": tps[n], "q1": iqr_[n][0], "q3": iqr_[n][1]}
         mem = mib(peak_bytes[n]) if n in peak_bytes else "-"
-        print(f"{n:14}{iqr(q):>28}{figures['real_token_fraction_by_variant'][n]:10.0%}"
+        print(f"{n:16}{iqr(q):>28}{figures['real_token_fraction_by_variant'][n]:10.0%}"
               f"{mfu[n]:9.1%}{mem:>11}{fmt.format(values[n])}")

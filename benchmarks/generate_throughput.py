@@ -50,7 +50,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict:
                     temperature=1.0, top_p=0.95)
 
     def run(cache: bool) -> list[str]:
-        with common.autocast(device):
+        with common.autocast(device, args.precision):
             return sample(model, args.samples, cache=cache, **settings)
 
     cached, uncached = run(True), run(False)  # also the warm-up

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sequences", type=int, default=20_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    common.add_common_arguments(parser)
+    common.add_common_arguments(parser, precision=False)
     parser.set_defaults(probe=None)
     args = parser.parse_args(argv)
     return common.run_main(args, measure, report, probe=None)

@@ -13,16 +13,20 @@ drawn at random and every variant trains on them:
   hf_flat       EsmForMaskedLM (flash_attention_2) on `DataCollatorWithFlattening`
                 batches: padding-free, where the installed transformers runs it
                 (CUDA with flash-attn); reported as unsupported otherwise
+  hf_grouped_fp32  hf_grouped without autocast (only with --precision bf16 on CPU,
+                where PyTorch's bf16 attention kernels are slow: a careful user
+                of transformers picks whichever precision is faster)
   hf_sdpa       naive: the same sequences in random batches, padded (secondary)
   hf_eager      as hf_sdpa with eager attention (only with --eager)
 
-`speedup_vs_hf_best` is over the faster of hf_grouped and hf_flat;
+`speedup_vs_hf_best` is over the fastest of hf_grouped, hf_grouped_fp32 and hf_flat;
 `speedup_implementation_only` is hf_grouped over biofm_padded (equal padding);
 `speedup_packing` is biofm_padded over biofm. Each figure is the median and
-interquartile range over `--repeats` interleaved passes. On CUDA all variants
-run in bf16 autocast.
+interquartile range over `--repeats` interleaved passes. Every variant runs in
+`--precision`: bf16 autocast on CUDA, fp32 on CPU unless `--precision bf16` (a CPU
+with bf16 units: AVX512-BF16, AMX).
 
-    python benchmarks/train_throughput.py [--steps 6] [--repeats 5] [--json out.json]
+    python benchmarks/train_throughput.py [--steps 6] [--repeats 5] [--precision bf16] [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from biofm.backbones import count_parameters
 from biofm.data.collate import pack_collate, pad_collate
 from biofm.outputs import Batch
 
-HF_BEST = ("hf_grouped", "hf_flat")
+HF_BEST = ("hf_grouped", "hf_grouped_fp32", "hf_flat")
 
 
 @dataclass
@@ -121,13 +125,17 @@ def forward(name: str, model, batch, device: torch.device) -> tuple[torch.Tensor
     return out.loss, int((b.labels != -100).sum())
 
 
-def step_fn(name: str, model, batches: list, device: torch.device):
+def variant_precision(name: str, args: argparse.Namespace) -> str:
+    return "fp32" if name.endswith("_fp32") else args.precision
+
+
+def step_fn(name: str, model, batches: list, device: torch.device, precision: str):
     """A closure running training step i (forward, backward, AdamW) of one variant."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def run(i: int) -> None:
         optimizer.zero_grad(set_to_none=True)
-        with common.autocast(device):
+        with common.autocast(device, precision):
             loss, _ = forward(name, model, batches[i], device)
         loss.backward()
         optimizer.step()
@@ -136,12 +144,12 @@ def step_fn(name: str, model, batches: list, device: torch.device):
 
 
 @torch.no_grad()
-def loss_check(name: str, model, batches: list, device: torch.device) -> float:
+def loss_check(name: str, model, batches: list, device: torch.device, precision: str) -> float:
     """Token-weighted MLM loss over all steps with the starting weights: the same
     number for every variant shows they do the same work."""
     total = count = 0.0
     for batch in batches:
-        with common.autocast(device):
+        with common.autocast(device, precision):
             loss, n = forward(name, model, batch, device)
         total += float(loss) * n
         count += n
@@ -150,6 +158,8 @@ def loss_check(name: str, model, batches: list, device: torch.device) -> float:
 
 def variant_names(args: argparse.Namespace, device: torch.device) -> tuple[list[str], dict]:
     names = ["biofm", "biofm_padded", "hf_grouped", "hf_flat", "hf_sdpa"]
+    if args.precision == "bf16" and device.type == "cpu":
+        names.insert(3, "hf_grouped_fp32")
     if args.eager:
         names.append("hf_eager")
     unsupported = {}
@@ -166,7 +176,8 @@ def probe(args: argparse.Namespace, device: torch.device) -> None:
     model = common.build_models([args.probe], args.shape)[args.probe].to(device).train()
     twin = model if args.probe.startswith("biofm") else common.biofm_from_hf(model)
     work = make_workload(twin, args.steps, args.batch_size, args.seed)
-    run = step_fn(args.probe, model, batches_for(args.probe, work, twin.tokenizer.pad_id), device)
+    run = step_fn(args.probe, model, batches_for(args.probe, work, twin.tokenizer.pad_id), device,
+                  variant_precision(args.probe, args))
     run(0)
     print(json.dumps({"peak_bytes": common.peak_memory(lambda: run(0), device)}))
 
@@ -183,20 +194,21 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict:
     work = make_workload(biofm, args.steps, args.batch_size, args.seed)
     pad_id = biofm.tokenizer.pad_id
     batches = {n: batches_for(n, work, pad_id) for n in names}
-    losses = {n: loss_check(n, models[n], batches[n], device) for n in names}
-    runs = {n: step_fn(n, models[n], batches[n], device) for n in names}
+    precision = {n: variant_precision(n, args) for n in names}
+    losses = {n: loss_check(n, models[n], batches[n], device, precision[n]) for n in names}
+    runs = {n: step_fn(n, models[n], batches[n], device, precision[n]) for n in names}
     # two warm-up steps of other shapes: kernels loaded, AdamW state allocated, and
     # under --compile both the static and the dynamic-shape graphs built
     warm = make_workload(biofm, 2, min(args.batch_size, 4), args.seed + 10_000)
     warm_batches = {n: batches_for(n, warm, pad_id) for n in names}
 
     def warmup(name: str) -> None:
-        run = step_fn(name, models[name], warm_batches[name], device)
+        run = step_fn(name, models[name], warm_batches[name], device, precision[name])
         run(0)
         run(1)
 
     timings = common.interleaved(runs, args.steps, args.repeats, device, warmup=warmup,
-                                 peak=lambda: common.matmul_peak_flops(device))
+                                 peak=lambda: common.matmul_peak_flops(device, args.precision))
     figures = summarise(args, device, names, unsupported, work, batches, losses, timings, biofm)
     common.add_profile(figures, args, {
         n: lambda n=n: [runs[n](i) for i in range(args.steps)]
@@ -262,7 +274,7 @@ def real_fraction(batches: list) -> float:
 def child_args(args: argparse.Namespace) -> list[str]:
     return ["--steps", str(args.steps), "--batch-size", str(args.batch_size),
             "--seed", str(args.seed), "--device", args.device, "--threads", str(args.threads),
-            "--shape", args.shape]
+            "--shape", args.shape, "--precision", args.precision]
 
 
 def report(figures: dict, args: argparse.Namespace) -> None:
@@ -273,7 +285,7 @@ def report(figures: dict, args: argparse.Namespace) -> None:
                  f"length-grouped steps x {args.repeats} interleaved repeats",
         "loss", figures["loss_check"], "{:9.4f}")
     for n, why in figures["unsupported"].items():
-        print(f"{n:14}not run: {why}")
+        print(f"{n:16}not run: {why}")
     x = lambda key: common.iqr(figures[key], "{:.2f}") + "x"  # noqa: E731
     print(f"speedup vs HF best practice ({figures['hf_best_variant']}): "
           f"{x('speedup_vs_hf_best')}   implementation only (both padded): "

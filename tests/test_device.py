@@ -113,3 +113,23 @@ def test_small_model_threads_decides_once_per_process_and_can_be_pinned(monkeypa
         with small_model_threads():
             pass
     assert torch.get_num_threads() == before
+
+
+def test_bf16_on_a_cpu_without_bf16_units_is_a_warning(monkeypatch, caplog):
+    import biofm.device as device
+
+    monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: False)
+    monkeypatch.setattr(device, "_warned_bf16", [])
+    with caplog.at_level("WARNING", logger="biofm"):
+        with device.autocast_context(torch.device("cpu"), "bf16"):
+            assert torch.is_autocast_enabled("cpu")
+        device.autocast_context(torch.device("cpu"), "bf16")  # once per process
+        with device.autocast_context(torch.device("cpu"), "auto"):  # fp32 on a CPU
+            assert not torch.is_autocast_enabled("cpu")
+    warnings = [r for r in caplog.records if "without bf16 units" in r.message]
+    assert len(warnings) == 1 and "precision=fp32" in warnings[0].message
+    monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: True)
+    monkeypatch.setattr(device, "_warned_bf16", [])
+    caplog.clear()
+    device.autocast_context(torch.device("cpu"), "bf16")
+    assert not caplog.records

@@ -45,3 +45,49 @@ def test_on_the_cpu_every_input_takes_per_segment_sdpa():
     for dtype in (torch.float32, torch.bfloat16):
         assert layers.choose_kernel(torch.zeros(4, 2, 16, dtype=dtype), 0.0)[1] \
             is layers.sdpa_per_segment
+
+
+def test_on_the_cpu_bf16_attention_runs_in_fp32_and_returns_bf16():
+    """Under CPU bf16 autocast the attention kernels see fp32 (PyTorch's bf16 CPU kernels
+    are slower at small head widths) and hand back the projections' dtype; gradients
+    reach bf16 inputs."""
+    seen = []
+
+    def kernel(q, k, v, *rest):
+        seen.append((q.dtype, k.dtype, v.dtype, torch.is_autocast_enabled("cpu")))
+        return layers.sdpa_per_segment(q, k, v, *rest)
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(12, 2, 16, generator=g).bfloat16().requires_grad_()
+               for _ in range(3))
+    segments = layers.Segments.from_document_ids(torch.tensor([[0] * 5 + [1] * 7]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layers.cpu_attention_in_fp32(kernel)(q, k, v, segments, False, 0.0)
+    assert seen == [(torch.float32,) * 3 + (False,)] and out.dtype == torch.bfloat16
+    exact = layers.sdpa_per_segment(q.float(), k.float(), v.float(), segments, False, 0.0)
+    assert (out.float() - exact).abs().max() < 1e-2  # only the output's bf16 rounding
+    out.float().sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.bfloat16 and q.grad.abs().sum() > 0
+    fp32 = torch.randn(12, 2, 16)  # fp32 inputs pass straight through
+    seen.clear()
+    layers.cpu_attention_in_fp32(kernel)(fp32, fp32, fp32, segments, False, 0.0)
+    assert seen == [(torch.float32,) * 3 + (False,)]
+
+
+def test_a_bf16_model_on_the_cpu_tracks_its_fp32_self():
+    """A packed and a padded forward under CPU bf16 autocast stay within bf16 rounding of
+    fp32 (attention in fp32, linear layers in bf16)."""
+    from tests.backbones.test_transformer import _packed
+    from tests.helpers import random_proteins, tiny_model
+
+    model = tiny_model().eval()
+    batch, _ = _packed(model, model.encode(random_proteins(4, seed=3)), 64)
+    for document_ids in (batch.document_ids, None):
+        with torch.no_grad():
+            exact = model.backbone(batch.input_ids, batch.attention_mask,
+                                   document_ids).last_hidden_state
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = model.backbone(batch.input_ids, batch.attention_mask,
+                                     document_ids).last_hidden_state
+        assert low.dtype in (torch.bfloat16, torch.float32)
+        assert (low.float() - exact).abs().max() < 0.1 * exact.abs().max()

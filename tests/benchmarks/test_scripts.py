@@ -46,6 +46,20 @@ def test_train_benchmark_reports_separated_figures(tmp_path):
     assert len(figures["commit"]) == 40 and figures["date"] and figures["machine"]
 
 
+def test_train_benchmark_in_bf16_on_the_cpu_also_times_hf_in_fp32(tmp_path):
+    """--precision bf16: every variant under bf16 autocast, and transformers also in
+    fp32 (its faster precision on many CPUs) as a best-practice candidate."""
+    figures = _run("train_throughput", "--steps", "1", "--repeats", "1", "--batch-size", "2",
+                   "--device", "cpu", "--precision", "bf16", "--no-memory", "--no-profile",
+                   tmp_path=tmp_path)
+    assert set(figures["tokens_per_s"]) == {"biofm", "biofm_padded", "hf_grouped",
+                                            "hf_grouped_fp32", "hf_sdpa"}
+    assert figures["hf_best_variant"] in ("hf_grouped", "hf_grouped_fp32")
+    assert figures["dtype"] == "bf16 autocast" and figures["args"]["precision"] == "bf16"
+    losses = figures["loss_check"]
+    assert abs(losses["biofm"] - losses["hf_grouped_fp32"]) < 5e-2  # bf16 rounding only
+
+
 def test_embed_benchmark_reports_equal_outputs(tmp_path):
     figures = _run("embed_throughput", "--sequences", "6", "--repeats", "1", "--no-memory",
                    "--device", "cpu", tmp_path=tmp_path)
