@@ -223,3 +223,20 @@ def test_best_epoch_keeps_the_best_weights_and_stops_on_patience():
                                "valid_ci": 0.5}
     assert lines[1] == "train loss 5.0000, valid MSE 0.2000, ci 0.5000 after epoch 2"
     assert hook.restore() == hook.history and float(model.weight.detach()[0, 0]) == weights[6]
+
+
+def test_best_epoch_counted_in_steps_with_a_minimum_gain():
+    """TransTEE's use: an evaluation every 4 steps of random batches, rows keyed by step,
+    and a gain under `min_delta` counts as no gain."""
+    from biofm.train.trainer import BestEpoch, StepOutput
+
+    model = nn.Linear(2, 1)
+    scores = iter([0.5, 0.49995, 0.4])  # the second is within min_delta of the first
+    hook = BestEpoch(model, lambda: {"mse": next(scores)}, "mse", higher_is_better=False,
+                     patience=1, per_epoch=4, min_delta=1e-4, count="step")
+    step = 0
+    while not hook(StepOutput(step=step + 1, loss=torch.tensor(1.0), lr=0.1,
+                              grad_norm=torch.tensor(0.0))):
+        step += 1
+    assert step + 1 == 8  # the step-8 score did not beat step 4's by 1e-4
+    assert [h["step"] for h in hook.history] == [4, 8] and "epoch" not in hook.history[0]

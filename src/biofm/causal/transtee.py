@@ -42,7 +42,7 @@ from biofm.causal.estimators import Effects, percentile_interval, resample_units
 from biofm.config import BackboneConfig, Config
 from biofm.device import resolve_device
 from biofm.errors import BiofmError
-from biofm.train.trainer import EarlyStopping, FitConfig, Loss, StepOutput, Trainer, fit
+from biofm.train.trainer import BestEpoch, FitConfig, Loss, Trainer, fit
 
 __all__ = ["CovariateTokenizer", "TransTEE", "TransTEEConfig", "TransTEEEstimator"]
 
@@ -273,7 +273,17 @@ def _train_member(model: TransTEE, units: _Units, train: np.ndarray, valid: np.n
     train_index = torch.as_tensor(train)
     valid_units = units[torch.as_tensor(valid, device=units.ids.device)]
     per_pass = math.ceil(len(train) / config.batch_size)
-    stop = _ValidEnd(model, valid_units, config.eval_every or per_pass, config.patience)
+
+    def valid_mse() -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            v = valid_units
+            score = F.mse_loss(model(v.ids, v.values, v.t).float(), v.y).item()
+        model.train()
+        return {"mse": score}
+
+    stop = BestEpoch(model, valid_mse, "mse", higher_is_better=False, patience=config.patience,
+                     per_epoch=config.eval_every or per_pass, min_delta=1e-4, count="step")
 
     def next_batch() -> _Units:
         pick = torch.randint(len(train_index), (config.batch_size,), generator=generator)
@@ -283,37 +293,8 @@ def _train_member(model: TransTEE, units: _Units, train: np.ndarray, valid: np.n
         return Loss(F.mse_loss(model(batch.ids, batch.values, batch.t).float(), batch.y))
 
     fit(Trainer(model, fit_config, device), next_batch, loss_fn, stop)
-    if stop.best_state is not None:
-        model.load_state_dict(stop.best_state)
-    if not all(math.isfinite(h["train_mse"]) for h in stop.history):
+    stop.restore()
+    if not all(math.isfinite(h["train_loss"]) for h in stop.history):
         raise BiofmError("TransTEE training diverged (the loss is not finite)",
                          fix="lower the learning rate, or check the outcome for extreme values")
     return stop.history
-
-
-class _ValidEnd:
-    """`fit`'s hook: every `every` steps score the validation MSE, keep the best
-    weights, stop after `patience` scores without improvement."""
-
-    def __init__(self, model: TransTEE, valid: _Units, every: int, patience: int) -> None:
-        self.model, self.valid, self.every = model, valid, every
-        self.stopper = EarlyStopping(patience, min_delta=1e-4)
-        self.losses: list[torch.Tensor] = []
-        self.history: list[dict[str, float]] = []
-        self.best_state: dict[str, torch.Tensor] | None = None
-
-    def __call__(self, out: StepOutput) -> bool:
-        self.losses.append(out.loss)
-        if out.step % self.every:
-            return False
-        self.model.eval()
-        with torch.no_grad():
-            v = self.valid
-            score = F.mse_loss(self.model(v.ids, v.values, v.t).float(), v.y).item()
-        self.model.train()
-        self.history.append({"step": out.step, "train_mse": torch.stack(self.losses).mean().item(),
-                             "valid_mse": score})
-        self.losses = []
-        if self.stopper.update(score):
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        return self.stopper.stop

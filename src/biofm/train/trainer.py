@@ -196,18 +196,22 @@ class BestEpoch:
     epochs without improvement (`EarlyStopping`); `restore()` loads the best back.
 
     `evaluate()` returns {name: value} and leaves the model's train / eval modes as it
-    found them; `metric` is the name that selects. `history` gets one row per epoch:
-    {"epoch", "train_loss" (the epoch's mean), "valid_<name>" for each name}; `log` a
-    line per epoch, names shown as `labels` gives them (default: the names).
+    found them; `metric` is the name that selects, improving by more than `min_delta`.
+    `history` gets one row per epoch: {"epoch", "train_loss" (the epoch's mean),
+    "valid_<name>" for each name}; `log` a line per epoch, names shown as `labels` gives
+    them (default: the names). With `count="step"` an evaluation every `per_epoch` steps
+    of random batches is counted by its step instead ({"step", …}).
     """
 
     def __init__(self, model: nn.Module, evaluate: Callable[[], dict[str, float]], metric: str,
                  *, higher_is_better: bool, patience: int, per_epoch: int,
                  log: Callable[[str], None] | None = None,
-                 labels: dict[str, str] | None = None) -> None:
+                 labels: dict[str, str] | None = None, min_delta: float = 0.0,
+                 count: Literal["epoch", "step"] = "epoch") -> None:
         self.model, self.evaluate, self.metric, self.per_epoch = model, evaluate, metric, per_epoch
-        self.log, self.labels = log, labels or {}
-        self.stopper = EarlyStopping(patience, higher_is_better=higher_is_better)
+        self.log, self.labels, self.count = log, labels or {}, count
+        self.stopper = EarlyStopping(patience, higher_is_better=higher_is_better,
+                                     min_delta=min_delta)
         self.losses: list[torch.Tensor] = []
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -217,14 +221,15 @@ class BestEpoch:
         if out.step % self.per_epoch:
             return False
         scores = self.evaluate()
-        epoch, train_loss = out.step // self.per_epoch, torch.stack(self.losses).mean().item()
+        at = out.step // self.per_epoch if self.count == "epoch" else out.step
+        train_loss = torch.stack(self.losses).mean().item()
         self.losses = []
-        self.history.append({"epoch": epoch, "train_loss": train_loss,
+        self.history.append({self.count: at, "train_loss": train_loss,
                              **{f"valid_{name}": value for name, value in scores.items()}})
         if self.log is not None:
             shown = ", ".join(f"{self.labels.get(name, name)} {value:.4f}"
                               for name, value in scores.items())
-            self.log(f"train loss {train_loss:.4f}, valid {shown} after epoch {epoch}")
+            self.log(f"train loss {train_loss:.4f}, valid {shown} after {self.count} {at}")
         if self.stopper.update(scores[self.metric]):
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         return self.stopper.stop
