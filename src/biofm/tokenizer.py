@@ -124,6 +124,31 @@ class Tokenizer:
         return cls(data["vocab"], data["specials"], **data.get("config", {}))
 
 
+class RustTokenizer(Tokenizer):
+    """A tokenizer whose `split` is a Hugging Face `tokenizers` (Rust) pipeline, built
+    from the vocabulary and config on first use (`_build`) with the special tokens
+    matched whole, and dropped when pickled (worker processes rebuild it)."""
+
+    _model: Any = None
+
+    def _build(self) -> Any:
+        """The `tokenizers.Tokenizer` for this vocabulary and config."""
+        raise NotImplementedError
+
+    def _hf(self) -> Any:
+        if self._model is None:
+            model = self._build()
+            model.add_special_tokens(sorted(set(self.specials.values())))
+            self._model = model
+        return self._model
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_model": None}
+
+    def split(self, text: str) -> list[str]:
+        return self._hf().encode(text, add_special_tokens=False).tokens
+
+
 def load_tokenizer(directory: str | Path) -> Tokenizer:
     """Rebuild the tokenizer saved in a checkpoint directory."""
     path = Path(directory) / TOKENIZER_FILE

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal, Sequence
 from biofm.errors import BiofmError
 from biofm.interop.hf import read_json
 from biofm.registry import TOKENIZERS
-from biofm.tokenizer import Tokenizer
+from biofm.tokenizer import RustTokenizer
 
 ENDOFTEXT = "<|endoftext|>"
 # role → the tokenizer-file key that names it
@@ -39,8 +39,23 @@ Whitespace = Literal["keep", "strip", "remove"]
 BPE_FILES = "vocab.json and merges.txt, or tokenizer.json"
 
 
+def byte_level_bpe(token_to_id: dict[str, int], merges: Sequence[Sequence[str]], *,
+                   add_prefix_space: bool, use_regex: bool = True) -> Any:
+    """A `tokenizers` byte-level BPE (GPT-2's byte symbols: "Ġ" is a space) over a fixed
+    vocabulary and merge list, with the byte-level decoder."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers.decoders import ByteLevel as ByteLevelDecoder
+    from tokenizers.models import BPE
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    model = HFTokenizer(BPE(vocab=dict(token_to_id), merges=[tuple(m) for m in merges]))
+    model.pre_tokenizer = ByteLevel(add_prefix_space=add_prefix_space, use_regex=use_regex)
+    model.decoder = ByteLevelDecoder()
+    return model
+
+
 @TOKENIZERS.register("byte-bpe")
-class ByteBpeTokenizer(Tokenizer):
+class ByteBpeTokenizer(RustTokenizer):
     """Byte-level BPE over a fixed vocabulary (ids = the vocabulary's order).
 
     Options (saved in `config`): merges (pairs of symbols, in priority order),
@@ -60,29 +75,11 @@ class ByteBpeTokenizer(Tokenizer):
         super().__init__(vocab, specials, merges=[list(m) for m in merges],
                          add_prefix_space=add_prefix_space, use_regex=use_regex,
                          whitespace=whitespace, **config)
-        self._model = None  # the HF tokenizer, built on first use (keeps pickling simple)
 
-    def _hf(self):
-        if self._model is None:
-            from tokenizers import Tokenizer as HFTokenizer
-            from tokenizers.decoders import ByteLevel as ByteLevelDecoder
-            from tokenizers.models import BPE
-            from tokenizers.pre_tokenizers import ByteLevel
-
-            model = HFTokenizer(BPE(vocab=dict(self.token_to_id),
-                                    merges=[tuple(m) for m in self.config["merges"]]))
-            model.pre_tokenizer = ByteLevel(add_prefix_space=self.config["add_prefix_space"],
-                                            use_regex=self.config["use_regex"])
-            model.decoder = ByteLevelDecoder()
-            model.add_special_tokens(sorted(set(self.specials.values())))
-            self._model = model
-        return self._model
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_model": None}
-
-    def split(self, text: str) -> list[str]:
-        return self._hf().encode(text, add_special_tokens=False).tokens
+    def _build(self) -> Any:
+        return byte_level_bpe(self.token_to_id, self.config["merges"],
+                              add_prefix_space=self.config["add_prefix_space"],
+                              use_regex=self.config["use_regex"])
 
     def join(self, tokens: list[str]) -> str:
         """Byte symbols → text ("Ġ" is a space, "Ċ" a newline), then the whitespace rule."""

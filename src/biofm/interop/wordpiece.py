@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from biofm.errors import BiofmError
 from biofm.registry import TOKENIZERS
-from biofm.tokenizer import Tokenizer
+from biofm.tokenizer import RustTokenizer
 
 # role → token in BERT vocabularies; bos is BERT's [CLS], eos its [SEP]
 BERT_SPECIALS: dict[str, str] = {"pad": "[PAD]", "unk": "[UNK]", "bos": "[CLS]",
@@ -29,7 +29,7 @@ BERT_SPECIALS: dict[str, str] = {"pad": "[PAD]", "unk": "[UNK]", "bos": "[CLS]",
 
 
 @TOKENIZERS.register("wordpiece")
-class WordPieceTokenizer(Tokenizer):
+class WordPieceTokenizer(RustTokenizer):
     """WordPiece over a fixed vocabulary (ids = the vocabulary's order).
 
     Options (saved in `config`): lowercase (BERT "uncased"), strip_accents
@@ -47,7 +47,6 @@ class WordPieceTokenizer(Tokenizer):
                          lowercase=lowercase, strip_accents=strip_accents,
                          chinese_chars=chinese_chars, max_chars_per_word=max_chars_per_word,
                          **config)
-        self._model = None  # the HF tokenizer, built on first use (keeps pickling simple)
 
     @classmethod
     def fit(cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2,
@@ -74,29 +73,20 @@ class WordPieceTokenizer(Tokenizer):
         pieces = learn_word_pieces(words, vocab_size - len(specials), min_frequency)
         return cls([*specials, *pieces], lowercase=lowercase, **config)
 
-    def _hf(self):
-        if self._model is None:
-            from tokenizers import Tokenizer as HFTokenizer
-            from tokenizers.models import WordPiece
-            from tokenizers.normalizers import BertNormalizer
-            from tokenizers.pre_tokenizers import BertPreTokenizer
+    def _build(self) -> Any:
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers.models import WordPiece
+        from tokenizers.normalizers import BertNormalizer
+        from tokenizers.pre_tokenizers import BertPreTokenizer
 
-            model = HFTokenizer(WordPiece(
-                vocab=dict(self.token_to_id), unk_token=self.specials["unk"],
-                max_input_chars_per_word=self.config["max_chars_per_word"]))
-            model.normalizer = BertNormalizer(
-                clean_text=True, handle_chinese_chars=self.config["chinese_chars"],
-                strip_accents=self.config["strip_accents"], lowercase=self.config["lowercase"])
-            model.pre_tokenizer = BertPreTokenizer()
-            model.add_special_tokens(sorted(set(self.specials.values())))
-            self._model = model
-        return self._model
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_model": None}
-
-    def split(self, text: str) -> list[str]:
-        return self._hf().encode(text, add_special_tokens=False).tokens
+        model = HFTokenizer(WordPiece(
+            vocab=dict(self.token_to_id), unk_token=self.specials["unk"],
+            max_input_chars_per_word=self.config["max_chars_per_word"]))
+        model.normalizer = BertNormalizer(
+            clean_text=True, handle_chinese_chars=self.config["chinese_chars"],
+            strip_accents=self.config["strip_accents"], lowercase=self.config["lowercase"])
+        model.pre_tokenizer = BertPreTokenizer()
+        return model
 
     def join(self, tokens: list[str]) -> str:
         """Word pieces → text: `##` pieces attach to the previous piece, words are

@@ -17,9 +17,10 @@ import json
 from typing import Any, ClassVar, Iterable, Sequence
 
 from biofm.errors import BiofmError
+from biofm.interop.bpe import byte_level_bpe
 from biofm.interop.wordpiece import WordPieceTokenizer
 from biofm.registry import TOKENIZERS
-from biofm.tokenizer import Tokenizer
+from biofm.tokenizer import RustTokenizer
 
 # role → token, RoBERTa's names; <s> doubles as the CLS token for encoders
 BPE_SPECIALS: dict[str, str] = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>",
@@ -34,7 +35,7 @@ def fit_wordpiece(texts: Sequence[str]) -> WordPieceTokenizer:
 
 
 @TOKENIZERS.register("text-bpe")
-class TextBpeTokenizer(Tokenizer):
+class TextBpeTokenizer(RustTokenizer):
     """Byte-level BPE over a learnt vocabulary (ids = the vocabulary's order).
 
     `fit(texts, vocab_size=8000)` learns it; the vocabulary holds the specials,
@@ -48,7 +49,6 @@ class TextBpeTokenizer(Tokenizer):
                  merges: Sequence[Sequence[str]] = (), **config: Any) -> None:
         super().__init__(vocab, dict(BPE_SPECIALS if specials is None else specials),
                          merges=[list(m) for m in merges], **config)
-        self._model = None  # the HF tokenizer, built on first use (keeps pickling simple)
 
     @classmethod
     def fit(cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2,
@@ -79,26 +79,8 @@ class TextBpeTokenizer(Tokenizer):
         merges = [m.split(" ") if isinstance(m, str) else m for m in merges]
         return cls([tok for tok, _ in vocab], merges=merges, **config)
 
-    def _hf(self):
-        if self._model is None:
-            from tokenizers import Tokenizer as HFTokenizer
-            from tokenizers.decoders import ByteLevel as ByteLevelDecoder
-            from tokenizers.models import BPE
-            from tokenizers.pre_tokenizers import ByteLevel
-
-            model = HFTokenizer(BPE(vocab=dict(self.token_to_id),
-                                    merges=[tuple(m) for m in self.config["merges"]]))
-            model.pre_tokenizer = ByteLevel(add_prefix_space=True)
-            model.decoder = ByteLevelDecoder()
-            model.add_special_tokens(sorted(set(self.specials.values())))
-            self._model = model
-        return self._model
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_model": None}
-
-    def split(self, text: str) -> list[str]:
-        return self._hf().encode(text, add_special_tokens=False).tokens
+    def _build(self) -> Any:
+        return byte_level_bpe(self.token_to_id, self.config["merges"], add_prefix_space=True)
 
     def join(self, tokens: list[str]) -> str:
         """Byte symbols → text (the prefix space `split` added is dropped)."""
