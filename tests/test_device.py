@@ -119,7 +119,7 @@ def test_bf16_on_a_cpu_without_bf16_units_is_a_warning(monkeypatch, caplog):
     import biofm.device as device
 
     monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: False)
-    monkeypatch.setattr(device, "_warned_bf16", [])
+    device._warn_emulated_bf16.cache_clear()
     with caplog.at_level("WARNING", logger="biofm"):
         with device.autocast_context(torch.device("cpu"), "bf16"):
             assert torch.is_autocast_enabled("cpu")
@@ -129,7 +129,7 @@ def test_bf16_on_a_cpu_without_bf16_units_is_a_warning(monkeypatch, caplog):
     warnings = [r for r in caplog.records if "without bf16 units" in r.message]
     assert len(warnings) == 1 and "precision=fp32" in warnings[0].message
     monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: True)
-    monkeypatch.setattr(device, "_warned_bf16", [])
+    device._warn_emulated_bf16.cache_clear()
     caplog.clear()
     device.autocast_context(torch.device("cpu"), "bf16")
     assert not caplog.records

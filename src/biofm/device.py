@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import statistics
@@ -57,23 +58,25 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     """bf16 autocast for "bf16", and for "auto" on CUDA; otherwise plain fp32.
 
     On a CPU, "bf16" pays where the CPU has bf16 units (AVX512-BF16 or AMX: ESM-2 8M
-    trains ~1.3x faster than in fp32, `benchmarks/README.md`); attention still runs in
+    trains ~1.4x faster than in fp32, `benchmarks/README.md`); attention still runs in
     fp32 there (`backbones.layers.cpu_attention_in_fp32`). Without those units bf16 is
     emulated and slower than fp32: a warning says so, once."""
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if not use_bf16:
         return contextlib.nullcontext()
-    if device.type == "cpu" and not cpu_has_bf16_units() and not _warned_bf16:
-        _warned_bf16.append(True)
-        logger.warning("precision bf16 on a CPU without bf16 units (AVX512-BF16, AMX): "
-                       "PyTorch emulates bf16 here, which is slower than fp32; use "
-                       "precision=fp32 (train.precision=fp32) on this machine")
+    if device.type == "cpu" and not cpu_has_bf16_units():
+        _warn_emulated_bf16()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-_warned_bf16: list[bool] = []
+@functools.cache  # once per process
+def _warn_emulated_bf16() -> None:
+    logger.warning("precision bf16 on a CPU without bf16 units (AVX512-BF16, AMX): "
+                   "PyTorch emulates bf16 here, which is slower than fp32; use "
+                   "precision=fp32 (train.precision=fp32) on this machine")
 
 
+@functools.cache  # the hardware does not change; autocast_context runs every step
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), as PyTorch's
     oneDNN kernels see it."""

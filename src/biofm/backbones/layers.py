@@ -139,6 +139,25 @@ Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Segments, bool, flo
                   torch.Tensor]
 
 
+def cpu_attention_in_fp32(kernel: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Run an attention kernel on CPU in fp32 when q, k, v come in bf16 / fp16 (under
+    autocast), and cast the result back.
+
+    PyTorch's CPU flash kernel is slower in bf16 than in fp32 at protein-model head
+    widths (ESM-2 8M, hd 16: 1.6x slower, forward + backward), while bf16 linear layers
+    are 2-3x faster on CPUs with bf16 units (AVX512-BF16, AMX): mixed precision on a
+    CPU then pays only where it gains. Upcasting is also the more exact of the two."""
+    @functools.wraps(kernel)
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if q.device.type != "cpu" or q.dtype == k.dtype == v.dtype == torch.float32:
+            return kernel(q, k, v, *args, **kwargs)
+        dtype = v.dtype  # the projections' dtype (rotary may have left q, k in fp32)
+        with torch.autocast("cpu", enabled=False):
+            return kernel(q.float(), k.float(), v.float(), *args, **kwargs).to(dtype)
+    return run
+
+
+@cpu_attention_in_fp32
 def sdpa_per_segment(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
                      causal: bool, dropout_p: float) -> torch.Tensor:
     """One unmasked SDPA call per segment: no (T, T) mask, no work across documents,
@@ -241,24 +260,6 @@ def _installed(module: str) -> bool:
 _logged: set[tuple[str, str]] = set()
 
 
-def cpu_attention_in_fp32(kernel: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """Run an attention kernel on CPU in fp32 when q, k, v come in bf16 / fp16 (under
-    autocast), and cast the result back.
-
-    PyTorch's CPU flash kernel is slower in bf16 than in fp32 at protein-model head
-    widths (ESM-2 8M, hd 16: 1.6x slower, forward + backward), while bf16 linear layers
-    are 2-3x faster on CPUs with bf16 units (AVX512-BF16, AMX): mixed precision on a
-    CPU then pays only where it gains. Upcasting is also the more exact of the two."""
-    @functools.wraps(kernel)
-    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        if q.device.type != "cpu" or q.dtype == k.dtype == v.dtype == torch.float32:
-            return kernel(q, k, v, *args, **kwargs)
-        dtype = v.dtype  # the projections' dtype (rotary may have left q, k in fp32)
-        with torch.autocast("cpu", enabled=False):
-            return kernel(q.float(), k.float(), v.float(), *args, **kwargs).to(dtype)
-    return run
-
-
 @torch.compiler.disable  # runs eagerly: traced, every new packed layout would recompile
 def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
                      causal: bool, dropout_p: float) -> torch.Tensor:
@@ -274,7 +275,7 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments
         else:
             logger.info("packed attention on %s: %s", q.device.type, name)
     q, k, v = (t.reshape(B * T, h, hd) for t in (q, k, v))  # (N, h, hd)
-    return cpu_attention_in_fp32(kernel)(q, k, v, segments, causal, dropout_p).view(B, T, h, hd)
+    return kernel(q, k, v, segments, causal, dropout_p).view(B, T, h, hd)
 
 
 class KVCache:
