@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from biofm.backbones import layers
+from biofm.backbones import layers, native
 
 
 def _on_cuda(head_dim: int, dtype: torch.dtype) -> SimpleNamespace:
@@ -41,9 +41,13 @@ def test_the_installed_varlen_kernel_signature_is_checked():
     assert layers._torch_varlen_fits() == layers._installed("torch.nn.attention.varlen")
 
 
-def test_on_the_cpu_every_input_takes_per_segment_sdpa():
+def test_on_the_cpu_every_input_takes_a_per_segment_kernel():
+    """biofm's own for 16-wide heads where it is built (tests/backbones/test_native.py),
+    else PyTorch's SDPA per segment, in fp32 and under bf16 autocast alike."""
+    own = layers.native_per_segment if native.library() else layers.sdpa_per_segment
     for dtype in (torch.float32, torch.bfloat16):
-        assert layers.choose_kernel(torch.zeros(4, 2, 16, dtype=dtype), 0.0)[1] \
+        assert layers.choose_kernel(torch.zeros(4, 2, 16, dtype=dtype), 0.0)[1] is own
+        assert layers.choose_kernel(torch.zeros(4, 2, 8, dtype=dtype), 0.0)[1] \
             is layers.sdpa_per_segment
 
 
@@ -91,3 +95,29 @@ def test_a_bf16_model_on_the_cpu_tracks_its_fp32_self():
                                      document_ids).last_hidden_state
         assert low.dtype in (torch.bfloat16, torch.float32)
         assert (low.float() - exact).abs().max() < 0.1 * exact.abs().max()
+
+
+def test_a_model_cast_to_bf16_keeps_its_rotary_frequencies_in_fp32():
+    """`biofm.load(..., dtype=torch.bfloat16)` casts every buffer; bf16 frequencies
+    would turn the angle of position 1,000 by ~0.2 rad."""
+    rotary = layers.Rotary(16)
+    exact = rotary.inv_freq.clone()
+    rotary.to(dtype=torch.bfloat16)
+    assert rotary.inv_freq.dtype == torch.float32 and torch.equal(rotary.inv_freq, exact)
+    cos, _ = rotary(torch.arange(1000)[None])
+    assert cos.dtype == torch.float32
+
+
+def test_pooling_sums_in_fp32():
+    """Mean pooling of bf16 states (a model loaded in bf16, or CUDA autocast): sums over
+    long documents are not rounded to bf16 (4,000 tokens: the bf16 sum is off by 0.75)."""
+    n, d = 4000, 4
+    hidden = torch.full((1, n, d), 1.0, dtype=torch.bfloat16)
+    hidden[0, ::2] = 1.015625  # 1 + 2^-6: every other token
+    ids, mask = torch.full((1, n), 5), torch.ones(1, n, dtype=torch.long)
+    special = torch.tensor([0, 1, 2])
+    segments = layers.Segments.from_document_ids(torch.zeros(1, n, dtype=torch.long))
+    packed = layers.pool_documents(hidden, ids, mask, segments, special, "mean")
+    assert packed.dtype == torch.float32 and torch.all(packed == 1.0078125)  # 1 + 2^-7
+    padded = layers.pool(hidden, ids, mask, special, "mean")
+    assert padded.dtype == torch.bfloat16 and torch.all(padded.float() == 1.0078125)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from biofm.backbones import native
+
 logger = logging.getLogger("biofm")
 
 
@@ -51,8 +53,19 @@ class Rotary(nn.Module):
 
     def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
         super().__init__()
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.head_dim, self.theta = head_dim, theta
+        self.register_buffer("inv_freq", self._frequencies("cpu"), persistent=False)
+
+    def _frequencies(self, device: torch.device | str) -> torch.Tensor:
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float, device=device)
+        return 1.0 / (self.theta ** (exponents / self.head_dim))
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202
+        """`model.to(dtype=bf16)` moves the frequencies but keeps them in fp32: rounded
+        to bf16 they would turn the angles of far positions by up to ~0.2 rad."""
+        super()._apply(fn, recurse)
+        self.inv_freq = self._frequencies(self.inv_freq.device)
+        return self
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # positions (B, T) → cos, sin (B, T, 1, hd) in fp32, broadcast over heads
@@ -175,6 +188,15 @@ def sdpa_per_segment(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments
     return torch.cat(out)
 
 
+@cpu_attention_in_fp32
+def native_per_segment(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
+                       causal: bool, dropout_p: float) -> torch.Tensor:
+    """biofm's AVX-512 kernel for 16-wide heads (`backbones.native`): the same
+    per-document attention as `sdpa_per_segment` in one call, about twice as fast on
+    protein-length documents (no dropout)."""
+    return native.packed_attention(q, k, v, segments.cu_seqlens, causal)
+
+
 def torch_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: Segments,
                  causal: bool, dropout_p: float) -> torch.Tensor:
     """PyTorch's variable-length flash attention (CUDA, fp16/bf16, no dropout)."""
@@ -195,7 +217,8 @@ def choose_kernel(q: torch.Tensor, dropout_p: float) -> tuple[str, Kernel]:
     """The fastest packed-attention kernel for these inputs, by name.
 
     On CUDA in fp16/bf16 a fused variable-length kernel (PyTorch's own, else
-    flash-attn when installed); anywhere else one SDPA call per segment.
+    flash-attn when installed); on a CPU with AVX-512 and 16-wide heads biofm's own
+    kernel (`backbones.native`); anywhere else one SDPA call per segment.
     FlexAttention is not used: it is only fast under `torch.compile`, which
     recompiles for every new packed shape.
     """
@@ -205,6 +228,8 @@ def choose_kernel(q: torch.Tensor, dropout_p: float) -> tuple[str, Kernel]:
             return "torch varlen_attn", torch_varlen
         if _installed("flash_attn"):
             return "flash-attn varlen", flash_attn_varlen
+    if q.device.type == "cpu" and dropout_p == 0.0 and native.attention_fits(q.shape[-1]):
+        return "biofm AVX-512 kernel per document segment", native_per_segment
     return "SDPA per document segment", sdpa_per_segment
 
 
@@ -432,20 +457,21 @@ def pool(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Te
         return hidden[:, 0]
     keep = attention_mask.bool() & ~torch.isin(input_ids, special_ids)
     keep = torch.where(keep.any(1, keepdim=True), keep, attention_mask.bool())
-    w = keep[..., None].to(hidden.dtype)
-    return (hidden * w).sum(1) / w.sum(1)
+    w = keep[..., None].float()  # sums in fp32 (bf16 would round long sums)
+    return ((hidden.float() * w).sum(1) / w.sum(1)).to(hidden.dtype)
 
 
 def pool_documents(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    segments: Segments, special_ids: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Packed (B, T, d) → (D, d), one row per document in row-major order; as `pool`."""
+    """Packed (B, T, d) → (D, d), one row per document in row-major order; as `pool`
+    (mean pooling sums and returns fp32)."""
     documents = torch.tensor([s for s, d in enumerate(segments.documents) if d],  # (D,) host-built
                              dtype=torch.long, device=hidden.device)
     if pooling == "cls":
         return hidden.flatten(0, 1)[segments.cu_seqlens[documents].long()]
     keep = attention_mask.bool() & ~torch.isin(input_ids, special_ids)  # (B, T)
-    counts = segments.sum(keep[..., None].to(hidden.dtype))  # (S, 1)
+    counts = segments.sum(keep[..., None].float())  # (S, 1)
     # a document of special tokens only averages over all of its tokens
     keep = keep | (attention_mask.bool() & (counts[segments.segment_of, 0] == 0))
-    w = keep[..., None].to(hidden.dtype)
-    return (segments.sum(hidden * w) / segments.sum(w).clamp(min=1))[documents]
+    w = keep[..., None].float()  # sums in fp32: bf16 sums (CUDA's atomic adds) would round
+    return (segments.sum(hidden.float() * w) / segments.sum(w).clamp(min=1))[documents]

@@ -126,6 +126,8 @@ class Transformer(nn.Module):
             if values is None:
                 raise ValueError(f"this backbone takes values={self.config.values!r} beside "
                                  "the token ids; the batch has none")
+            if values.is_floating_point():  # patches: into the projection's dtype
+                values = values.to(self.embed_values.weight.dtype)
             x = x + self.embed_values(values).to(x.dtype)
         if self.config.token_dropout:
             x = self._esm_token_dropout(x, input_ids, attention_mask, segments)
