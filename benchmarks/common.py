@@ -207,7 +207,7 @@ def interleaved(variants: dict[str, Callable[[int], Any]], calls: int, repeats: 
 # substrings of op names (CPU: aten ops) and of kernel names (CUDA: flash / fmha
 # attention kernels, cuBLAS / CUTLASS GEMMs); attention is matched first
 OP_CLASSES = (("attention", ("scaled_dot_product", "scaleddotproduct", "flash", "fmha",
-                             "varlen_attn")),
+                             "varlen_attn", "biofm_attention")),
               ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
                           "aten::_addmm_activation", "aten::linear", "gemm", "cutlass")))
 

@@ -177,3 +177,21 @@ def test_switched_off_by_the_environment(monkeypatch):
         assert native.library() is None and not native.attention_fits(16)
     finally:
         native.library.cache_clear()
+
+
+@built
+@pytest.mark.parametrize("batch", [1, 3])
+def test_rotary_matches_rotate_half(batch):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(batch, 37, 5, 16, generator=g, requires_grad=True)
+    grad = torch.randn(batch, 37, 5, 16, generator=g)
+    cos, sin = layers.Rotary(16)(torch.arange(37).expand(batch, 37))
+    assert native.rotary_fits(x, cos) and native.rotary_fits(x, cos[:1])
+    for tables in ((cos, sin), (cos[:1], sin[:1])):  # per row, or one broadcast over rows
+        expected = x * tables[0] + layers.rotate_half(x) * tables[1]
+        (dx_expected,) = torch.autograd.grad(expected, x, grad)
+        out = native.rotary(x, *tables)
+        (dx,) = torch.autograd.grad(out, x, grad)
+        torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(dx, dx_expected, atol=1e-6, rtol=1e-6)
+    assert not native.rotary_fits(x.double(), cos) and not native.rotary_fits(x[..., :8], cos)

@@ -219,7 +219,7 @@ def test_packed_attention_kernels_agree_and_the_choice_is_logged(caplog, monkeyp
         layers._logged.clear()
         expected = run()
         monkeypatch.setattr(layers, "choose_kernel", lambda q, p: ("reference", reference_varlen))
-        torch.testing.assert_close(run(), expected, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(run(), expected, atol=1e-5, rtol=1e-5)
     assert layers.choose_kernel(torch.zeros(4, 2, 16), 0.0)[0] in caplog.text  # the CPU's own
     assert "reference" in caplog.text
 

@@ -140,7 +140,7 @@ def test_profile_classes_cpu_ops_and_cuda_kernels():
         from common import op_class
     finally:
         sys.path.remove(str(BENCHMARKS))
-    for name in ("aten::_scaled_dot_product_flash_attention_for_cpu",
+    for name in ("aten::_scaled_dot_product_flash_attention_for_cpu", "biofm_attention_backward",
                  "void flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64> >",
                  "fmha_cutlassF_bf16_aligned_64x64_rf_sm80"):
         assert op_class(name) == "attention", name

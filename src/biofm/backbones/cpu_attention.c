@@ -328,3 +328,41 @@ void biofm_attention_backward(const float *q, const float *k, const float *v, co
     }
     free(items);
 }
+
+/* Rotary positions (rotate-half convention of ESM-2 / GPT-NeoX) on 16-wide heads:
+ * y = x * cos + [-x2, x1] * sin per head, x and y (rows, H, 16), cos and sin
+ * (rows, 16); one pass over memory where the unfused form takes six. */
+void biofm_rotary_forward(const float *x, const float *cos, const float *sin, float *y,
+                          long rows, int H, int threads) {
+    const __m512i swap = _mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
+    const __m512 sign = _mm512_set_ps(1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long t = 0; t < rows; t++) {
+        const __m512 c = _mm512_loadu_ps(cos + t * HD);
+        const __m512 s = _mm512_mul_ps(_mm512_loadu_ps(sin + t * HD), sign);
+        for (int h = 0; h < H; h++) {
+            const long off = (t * H + h) * HD;
+            const __m512 v = _mm512_loadu_ps(x + off);
+            const __m512 r = _mm512_permutexvar_ps(swap, v); /* [x2, x1] */
+            _mm512_storeu_ps(y + off, _mm512_fmadd_ps(r, s, _mm512_mul_ps(v, c)));
+        }
+    }
+}
+
+/* its gradient: dx = g * cos + [u2, -u1] with u = g * sin */
+void biofm_rotary_backward(const float *g, const float *cos, const float *sin, float *dx,
+                           long rows, int H, int threads) {
+    const __m512i swap = _mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
+    const __m512 sign = _mm512_set_ps(-1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 1);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long t = 0; t < rows; t++) {
+        const __m512 c = _mm512_loadu_ps(cos + t * HD);
+        const __m512 s = _mm512_loadu_ps(sin + t * HD);
+        for (int h = 0; h < H; h++) {
+            const long off = (t * H + h) * HD;
+            const __m512 v = _mm512_loadu_ps(g + off);
+            const __m512 u = _mm512_permutexvar_ps(swap, _mm512_mul_ps(v, s)); /* [u2, u1] */
+            _mm512_storeu_ps(dx + off, _mm512_fmadd_ps(u, sign, _mm512_mul_ps(v, c)));
+        }
+    }
+}

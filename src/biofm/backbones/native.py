@@ -109,6 +109,9 @@ def library() -> ctypes.CDLL | None:
     lib.biofm_attention_forward.argtypes = [ptr] * 6 + [i32, i32, i32, f32, i32]
     lib.biofm_attention_backward.argtypes = [ptr] * 10 + [i32, i32, i32, f32, i32]
     lib.biofm_attention_forward.restype = lib.biofm_attention_backward.restype = None
+    lib.biofm_rotary_forward.argtypes = lib.biofm_rotary_backward.argtypes = \
+        [ptr] * 4 + [ctypes.c_long, i32, i32]
+    lib.biofm_rotary_forward.restype = lib.biofm_rotary_backward.restype = None
     lib.biofm_check_offsets.argtypes = [ptr, i32, ctypes.c_long]
     lib.biofm_check_offsets.restype = i32
     return lib
@@ -130,9 +133,11 @@ class _PackedAttention(torch.autograd.Function):
         N, H, _ = q.shape
         out = torch.empty_like(q)
         lse = torch.empty(N, H, dtype=torch.float32)
-        library().biofm_attention_forward(
-            _ptr(q), _ptr(k), _ptr(v), _ptr(out), _ptr(lse), _ptr(cu_seqlens),
-            cu_seqlens.numel() - 1, H, int(causal), HEAD_DIM ** -0.5, torch.get_num_threads())
+        with torch.profiler.record_function("biofm_attention_forward"):  # named in profiles
+            library().biofm_attention_forward(
+                _ptr(q), _ptr(k), _ptr(v), _ptr(out), _ptr(lse), _ptr(cu_seqlens),
+                cu_seqlens.numel() - 1, H, int(causal), HEAD_DIM ** -0.5,
+                torch.get_num_threads())
         ctx.save_for_backward(q, k, v, out, lse, cu_seqlens)
         ctx.causal = causal
         return out
@@ -143,10 +148,11 @@ class _PackedAttention(torch.autograd.Function):
         q, k, v, out, lse, cu_seqlens = ctx.saved_tensors
         grad = grad.contiguous()
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        library().biofm_attention_backward(
-            _ptr(q), _ptr(k), _ptr(v), _ptr(out), _ptr(grad), _ptr(lse), _ptr(dq), _ptr(dk),
-            _ptr(dv), _ptr(cu_seqlens), cu_seqlens.numel() - 1, q.shape[1], int(ctx.causal),
-            HEAD_DIM ** -0.5, torch.get_num_threads())
+        with torch.profiler.record_function("biofm_attention_backward"):
+            library().biofm_attention_backward(
+                _ptr(q), _ptr(k), _ptr(v), _ptr(out), _ptr(grad), _ptr(lse), _ptr(dq),
+                _ptr(dk), _ptr(dv), _ptr(cu_seqlens), cu_seqlens.numel() - 1, q.shape[1],
+                int(ctx.causal), HEAD_DIM ** -0.5, torch.get_num_threads())
         return dq, dk, dv, None, None
 
 
@@ -165,3 +171,39 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         raise ValueError(f"cu_seqlens must rise from 0 to the {q.shape[0]} rows of q, "
                          f"got {cu.tolist()}")
     return _PackedAttention.apply(q, k, v, cu, causal)
+
+
+class _Rotary(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, cos, sin):  # noqa: ANN001, ANN205
+        out = torch.empty_like(x)
+        library().biofm_rotary_forward(_ptr(x), _ptr(cos), _ptr(sin), _ptr(out), cos.shape[0],
+                                       x.shape[-2], torch.get_num_threads())
+        ctx.save_for_backward(cos, sin)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        cos, sin = ctx.saved_tensors
+        grad = grad.contiguous()
+        dx = torch.empty_like(grad)
+        library().biofm_rotary_backward(_ptr(grad), _ptr(cos), _ptr(sin), _ptr(dx), cos.shape[0],
+                                        grad.shape[-2], torch.get_num_threads())
+        return dx, None, None
+
+
+def rotary_fits(x: torch.Tensor, cos: torch.Tensor) -> bool:
+    """`rotary` takes these: fp32 CPU (B, T, h, 16) with (B or 1, T, 1, 16) tables."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+            and x.shape[-1] == HEAD_DIM and cos.dtype == torch.float32 and cos.dim() == 4
+            and cos.shape[1:] == (x.shape[1], 1, HEAD_DIM) and cos.shape[0] in (1, x.shape[0])
+            and library() is not None)
+
+
+def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, T, h, 16) fp32 → x * cos + rotate_half(x) * sin (ESM-2 / GPT-NeoX), with
+    cos, sin (B or 1, T, 1, 16); in one pass, differentiable in x."""
+    B, T = x.shape[:2]
+    table = lambda t: t.expand(B, T, 1, HEAD_DIM).reshape(B * T, HEAD_DIM).contiguous()  # noqa: E731
+    return _Rotary.apply(x.contiguous(), table(cos), table(sin))
