@@ -198,6 +198,16 @@ def test_embed_fasta_to_parquet_and_npy(cli, protein_mlm_run, tmp_path):
     np.testing.assert_allclose(array, table, rtol=1e-5, atol=1e-6)
 
 
+def test_embed_npy_refuses_to_replace_its_ids_file(cli, protein_mlm_run, tmp_path):
+    fasta = write(tmp_path / "proteins.fasta", FASTA)
+    ids = write(tmp_path / "e.ids.txt", "another run's ids\n")
+    argv = ("embed", "--model", final(protein_mlm_run), "--input", fasta,
+            "--output", tmp_path / "e.npy")
+    assert_user_error(cli(*argv), ids, "already exists", "--overwrite")
+    assert ids.read_text() == "another run's ids\n" and not (tmp_path / "e.npy").exists()
+    assert cli(*argv, "--overwrite").code == 0 and ids.read_text().split() == ["a", "b", "c"]
+
+
 def test_embed_smiles(cli, molecule_mlm_run, tmp_path):
     model = final(molecule_mlm_run)
     smi = write(tmp_path / "mols.smi", SMILES)
@@ -332,6 +342,13 @@ def test_score_variants_from_a_file_and_only_with_protein_models(cli, protein_ml
     assert_user_error(run, None, "not protein residues")
 
 
+def test_a_blank_variants_file_is_a_clear_error(cli, tmp_path):
+    blank = write(tmp_path / "variants.txt", "  \n\n \n")
+    run = cli("score-variants", "--model", tmp_path / "unused", "--sequence", WILD_TYPE,
+              "--variants", blank)
+    assert_user_error(run, blank, "only blank lines", "one variant per line")
+
+
 def test_score_variants_wild_type_mismatch_exits_2(cli, protein_mlm_run):
     run = cli("score-variants", "--model", final(protein_mlm_run), "--sequence", WILD_TYPE,
               "--variant", "A2G")
@@ -425,6 +442,32 @@ def test_evaluate_a_damaged_finetuned_directory(cli, molecule_mlm_run, tmp_path)
     (out / "finetune.json").write_text('{"mode": ')
     assert_user_error(cli("evaluate", "--model", out), out / "finetune.json", "unreadable")
     assert_user_error(cli("evaluate", "--model", tmp_path), tmp_path, "finetune.json")
+
+
+def test_finetune_and_evaluate_refuse_to_replace_their_output(cli, protein_mlm_run, tmp_path,
+                                                               monkeypatch):
+    out, metrics = tmp_path / "amp", tmp_path / "m.json"
+    argv = ("finetune", "--model", final(protein_mlm_run), "--task", "amp", "--mode", "probe",
+            "--output", out)
+    assert cli(*argv).code == 0
+    first = (out / "finetune.json").read_text()
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded for an output that will not be written")
+
+    with monkeypatch.context() as patch:  # refused before any work
+        patch.setattr("biofm.interop.load_pretrained", never)
+        patch.setattr("biofm.adapt.load_finetuned", never)
+        assert_user_error(cli(*argv), out, "already holds a fine-tuned model", "--overwrite")
+        metrics.write_text("earlier metrics")
+        assert_user_error(cli("evaluate", "--model", out, "--output", metrics), metrics,
+                          "already exists", "--overwrite")
+        assert_user_error(cli(*argv[:-1], tmp_path / "m.json"), metrics, "is a file")
+    assert (out / "finetune.json").read_text() == first and metrics.read_text() == "earlier metrics"
+    assert cli(*argv, "--seed", 1, "--overwrite").code == 0
+    assert json.loads((out / "finetune.json").read_text())["config"]["seed"] == 1
+    assert cli("evaluate", "--model", out, "--output", metrics, "--overwrite").code == 0
+    assert "metrics" in json.loads(metrics.read_text())
 
 
 # -- bad input: exit 2, one paragraph naming the file, no traceback ------------------------------

@@ -192,17 +192,21 @@ def finetune(
     seed: int = typer.Option(0),
     config: Optional[Path] = typer.Option(None, help="FinetuneConfig YAML"),
     output: Path = typer.Option(Path("runs/finetune"), help="output directory"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a fine-tuned model "
+                                                              "already in --output"),
     set_: List[str] = typer.Option([], "--set", help="override a field: lora_r=16"),
     device: str = DeviceOpt,
 ) -> None:
     """Fine-tune / probe / LoRA-adapt a pretrained model on a labeled task."""
     from biofm import commands
     from biofm.adapt import FinetuneConfig
+    from biofm.adapt.saving import check_finetune_output
     from biofm.config import deep_merge, parse_overrides
 
     if model is None:
         raise BiofmError("--model is required", fix="pass a pretrained checkpoint directory "
                          "(mode scratch uses its architecture with random weights)")
+    check_finetune_output(output, overwrite)  # before the model and the data are read
     base = FinetuneConfig.load(config).model_dump(mode="json") if config else {}
     flags = {k: v for k, v in {"mode": mode, "epochs": epochs, "lr": lr, "seed": seed,
                                "device": device}.items()
@@ -212,7 +216,8 @@ def finetune(
     pretrained = load_pretrained(model)
     the_task = _task(task, input, label, kind, pretrained.config.data.modality, split, column,
                      layer)
-    result = commands.finetune(model, the_task, cfg, output, seed=cfg.seed, base=pretrained)
+    result = commands.finetune(model, the_task, cfg, output, seed=cfg.seed, base=pretrained,
+                               overwrite=overwrite)
     out.print_json(json.dumps({"task": the_task.name, "mode": cfg.mode, "valid": result.valid_metrics,
                                "test": result.test_metrics}))
     out.print(f"model and metrics in {output}")
@@ -230,14 +235,18 @@ def evaluate(
     split: str = typer.Option("test", help="train | valid | test"),
     seed: Optional[int] = typer.Option(None, help="default: the fine-tuning seed"),
     output: Optional[Path] = typer.Option(None, help="metrics JSON"),
+    overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Metrics of a fine-tuned model: ROC-AUC/PR-AUC/accuracy or RMSE/MAE/Spearman."""
     from biofm import commands
     from biofm.adapt import load_finetuned
+    from biofm.io import check_new_output
 
     from biofm.registry import MODALITIES
 
+    if output is not None:
+        check_new_output(output, overwrite)  # before the model and the data are read
     info = load_finetuned(model).info
     modality = _modality(model)
     # rebuild the split the model was fine-tuned on (same strategy and seed), else the
@@ -248,7 +257,8 @@ def evaluate(
     the_task = _task(task or (None if input else info.get("task")), input, label,
                      kind or info["kind"], modality, strategy, column, layer,
                      classes=commands.saved_classes(model))
-    metrics = commands.evaluate(model, the_task, output, seed=seed, split=split, device=device)
+    metrics = commands.evaluate(model, the_task, output, seed=seed, split=split, device=device,
+                                overwrite=overwrite)
     out.print_json(json.dumps(metrics))
 
 

@@ -21,9 +21,10 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 from biofm.adapt import FinetuneConfig, FinetuneResult, finetune as _finetune, load_finetuned
-from biofm.adapt.saving import save_finetuned
+from biofm.adapt.saving import check_finetune_output, save_finetuned
 from biofm.backbones import count_parameters
 from biofm.config import DataConfig, PretrainConfig
+from biofm.data.embeddings import check_new_embeddings
 from biofm.data.records import Record, SkipLog
 from biofm.data.shards import DEFAULT_SHARD_TOKENS, ShardedCorpus, is_prepared_corpus, prepare_corpus
 from biofm.data.splits import random_split
@@ -260,7 +261,7 @@ def embed(model_dir: str | Path, input: str | Path, output: str | Path | None = 
     input = _input_path(input)
     if output is not None:  # before any work: a wrong name should not cost the computation
         modality.check_embedding_output(input, Path(output))
-        check_new_output(output, overwrite)
+        check_new_embeddings(output, overwrite)  # .npy: its .ids.txt too
     skipped = SkipLog()
     with _progress() as progress, autocast_context(model.device, "auto"):
         ids, vectors = modality.embed_file(
@@ -291,8 +292,11 @@ def task_from_file(input: str | Path, label: str, kind: str | None, modality: st
 
 def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
              output: str | Path | None = None, seed: int = 0,
-             base: FoundationModel | None = None) -> FinetuneResult:
-    """Adapt a pretrained model (or, with mode=scratch, its architecture) to `task`."""
+             base: FoundationModel | None = None, overwrite: bool = False) -> FinetuneResult:
+    """Adapt a pretrained model (or, with mode=scratch, its architecture) to `task`;
+    a fine-tuned model already in `output` is replaced only with `overwrite`."""
+    if output is not None:
+        check_finetune_output(output, overwrite)
     base = base if base is not None else load_pretrained(model_dir)
     if base.config.data.modality != task.modality:
         raise BiofmError(f"task {task.name!r} is {task.modality} data but the model is a "
@@ -304,7 +308,8 @@ def finetune(model_dir: str | Path | None, task: Task, config: FinetuneConfig,
         task.source if Path(task.source).is_file() else task.name, _log)
     result = _finetune(base, splits, task.kind, config, log=_log)
     if output is not None:
-        save_finetuned(result, base, output, config, task.kind, task.name, task.split)
+        save_finetuned(result, base, output, config, task.kind, task.name, task.split,
+                       overwrite=overwrite)
         atomic_write_text(Path(output) / "metrics.json",
                           json.dumps({"valid": result.valid_metrics, "test": result.test_metrics},
                                      indent=1))
@@ -380,12 +385,16 @@ def prediction_table(ids: list[str], predictions: np.ndarray, kind: str,
 
 
 def evaluate(model_dir: str | Path, task: Task, output: str | Path | None = None,
-             seed: int = 0, split: str = "test", device: str = "auto") -> dict[str, float]:
-    """Metrics of a fine-tuned model on a task split; written as JSON when asked."""
+             seed: int = 0, split: str = "test", device: str = "auto",
+             overwrite: bool = False) -> dict[str, float]:
+    """Metrics of a fine-tuned model on a task split; written as JSON when asked (an
+    existing file is replaced only with `overwrite`)."""
     from biofm.adapt.finetune import task_metrics
 
     if split not in ("train", "valid", "test"):
         raise BiofmError(f"unknown split {split!r}", fix="use train, valid or test")
+    if output is not None:
+        check_new_output(output, overwrite)
     adapted = load_finetuned(model_dir, device=device)
     part: Split = getattr(task.load(seed), split)
     with autocast_context(adapted.base.device, "auto"):
@@ -467,6 +476,10 @@ def read_variants(path: str | Path) -> list[str]:
     """Variants of a file: a CSV with a `variant` (or `mutant`) column, else one per line."""
     path = require_file(path, "variants file")
     lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise BiofmError("the variants file holds only blank lines", path=path,
+                         fix="list one variant per line (e.g. A23G, or A23G:K40R for a double "
+                             "mutant), or give a CSV with a 'variant' column")
     header = [h.strip().lower() for h in lines[0].split(",")]
     for name in ("variant", "mutant", "mutation"):
         if name in header:

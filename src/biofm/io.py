@@ -5,18 +5,35 @@ not `mkstemp`'s private 0600, so a model or an embedding written into a shared
 project directory is readable by the others in it. A destination that cannot be
 written (a parent that is a file, a read-only directory) is a `BiofmError`
 naming the path and the fix, not a traceback.
+
+Reading: `GZIP_ERRORS` are what a truncated or corrupt gzip raises while it is
+read (often late, after the first records); `gzip_error` turns one into a
+`BiofmError` naming the file and the fix, so every reader of .gz input says the
+same thing.
 """
 
 from __future__ import annotations
 
 import errno
+import gzip
 import os
 import tempfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from biofm.errors import BiofmError
+
+
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+GZIP_FIX = "re-download or re-compress the file (check it with `gzip -t`)"
+
+
+def gzip_error(path: str | Path, exc: Exception, record: str | int | None = None) -> BiofmError:
+    """The error for a gzip stream that broke while `path` was read (one of `GZIP_ERRORS`)."""
+    return BiofmError(f"the gzip stream is truncated or corrupt ({exc})", path=path,
+                      record=record, fix=GZIP_FIX)
 
 
 def umask() -> int:

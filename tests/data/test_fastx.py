@@ -75,6 +75,12 @@ def test_fasta_pieces_are_lines_and_every_record_ends(tmp_path):
         ("s2", 8, "MKTAYI", True), ("s2", 7, None, True)]
 
 
+def test_fastq_comment_lines_above_the_first_read_are_ignored(tmp_path):
+    path = write(tmp_path, "# made by a sequencer\n; and an old comment\n\n" + FASTQ)
+    assert [(r.id, r.data, r.line) for r in read_fastx(path)] == [("r1", "ACGTN", 4),
+                                                                  ("r2", "acgt", 9)]
+
+
 def test_crlf_line_ends(tmp_path):
     fasta = write(tmp_path, ">a x\r\nAC GT\r\nTT\r\n", "a.fa")
     fastq = write(tmp_path, "@r\r\nACGT\r\n+\r\nIIII\r\n", "a.fq")

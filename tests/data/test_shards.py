@@ -206,3 +206,16 @@ def test_cli_prepare_workers_writes_the_same_files(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["prepare", "--input", str(fasta), "--output", str(tmp_path / "0"), "--workers", "0"])
     assert exit_info.value.code == 2
+
+
+def test_a_prepared_corpus_gets_the_permissions_of_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)  # mkdtemp's staging directory alone would give 0700
+    try:
+        prepare_corpus(TEXTS[:20], EsmTokenizer(), tmp_path / "corpus", max_len=64)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "corpus").stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "corpus" / "index.json").stat().st_mode) == 0o640

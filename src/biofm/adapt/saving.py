@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from safetensors.torch import save_file
 from biofm.adapt.finetune import FinetuneConfig, FinetuneResult, TaskModel
 from biofm.adapt.probe import LinearProbe
 from biofm.errors import BiofmError
-from biofm.io import atomic_path, atomic_write_text
+from biofm.io import atomic_path, atomic_write_text, make_dirs
 from biofm.model import FoundationModel, read_safetensors
 
 INFO_FILE = "finetune.json"
@@ -73,11 +74,41 @@ def _check_same_keys(merged: dict[str, torch.Tensor], plain: dict[str, torch.Ten
                            f"after renaming peft's keys {missing}, unexpected {unexpected} "
                            f"(a peft version with another key layout?)")
 
+
+# what a fine-tuned model directory holds (metrics.json and labels.json: `biofm finetune`)
+MODEL_FILES = (INFO_FILE, "head.safetensors", "base", "metrics.json", "labels.json")
+
+
+def holds_finetuned(directory: Path) -> bool:
+    return directory.is_dir() and any((directory / name).exists() for name in MODEL_FILES)
+
+
+def check_finetune_output(directory: str | Path, overwrite: bool) -> Path:
+    """Before any work: refuse a file at `directory`, or a fine-tuned model already
+    in it unless `overwrite`."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise BiofmError("the output directory is a file", path=directory,
+                         fix="choose another --output")
+    if holds_finetuned(directory) and not overwrite:
+        raise BiofmError("this directory already holds a fine-tuned model", path=directory,
+                         fix="choose another --output, or pass --overwrite to replace it")
+    return directory
+
+
 def save_finetuned(result: FinetuneResult, base: FoundationModel, directory: str | Path,
                    config: FinetuneConfig, kind: str, task: str | None = None,
-                   split: str | None = None) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+                   split: str | None = None, *, overwrite: bool = False) -> Path:
+    """Write the model directory (module docstring); a model already there is
+    refused, or with `overwrite` removed first (no file of it is left behind)."""
+    directory = check_finetune_output(directory, overwrite)
+    for name in MODEL_FILES if overwrite else ():
+        target = directory / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    make_dirs(directory)
     info: dict[str, Any] = {"format": "biofm-finetuned", "version": 1, "mode": result.mode,
                             "kind": kind, "task": task, "split": split, "pooling": config.pooling,
                             "config": config.model_dump(mode="json"),
@@ -139,4 +170,4 @@ def _load_finetuned(directory: Path) -> AdaptedModel:
     return AdaptedModel(base, model, info)
 
 
-__all__ = ["AdaptedModel", "save_finetuned", "load_finetuned"]
+__all__ = ["AdaptedModel", "check_finetune_output", "load_finetuned", "save_finetuned"]

@@ -8,9 +8,22 @@ import numpy as np
 import pandas as pd
 
 from biofm.errors import BiofmError
-from biofm.io import atomic_path, atomic_write_text
+from biofm.io import atomic_path, atomic_write_text, check_new_output
 
 EMBEDDING_FORMATS = {".parquet": "id + vector per row", ".npy": "an (N, d) array + .ids.txt"}
+
+
+def embedding_files(output: str | Path) -> list[Path]:
+    """The files `write_embeddings` writes for `output`: it, and for `.npy` its ids."""
+    output = Path(output)
+    return [output, output.with_suffix(".ids.txt")] if output.suffix.lower() == ".npy" \
+        else [output]
+
+
+def check_new_embeddings(output: str | Path, overwrite: bool) -> None:
+    """Before any work: refuse to replace any file of `output` unless `overwrite`."""
+    for path in embedding_files(output):
+        check_new_output(path, overwrite)
 
 
 def write_embeddings(ids: list[str], vectors: np.ndarray, output: str | Path) -> Path:
@@ -25,7 +38,7 @@ def write_embeddings(ids: list[str], vectors: np.ndarray, output: str | Path) ->
         with atomic_path(output) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, vectors)
-        atomic_write_text(output.with_suffix(".ids.txt"), "\n".join(ids) + "\n")
+        atomic_write_text(embedding_files(output)[1], "\n".join(ids) + "\n")
     else:
         frame = pd.DataFrame({"id": ids, "embedding": list(vectors)})
         with atomic_path(output) as tmp:
@@ -33,4 +46,4 @@ def write_embeddings(ids: list[str], vectors: np.ndarray, output: str | Path) ->
     return output
 
 
-__all__ = ["EMBEDDING_FORMATS", "write_embeddings"]
+__all__ = ["EMBEDDING_FORMATS", "check_new_embeddings", "embedding_files", "write_embeddings"]

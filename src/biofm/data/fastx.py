@@ -35,12 +35,12 @@ from __future__ import annotations
 import gzip
 import io
 import re
-import zlib
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Literal, NamedTuple, Protocol
 
 from biofm.data.records import OnError, Record, SkipLog, handle_bad_record
 from biofm.errors import BiofmError, require_file
+from biofm.io import GZIP_ERRORS, GZIP_FIX
 
 Format = Literal["fasta", "fastq"]
 
@@ -48,8 +48,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 COMMENT_PREFIXES = ("#", ";")
 _COMMENT_CHARS = "".join(COMMENT_PREFIXES)
 SKIP_FIX = "or pass --on-error skip to drop such records"
-_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
-_GZIP_FIX = "re-download or re-compress the file (check it with `gzip -t`)"
 _FASTQ_SHAPE = ("each read is four lines: '@id', sequence, '+', quality (multi-line FASTQ is "
                 f"not supported), {SKIP_FIX}")
 _NOT_PHRED33 = re.compile(r"[^!-~]")
@@ -95,9 +93,9 @@ def sniff(path: str | Path, format: Format | None = None) -> Format:
         try:
             first = next(((n, t) for n, line in enumerate(fh, start=1)
                           if (t := line.strip()) and not t.startswith(COMMENT_PREFIXES)), None)
-        except _GZIP_ERRORS as exc:
+        except GZIP_ERRORS as exc:
             raise BiofmError(f"the gzip stream is unreadable ({exc})", path=path,
-                             fix=_GZIP_FIX) from None
+                             fix=GZIP_FIX) from None
     if first is None:
         raise BiofmError(f"no {kind} records (only blank or comment lines)", path=path,
                          fix=f"pass a {kind} file with at least one record")
@@ -175,10 +173,10 @@ class FastxReader:
             try:
                 for lineno, line in enumerate(fh, start=1):
                     yield lineno, line.rstrip("\r\n")
-            except _GZIP_ERRORS as exc:
+            except GZIP_ERRORS as exc:
                 self._truncated = True
                 self._fail(f"the gzip stream is truncated or corrupt after line {lineno} ({exc})",
-                           lineno + 1, f"{_GZIP_FIX}; records before the break were read")
+                           lineno + 1, f"{GZIP_FIX}; records before the break were read")
 
     # -- FASTA -------------------------------------------------------------------------
     def _fasta(self, lines: Iterable[tuple[int, str]], clean: Clean | None) -> Iterator[Piece]:
@@ -217,9 +215,11 @@ class FastxReader:
     def _fastq(self, lines: Iterator[tuple[int, str]], clean: Clean | None) -> Iterator[Piece]:
         stream = _Pushback(lines)
         lost = False  # after a structural error: skip to the next '@' line, reporting once
+        started = False  # comment lines are ignored above the first read only
         for lineno, head in stream:
-            if not head.strip():
+            if not head.strip() or (not started and head.startswith(COMMENT_PREFIXES)):
                 continue
+            started = True
             if not head.startswith("@"):
                 if not lost:
                     self._fail("expected a FASTQ header line starting with '@'", lineno,

@@ -18,14 +18,17 @@ label are dropped and counted (`Task.notes`). Labels:
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from biofm.data.fastx import open_text
 from biofm.data.tasks import Split, Splits, Task
 from biofm.errors import BiofmError
+from biofm.io import GZIP_ERRORS, gzip_error
 
 if TYPE_CHECKING:
     from biofm.modalities.base import Modality
@@ -37,6 +40,7 @@ def csv_task(modality: "Modality", path: Path, *, label: str, kind: str | None, 
              seed: int, column: str, classes: Sequence[str] | None = None) -> Task:
     """`Task` over the rows of `path` (input `column`, label `label`)."""
     frame = read_csv(path)
+    lines = csv_lines(path, len(frame))
     for col in (column, label):
         if col not in frame.columns:
             raise BiofmError(f"column {col!r} is missing", path=path,
@@ -47,9 +51,10 @@ def csv_task(modality: "Modality", path: Path, *, label: str, kind: str | None, 
         raise BiofmError(f"no row has both {column!r} and {label!r}", path=path,
                          fix="fill the label column, or choose another with --label")
     labels, kind, names = labels_of(frame[label], kind, path, label, classes)
-    inputs = [modality.parse_input(str(v), path, int(i) + 2, column)
-              for i, v in zip(frame.index, frame[column])]
-    whole = Split([f"{path.name}:{i + 2}" for i in frame.index], inputs, labels)
+    rows = lines[frame.index]
+    inputs = [modality.parse_input(str(v), path, int(line), column)
+              for line, v in zip(rows, frame[column])]
+    whole = Split([f"{path.name}:{line}" for line in rows], inputs, labels)
     modality.split_index(split, whole.inputs, labels, kind, seed)  # unknown strategy: now
 
     def load(seed: int) -> Splits:
@@ -121,16 +126,45 @@ def _dropped_note(frame: pd.DataFrame, column: str, label: str) -> tuple[str, ..
     return (f"left out {' and '.join(parts)}",) if parts else ()
 
 
-def read_csv(path: Path) -> pd.DataFrame:
+def read_csv(path: Path, *, sep: str = ",", text_columns: Sequence[str] = (),
+             empty_ok: bool = False, **options: Any) -> pd.DataFrame:
+    """`pd.read_csv` with a `BiofmError` for an unreadable file (a broken gzip too) or,
+    unless `empty_ok`, one without data rows. `text_columns` are kept as written ("001"
+    stays "001", an empty cell is ""): ids, not numbers; `options` go to pandas."""
+    kind = "tab" if sep == "\t" else "comma"
+    converters = {c: str for c in text_columns} or None
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, sep=sep, converters=converters, **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BiofmError(f"not a readable CSV file ({exc})", path=path,
-                         fix="pass a comma-separated file with a header row") from None
-    if frame.empty:
+                         fix=f"pass a {kind}-separated file with a header row") from None
+    except GZIP_ERRORS as exc:
+        raise gzip_error(path, exc) from None
+    if frame.empty and not empty_ok:
         raise BiofmError("the CSV has a header but no rows", path=path,
                          fix="pass a file with at least one data row")
     return frame
 
 
-__all__ = ["MAX_INFERRED_CLASSES", "csv_task", "labels_of", "read_csv"]
+def csv_lines(path: Path, rows: int, sep: str = ",") -> np.ndarray:
+    """The line (1-based) each of the `rows` data rows of `read_csv(path)` starts on:
+    pandas skips lines of only whitespace (above the header too) and a quoted cell may
+    span lines, so row i is not always on line i + 2. When the scan does not find
+    `rows` rows (a format pandas reads differently), it falls back to i + 2."""
+    lines: list[int] = []
+    with open_text(path) as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        start, header = 1, False
+        try:
+            for row in reader:
+                if row and (len(row) > 1 or row[0].strip()):
+                    if header:
+                        lines.append(start)
+                    header = True
+                start = reader.line_num + 1
+        except (csv.Error, *GZIP_ERRORS):
+            lines = []
+    return np.asarray(lines if len(lines) == rows else np.arange(rows) + 2, dtype=np.int64)
+
+
+__all__ = ["MAX_INFERRED_CLASSES", "csv_lines", "csv_task", "labels_of", "read_csv"]

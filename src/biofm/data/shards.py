@@ -35,7 +35,7 @@ import numpy as np
 
 from biofm.data.records import Record
 from biofm.errors import BiofmError
-from biofm.io import atomic_write_text
+from biofm.io import atomic_write_text, umask
 from biofm.tokenizer import Tokenizer, load_tokenizer
 
 INDEX_FILE = "index.json"
@@ -86,7 +86,7 @@ def prepare_corpus(records: Iterable[Record | str], tokenizer: Tokenizer, out_di
         index = {**FORMAT, "dtype": dtype.name, "max_len": max_len, "shard_tokens": shard_tokens,
                  "valid_fraction": valid_fraction, "seed": seed, **(meta or {}), "splits": splits}
         atomic_write_text(staging / INDEX_FILE, json.dumps(index, indent=1))
-        _swap_in(staging, out_dir)
+        swap_in_directory(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
     return index
@@ -307,14 +307,25 @@ def _check_target(out_dir: Path) -> None:
                          fix="choose a new --output directory, or empty this one")
 
 
-def _swap_in(staging: Path, target: Path) -> None:
-    """Rename the finished `staging` to `target`; an old corpus there goes only after."""
+def swap_in_directory(staging: Path, target: Path) -> None:
+    """Rename the finished `staging` (a `tempfile.mkdtemp` directory) to `target`.
+
+    The directory gets the permissions of any new one (0777 less the umask), not
+    mkdtemp's private 0700. An old `target` is renamed aside and deleted only
+    once `staging` is in its place (put back if that rename fails).
+    """
+    staging.chmod(0o777 & ~umask())
     old = target.with_name(f".{target.name}.old")
     if old.exists():
         shutil.rmtree(old)
     if target.exists():
         target.rename(old)
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except BaseException:
+        if old.exists() and not target.exists():
+            old.rename(target)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

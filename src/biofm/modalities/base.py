@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from biofm.data.embeddings import EMBEDDING_FORMATS, write_embeddings
-from biofm.data.records import OnError, Record, SkipLog
+from biofm.data.records import OnError, Record, SkipLog, handle_bad_record
 from biofm.errors import BiofmError
 from biofm.tokenizer import Tokenizer
 
@@ -170,19 +170,32 @@ class Modality:
         """(ids, inputs) to predict: the modality's own file format, or a CSV with an
         input column (`column`, default `csv_column`) and ids from an "id" column."""
         if path.suffix.lower() == ".csv" and not self.matches(path):
-            from biofm.data.labeled import read_csv
+            from biofm.data.labeled import csv_lines, read_csv
 
             self.read_options({"layer": layer})
-            frame, column = read_csv(path), column or self.csv_column
+            frame, column = read_csv(path, text_columns=["id"]), column or self.csv_column
             if column not in frame.columns:
                 raise BiofmError(f"column {column!r} is missing", path=path,
                                  fix=f"name the input column with --column (available: "
                                      f"{', '.join(map(str, frame.columns))})")
+            lines = csv_lines(path, len(frame))
             frame = frame.dropna(subset=[column])
-            ids = frame["id"].astype(str).tolist() if "id" in frame.columns \
-                else [f"{path.name}:{i + 2}" for i in frame.index]
-            return ids, [self.parse_input(str(v), path, int(i) + 2, column)
-                         for i, v in zip(frame.index, frame[column])]
+            rows = lines[frame.index]
+            given = frame["id"].str.strip() if "id" in frame.columns else [""] * len(frame)
+            ids = [i or f"{path.name}:{line}" for i, line in zip(given, rows)]
+            kept_ids, inputs = [], []
+            for id_, line, value in zip(ids, rows, frame[column]):
+                try:
+                    inputs.append(self.parse_input(str(value), path, int(line), column))
+                except BiofmError as error:  # a bad row: raised, or skipped and logged
+                    handle_bad_record(error, on_error, skipped, str(path), int(line))
+                    continue
+                kept_ids.append(id_)
+            if not inputs:
+                raise BiofmError(f"no usable {column!r} values", path=path,
+                                 fix="check the column, or use --on-error skip only for a few "
+                                     "bad rows")
+            return kept_ids, inputs
         records = self.load(path, on_error, skipped, column=column, layer=layer)
         return [r.id for r in records], [r.data for r in records]
 

@@ -157,6 +157,23 @@ def test_omop_csv_directory(tmp_path):
     assert "1 event(s) of 1 person_id(s) missing from the person table: dropped" in lines
 
 
+def test_unreadable_event_tsv_and_omop_tables_are_user_errors(tmp_path):
+    path = tmp_path / "events.tsv"
+    path.write_text("patient_id\tdate\tevent\na\t2020-01-01\tICD10CM/I10\n"
+                    "b\t2020-01-02\tICD10CM/I10\tx\ty\n")  # a ragged row
+    with pytest.raises(BiofmError, match=r"(?s)events\.tsv: not a readable CSV.*tab-separated"):
+        list(read_timelines(path))
+    root = _omop_dir(tmp_path / "omop")
+    (root / "death.csv").write_text("person_id,death_date\n")  # no deaths: still read
+    assert len(list(read_timelines(root))) == 2
+    (root / "drug_exposure.csv").write_bytes("person_id,note\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(BiofmError, match=r"drug_exposure\.csv: not a readable CSV.*utf-8"):
+        list(read_timelines(root))
+    (root / "drug_exposure.csv").write_text("")
+    with pytest.raises(BiofmError, match=r"drug_exposure\.csv: not a readable CSV"):
+        list(read_timelines(root))
+
+
 def test_duplicate_person_rows_name_table_column_and_subject(tmp_path):
     root = _omop_dir(tmp_path / "omop", {"person_id": [1, 2, 2], "year_of_birth": [1950, 1960,
                                                                                   1961]})

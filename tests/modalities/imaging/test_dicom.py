@@ -105,6 +105,15 @@ def test_mixed_orientation_is_an_error(tmp_path):
         read_image(tmp_path / "o")
 
 
+def test_a_slice_without_a_position_is_an_error_naming_it(tmp_path):
+    paths = _series(tmp_path / "p", [0.0, 5.0, 10.0], names=["a.dcm", "b.dcm", "c.dcm"])
+    ds = pydicom.dcmread(paths[1])
+    del ds.ImagePositionPatient
+    ds.save_as(paths[1])
+    with pytest.raises(BiofmError, match=r"b\.dcm: the slice has no valid Image Position"):
+        read_image(tmp_path / "p")
+
+
 def test_pixel_less_and_unreadable_dicom(tmp_path):
     ds = pydicom.dcmread(_real("CT_small.dcm"))
     del ds.PixelData

@@ -42,6 +42,24 @@ def test_bad_image_is_skipped_and_logged_on_request(tmp_path):
     assert records == [] and len(skipped) == 1
 
 
+def test_skip_in_a_folder_goes_on_after_a_bad_image(tmp_path):
+    from PIL import Image as PILImage
+
+    from biofm.data.records import SkipLog
+    from biofm.modalities.imaging import read_image_records
+
+    (tmp_path / "a.png").write_bytes(b"junk bytes")
+    for k, name in enumerate("bcd", start=1):
+        PILImage.fromarray(np.full((4, 4), k, np.uint8)).save(tmp_path / f"{name}.png")
+    skipped = SkipLog()
+    records = list(read_image_records(tmp_path, on_error="skip", skipped=skipped))
+    assert [r.id for r in records] == ["b.png", "c.png", "d.png"]
+    assert [r.line for r in records] == [2, 3, 4]
+    assert len(skipped) == 1 and "a.png" in skipped.entries[0][2]
+    with pytest.raises(BiofmError, match=r"a\.png: not a readable image"):
+        list(read_image_records(tmp_path))
+
+
 def test_pretraining_corpora_are_listed_and_hold_the_volumes():
     from biofm.registry import CORPORA
     from tests.modalities.imaging.conftest import require

@@ -99,3 +99,23 @@ def test_saved_segmenter_predicts_the_same(tmp_path):
                                   predict_masks(result.model, valid.images, valid.prompts()))
     with pytest.raises(BiofmError, match="no segmenter.json"):
         load_segmenter(tmp_path)
+
+
+def test_truncated_or_mismatched_segmenter_weights_are_user_errors(tmp_path):
+    import json
+
+    train, valid = _crops(4), _crops(4, seed=1)
+    config = SegmentConfig(mode="unet", epochs=1, batch_size=4, features=4)
+    result = train_segmenter(build_segmenter(config), train, valid, config)
+    directory = save_segmenter(result, tmp_path / "seg", task="discs")
+    weights = directory / "weights.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[: len(intact) // 2])
+    with pytest.raises(BiofmError, match=r"weights\.safetensors: weights file is unreadable"):
+        load_segmenter(directory)
+    weights.write_bytes(intact)
+    info_path = directory / "segmenter.json"
+    info_path.write_text(json.dumps({**json.loads(info_path.read_text()), "features": 8}))
+    with pytest.raises(BiofmError, match=r"weights\.safetensors: weights do not match .*wrong "
+                                         r"shape"):
+        load_segmenter(directory)

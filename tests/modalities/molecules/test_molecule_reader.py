@@ -109,6 +109,33 @@ def test_missing_empty_and_header_only_files(tmp_path):
         list(read_smiles(write(tmp_path / "header.csv", "smiles\n\n")))
 
 
+def truncated_gzip(path: Path, text: str) -> Path:
+    data = gzip.compress(text.encode())
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("name", ["mols.csv.gz", "mols.smi.gz"])
+def test_truncated_gzip_names_the_file_and_the_fix(tmp_path, name):
+    sep = "," if ".csv" in name else " "
+    body = "".join(f"{'C' * (1 + i % 20)}{sep}{i}\n" for i in range(3000))
+    path = truncated_gzip(tmp_path / name, f"smiles{sep}id\n" + body)
+    with pytest.raises(BiofmError, match=r"mols\.\w+\.gz \(after line \d+\): the gzip stream is "
+                                         r"truncated or corrupt.*gzip -t"):
+        list(read_smiles(path))
+
+
+def test_csv_is_utf8_with_or_without_a_bom(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffsmiles,name\nOCC,éthanol\n".encode())
+    assert [(r.id, r.data) for r in read_smiles(path, id_column="name")] == [("éthanol", "CCO")]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("smiles,name\nOCC,éthanol\n".encode("latin-1"))
+    with pytest.raises(BiofmError, match=r"latin\.csv \(near line 1\): not UTF-8 text.*Save the "
+                                         "file as UTF-8"):
+        list(read_smiles(latin, id_column="name"))
+
+
 def test_modality_is_registered():
     modality = MODALITIES.get("molecule")
     assert modality is MOLECULE and modality.read is read_smiles

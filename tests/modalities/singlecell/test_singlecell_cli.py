@@ -180,3 +180,48 @@ def test_embed_refuses_to_overwrite_its_input_before_computing(capsys, runs, pbm
     code, _, err = run(capsys, "embed", "--model", runs["geneformer"], "--input", pbmc_subset,
                        "--output", pbmc_subset)
     assert code == 2 and "overwrite" in err and "Traceback" not in err
+
+
+def test_an_obsm_copy_of_a_file_with_repeated_cell_names_is_refused(tmp_path):
+    from biofm.errors import BiofmError
+    from biofm.modalities.singlecell import SINGLECELL
+    from biofm.modalities.singlecell.embed import write_obsm_copy
+
+    counts = np.random.default_rng(0).poisson(3.0, size=(4, 3)) + 1
+    path = write_h5ad(tmp_path / "dup.h5ad", counts, ["CD3E", "LYZ", "NKG7"],
+                      cells=["a", "b", "a", "c"])
+    output = tmp_path / "copy.h5ad"
+    for refuse in (lambda: SINGLECELL.check_embedding_output(path, output),  # before the work
+                   lambda: write_obsm_copy(path, output, ["a", "b", "a", "c"],
+                                           np.eye(4, 2, dtype=np.float32))):
+        with pytest.raises(BiofmError, match="obs names are not unique") as caught:
+            refuse()
+        assert "obs_names_make_unique()" in caught.value.fix
+    assert not output.exists()
+    SINGLECELL.check_embedding_output(path, tmp_path / "e.parquet")  # rows stay in file order
+
+
+def test_predict_and_evaluate_use_the_saved_cell_type_names(capsys, runs, pbmc_subset,
+                                                            tmp_path):
+    import anndata
+
+    output = tmp_path / "ft"
+    code, _, err = run(capsys, "finetune", "--model", runs["geneformer"], "--input", pbmc_subset,
+                       "--label", "cell_type", "--mode", "probe", "--output", output)
+    assert code == 0, err
+    cells = anndata.read_h5ad(pbmc_subset)
+    names = sorted(map(str, cells.obs["cell_type"].unique()))
+    assert json.loads((output / "labels.json").read_text())["classes"] == names
+    code, _, err = run(capsys, "predict", "--model", output, "--input", pbmc_subset,
+                       "--output", tmp_path / "p.csv")
+    assert code == 0, err
+    predicted = pd.read_csv(tmp_path / "p.csv")
+    assert set(predicted["prediction"]) <= set(names)
+    assert [c for c in predicted.columns if c.startswith("prob_")] == [f"prob_{n}" for n in names]
+    # a file with a cell type the model never saw: refused, not silently renumbered
+    cells.obs["cell_type"] = cells.obs["cell_type"].astype(str)
+    cells.obs.loc[cells.obs_names[0], "cell_type"] = "Platelet"
+    cells.write_h5ad(tmp_path / "new_type.h5ad")
+    code, _, err = run(capsys, "evaluate", "--model", output, "--input",
+                       tmp_path / "new_type.h5ad", "--label", "cell_type")
+    assert code == 2 and "Traceback" not in err and "Platelet" in err

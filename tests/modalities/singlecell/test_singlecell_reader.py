@@ -70,6 +70,21 @@ def test_log_normalised_data_without_counts_is_refused_with_where_counts_live(tm
     assert "'CD3E'" in message and "layers['counts']" in message and ".raw" in message
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_infinite_values_are_not_counts(tmp_path, bad):
+    counts = COUNTS.copy()
+    counts[1, 3] = bad
+    path = write_h5ad(tmp_path / "nan.h5ad", counts, GENES)
+    with pytest.raises(BiofmError, match=r"X holds NaN or infinite values .*'cell1'.*'NKG7'"):
+        list(read_h5ad(path))
+    many = np.tile(COUNTS, (400, 1))  # 1,200 cells: the bad one lies past the first check
+    many[1100, 0] = bad
+    path = write_h5ad(tmp_path / "late.h5ad", many, GENES)
+    with pytest.raises(BiofmError, match=r"'cell1100', row 1101\): X holds (nan|inf), not a "
+                                         r"count, for gene 'CD3E'"):
+        list(read_h5ad(path))
+
+
 def test_scaled_data_is_refused_as_negative():
     """The real scanpy file: X scaled (negatives), raw.X log-normalised, no counts anywhere."""
     path = package_file(*PBMC68K)

@@ -45,3 +45,33 @@ def test_unusable_label_columns_name_the_file_and_the_fix(labelled, column, mess
     with pytest.raises(BiofmError, match=message) as caught:
         task_from_h5ad(labelled, column)
     assert "cells.h5ad" in str(caught.value) and caught.value.fix
+
+
+def test_class_names_are_kept_and_saved_classes_fix_the_ids(labelled, tmp_path):
+    from biofm.registry import MODALITIES
+
+    assert task_from_h5ad(labelled, "kind").classes == ("B", "T")
+    counts = np.random.default_rng(1).poisson(3.0, size=(30, 4)) + 1
+    other = write_h5ad(tmp_path / "other.h5ad", counts, GENES,
+                       obs={"kind": ["T", "NK"] * 15})  # no B cells
+    task = MODALITIES.get("singlecell").task_from_file(
+        other, label="kind", kind=None, split="random", seed=0, classes=("B", "NK", "T"))
+    splits = task.load(0)
+    assert task.classes == ("B", "NK", "T")
+    labels = np.concatenate([splits.train.labels, splits.valid.labels, splits.test.labels])
+    assert set(labels) == {1, 2}  # NK → 1, T → 2, as the model was trained; not 0 and 1
+
+
+def test_a_cell_type_the_model_does_not_know_is_an_error(labelled):
+    with pytest.raises(BiofmError, match="labels the model does not know \\(T\\)") as caught:
+        task_from_h5ad(labelled, "kind", classes=("B", "NK"))
+    assert "cells.h5ad" in str(caught.value) and "B, NK" in caught.value.fix
+
+
+def test_repeated_obs_names_are_refused(tmp_path):
+    counts = np.random.default_rng(0).poisson(3.0, size=(20, 4)) + 1
+    path = write_h5ad(tmp_path / "dup.h5ad", counts, GENES,
+                      cells=[f"cell{i % 10}" for i in range(20)], obs={"kind": ["T", "B"] * 10})
+    with pytest.raises(BiofmError, match="obs names are not unique") as caught:
+        task_from_h5ad(path, "kind")
+    assert "dup.h5ad" in str(caught.value) and "obs_names_make_unique()" in caught.value.fix

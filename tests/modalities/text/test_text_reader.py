@@ -102,6 +102,22 @@ def test_bad_encoding_and_missing_path(tmp_path):
         read_text(tmp_path / "nope.csv")
 
 
+@pytest.mark.parametrize("name", ["notes.csv.gz", "notes.txt.gz", "docs/one.txt.gz"])
+def test_truncated_gzip_names_the_file_and_the_fix(tmp_path, name):
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    data = gzip.compress(("id,text\n" + "".join(f"n{i},note {i}\n" for i in range(3000))).encode())
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BiofmError) as info:
+        list(read_text(path.parent if name.startswith("docs/") else path))
+    assert str(path) in str(info.value) and "gzip stream is truncated" in str(info.value)
+    assert "gzip -t" in str(info.value)
+    cut = tmp_path / "header.csv.gz"  # the break comes before the header ends
+    cut.write_bytes(data[:15])
+    with pytest.raises(BiofmError, match=r"header\.csv\.gz \(near line 1\): the gzip stream"):
+        read_text(cut)
+
+
 def test_the_modality_reads_through_its_options(tmp_path):
     path = write(tmp_path / "notes.csv", "id,body\na,Lungs clear.\n")
     assert all(TEXT.matches(tmp_path / name) for name in ("x.csv", "x.txt", "x.tsv.gz"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,24 @@ def test_missing_and_empty_files(tmp_path):
         read_series(tmp_path / "nope.csv")
     with pytest.raises(BiofmError, match="is empty"):
         read_series(write(tmp_path, ""))
+
+
+@pytest.mark.parametrize("layout, text", [
+    ("long", "series_id,date,value\n\na,2020-01-05,1\n\n\na,2020-01-12,many\n"),
+    ("wide", "date,x\n2020-01-05,1\n   \n\n\n2020-01-12,many\n"),
+])
+def test_errors_name_the_line_as_the_file_counts_blank_lines(tmp_path, layout, text):
+    with pytest.raises(BiofmError, match=r"line 6\b.*'many'.*not a number"):
+        read_series(write(tmp_path, text), layout=layout)
+
+
+def test_a_truncated_gzip_is_a_user_error(tmp_path):
+    body = "".join(f"a,2020-01-{1 + i % 28:02d},{i}\n" for i in range(3000))
+    data = gzip.compress(("series_id,date,value\n" + body).encode())
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BiofmError, match=r"cut\.csv\.gz: the gzip stream is truncated.*gzip -t"):
+        read_series(path)
 
 
 def test_short_series_are_named_by_check_length(tmp_path):

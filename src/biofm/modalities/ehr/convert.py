@@ -30,6 +30,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from biofm.data.shards import swap_in_directory
 from biofm.errors import BiofmError
 from biofm.io import make_dirs
 from biofm.modalities.ehr.readers import FORMATS, described_codes, read_timelines, source_format
@@ -46,7 +47,7 @@ def convert_to_meds(input: str | Path, output: str | Path, source_format: str = 
     cohort (`COHORTS`) into a MEDS directory at `output`; returns a summary
     {"output", "subjects", "events", "codes", "notes"}."""
     output = Path(output)
-    _check_output(output, overwrite)
+    _check_output(output, overwrite, input)
     if str(input) in COHORTS and not Path(input).exists():
         timelines, codes, splits, report, name = _cohort(str(input))
     else:
@@ -86,10 +87,20 @@ def _source(path: Path, fmt: str):
     return timelines, codes, None, report, path.stem
 
 
-def _check_output(output: Path, overwrite: bool) -> None:
+def _check_output(output: Path, overwrite: bool, input: str | Path = "") -> None:
+    """Before any work: refuse a file, a non-empty directory (unless `overwrite`), and
+    an output that is, holds or sits inside the input (replacing it would delete it)."""
     if output.exists() and not output.is_dir():
         raise BiofmError("the output is a file, expected a directory", path=output,
                          fix="choose a new directory for the MEDS dataset")
+    source = Path(input) if input else None
+    if source is not None and source.exists():
+        source, target = source.resolve(), output.resolve()
+        if target == source or target in source.parents or source in target.parents:
+            where = ("is the input" if target == source else
+                     "holds the input" if target in source.parents else "is inside the input")
+            raise BiofmError(f"the output {where} ({source})", path=output,
+                             fix="write the MEDS dataset to a new directory outside the input")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise BiofmError("the output directory is not empty", path=output,
                          fix="choose a new directory, or pass --overwrite to replace it")
@@ -120,13 +131,15 @@ def write_meds(timelines: Iterable[Timeline], output: str | Path, *, dataset_nam
                codes: Mapping[str, str] | None = None, splits: Mapping[str, str] | None = None,
                overwrite: bool = False, source: str = "") -> dict:
     """Write the MEDS layout (module docstring) atomically: a temporary sibling
-    directory replaces `output` once complete."""
+    directory replaces `output` once complete (an old one, with `overwrite`, is
+    deleted only then)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     import biofm
 
     output = Path(output)
+    _check_output(output, overwrite, source)
     frame = events_frame(timelines, source)
     schema = pa.schema([("subject_id", pa.int64()), ("time", pa.timestamp("us")),
                         ("code", pa.string()), ("numeric_value", pa.float32())])
@@ -152,11 +165,7 @@ def write_meds(timelines: Iterable[Timeline], output: str | Path, *, dataset_nam
             pd.DataFrame({"subject_id": subjects,
                           "split": [splits.get(str(s), "train") for s in subjects]}).to_parquet(
                 tmp / "metadata" / "subject_splits.parquet", index=False)
-        if output.exists() and overwrite:
-            shutil.rmtree(output)
-        elif output.exists():
-            output.rmdir()  # empty (checked before)
-        tmp.rename(output)
+        swap_in_directory(tmp, output)  # an old output (empty, or `overwrite`) goes after
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -179,11 +179,7 @@ def read_events_csv(path: Path, *, on_error: OnError = "raise", skipped: SkipLog
     from biofm.data.labeled import read_csv
 
     report = report if report is not None else ReadReport()
-    sep = "\t" if ".tsv" in path.name.lower() else ","
-    if sep == ",":
-        frame = read_csv(path)
-    else:
-        frame = pd.read_csv(path, sep=sep)
+    frame = read_csv(path, sep="\t" if ".tsv" in path.name.lower() else ",")
     frame = named_columns(frame, path)
     yield from timelines_from_frame(frame, str(path), report, on_error=on_error, skipped=skipped)
 
@@ -254,11 +250,13 @@ class OmopSource:
                 return None
             frame = self._con.execute(f'SELECT * FROM "{self._tables[name]}"').df()
         else:
+            from biofm.data.labeled import read_csv
+
             found = _table_file(self.path, name)
             if found is None:
                 return None
             frame = (pd.read_parquet(found) if found.name.lower().endswith(".parquet")
-                     else pd.read_csv(found, low_memory=False))
+                     else read_csv(found, empty_ok=True, low_memory=False))
         frame.columns = [str(c).lower() for c in frame.columns]
         return frame
 

@@ -234,6 +234,19 @@ def read_dicom_series(folder: str | Path, *, series: str | None = None,
     return _stack(folder, uid, members, headers)
 
 
+def _position(ds: Any, path: Path) -> np.ndarray:
+    """A slice's Image Position (Patient): (3,) mm, or an ImageError naming its file."""
+    try:
+        position = np.asarray([float(v) for v in ds.ImagePositionPatient])
+    except (AttributeError, TypeError, ValueError):
+        position = None
+    if position is None or position.shape != (3,):
+        raise ImageError("the slice has no valid Image Position (Patient), so it cannot be "
+                         "placed among the series' other slices", path=path,
+                         fix="remove the file from the folder (or read the files one by one)")
+    return position
+
+
 def _candidate_files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
             and p.name.upper() != "DICOMDIR"]
@@ -261,7 +274,7 @@ def _stack(folder: Path, uid: str, members: list[Path], headers: dict) -> Image:
             raise ImageError(f"slice size or pixel spacing differs from {members[0].name}'s",
                              path=f, fix="remove the odd files, or split the folder")
     normal = np.cross(iop[0], iop[1])
-    position = {f: np.asarray([float(v) for v in headers[f].ImagePositionPatient]) for f in members}
+    position = {f: _position(headers[f], f) for f in members}
     order = sorted(members, key=lambda f: float(position[f] @ normal))
     depth = np.asarray([float(position[f] @ normal) for f in order])
     gaps = np.diff(depth)

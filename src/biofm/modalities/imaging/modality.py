@@ -34,7 +34,7 @@ from biofm.data.records import Record, SkipLog, handle_bad_record
 from biofm.errors import BiofmError
 from biofm.modalities.base import Log, Modality
 from biofm.modalities.imaging.image import ImageError
-from biofm.modalities.imaging.readers import read_image, read_images
+from biofm.modalities.imaging.readers import image_readers, read_image
 
 if TYPE_CHECKING:
     from biofm.config import BackboneConfig, PretrainConfig
@@ -48,17 +48,12 @@ def read_image_records(path: str | Path, *, on_error: str = "raise",
     raises, or (on_error="skip") is skipped and logged; a folder's unknown files and
     an empty folder always raise."""
     path = Path(path)
-    images = read_images(path, **options)
-    index = 0
-    while True:
+    for index, (source, read) in enumerate(image_readers(path, **options), start=1):
         try:
-            image = next(images)
-        except StopIteration:
-            return
+            image = read()
         except ImageError as exc:
-            handle_bad_record(exc, on_error, skipped, exc.path or str(path), 0)  # type: ignore
-            return  # skipped: a generator that raised cannot go on
-        index += 1
+            handle_bad_record(exc, on_error, skipped, exc.path or str(source), index)  # type: ignore
+            continue
         name = Path(image.source)
         ident = str(name.relative_to(path)) if path.is_dir() and path in name.parents \
             else name.name

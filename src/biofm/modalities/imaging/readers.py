@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import plistlib
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,9 +105,20 @@ def _read_file(path: Path) -> Image:
 def read_images(path: str | Path, *, nan: NanRule = "raise",
                 modality: str | None = None) -> Iterator[Image]:
     """Every image of a file or folder (see the module docstring)."""
+    for _, read in image_readers(path, nan=nan, modality=modality):
+        yield read()
+
+
+def image_readers(path: str | Path, *, nan: NanRule = "raise", modality: str | None = None
+                  ) -> Iterator[tuple[Path, Callable[[], Image]]]:
+    """(source, read) for every image of a file or folder, in `read_images`' order.
+
+    A folder's own problems (empty, a file of unknown type) raise here; an image's
+    when its `read()` is called, so a caller can skip a bad image and go on.
+    """
     path = Path(path)
     if not path.is_dir():
-        yield read_image(path, nan=nan, modality=modality)
+        yield path, partial(read_image, path, nan=nan, modality=modality)
         return
     entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
     files = [p for p in entries if p.is_file() and suffix_of(p) not in SIDECAR_SUFFIXES
@@ -124,12 +136,13 @@ def read_images(path: str | Path, *, nan: NanRule = "raise",
                              fix=f"remove it, or give it its format's suffix "
                                  f"({', '.join(IMAGE_SUFFIXES)})")
     if dicoms:
-        yield check_finite(_with_modality(read_dicom_series(path, files=dicoms), modality), nan)
+        yield path, lambda: check_finite(
+            _with_modality(read_dicom_series(path, files=dicoms), modality), nan)
     for p in files:
         if p not in dicoms:
-            yield read_image(p, nan=nan, modality=modality)
+            yield p, partial(read_image, p, nan=nan, modality=modality)
     for folder in folders:
-        yield from read_images(folder, nan=nan, modality=modality)
+        yield from image_readers(folder, nan=nan, modality=modality)
 
 
 def _with_modality(image: Image, modality: str | None) -> Image:
@@ -319,5 +332,6 @@ def read_inv3(path: Path) -> Image:
                  source=str(path), modality=str(main.get("modality", "")), metadata=meta)
 
 
-__all__ = ["IMAGE_SUFFIXES", "NanRule", "check_finite", "is_dicom", "read_image",
-           "read_images", "read_inv3", "read_nifti", "read_numpy", "read_raster", "suffix_of"]
+__all__ = ["IMAGE_SUFFIXES", "NanRule", "check_finite", "image_readers", "is_dicom",
+           "read_image", "read_images", "read_inv3", "read_nifti", "read_numpy", "read_raster",
+           "suffix_of"]

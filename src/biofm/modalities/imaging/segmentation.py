@@ -319,10 +319,9 @@ def save_segmenter(result: SegmentResult, directory: str | Path, *,
 
 
 def load_segmenter(directory: str | Path) -> tuple[nn.Module, dict]:
-    """(model in eval mode, segmenter.json) of a directory written by `save_segmenter`."""
-    from safetensors.torch import load_file
-
-    from biofm.model import FoundationModel
+    """(model in eval mode, segmenter.json) of a directory written by `save_segmenter`;
+    unreadable or mismatched weights are a BiofmError naming the file."""
+    from biofm.model import FoundationModel, load_weights, read_safetensors
 
     directory = Path(directory)
     info_path = directory / SEGMENTER_FILE
@@ -332,18 +331,18 @@ def load_segmenter(directory: str | Path) -> tuple[nn.Module, dict]:
                          fix="pass a directory written by a biofm segmentation run (the demo "
                              "writes one under OUTPUT/imaging/segmenter)")
     info = json.loads(info_path.read_text())
+    weights = directory / "weights.safetensors"
+    state = read_safetensors(weights)
     if info["mode"] == "unet":
         model: nn.Module = PromptedUNet(int(info.get("channels", 1)), info["prompt_channels"],
                                         features=info["features"])
-        model.load_state_dict(load_file(str(directory / "weights.safetensors")))
     else:
         base = FoundationModel.load(directory / "base")
         model = PromptedUNETR(base, info["prompt_channels"], info["features"])
-        missing = model.load_state_dict(load_file(str(directory / "weights.safetensors")),
-                                        strict=False)
-        if any(not k.startswith("base.") for k in missing.missing_keys):
-            raise BiofmError("the segmenter's weights do not match its decoder", path=directory,
-                             fix="save it again")
+        # the encoder is saved apart (base/) and loaded already; the file holds the rest
+        state = {**{k: v for k, v in model.state_dict().items() if k.startswith("base.")},
+                 **state}
+    load_weights(model, state, weights)
     return model.eval(), info
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 from rdkit import Chem, rdBase
 
 from biofm.data.records import OnError, Record, SkipLog, handle_bad_record
 from biofm.errors import BiofmError, require_file
+from biofm.io import GZIP_ERRORS, gzip_error
 
 SMILES_COLUMNS = ("smiles", "SMILES", "Smiles", "canonical_smiles")
 SKIP_FIX = "fix or remove it, or pass --on-error skip to skip bad records"
@@ -52,7 +54,8 @@ def read_smiles(path: str | Path, *, column: str | None = None, id_column: str |
 
     Args:
         path: `.csv` / `.tsv` (header row required) or `.smi` / `.smiles` /
-            `.txt` (SMILES first on each line, optional id second). `.gz` works.
+            `.txt` (SMILES first on each line, optional id second); UTF-8 (a BOM
+            is ignored), `.gz` works.
         column: CSV column holding SMILES; None tries `SMILES_COLUMNS`.
         id_column: CSV column holding record ids; None gives "<file>:<line>".
         on_error: "raise" at the first invalid SMILES, or "skip" it.
@@ -82,41 +85,50 @@ def read_smiles(path: str | Path, *, column: str | None = None, id_column: str |
                          fix="pass a file with one molecule per line or row")
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", newline="")
-    return open(path, newline="")
+def _lines(path: Path) -> Iterator[str]:
+    """The lines of `path` (UTF-8, a BOM ignored; gzip if it ends in .gz), newlines kept
+    for `csv`; bad bytes or a broken gzip stream are a BiofmError naming the line."""
+    line = 0
+    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+    with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh:
+        try:
+            for line, text in enumerate(fh, start=1):
+                yield text
+        except GZIP_ERRORS as exc:
+            raise gzip_error(path, exc, f"after line {line}") from None
+        except UnicodeDecodeError as exc:
+            # the decoder reads ahead in blocks: the line is where reading stopped, not exact
+            raise BiofmError(f"not UTF-8 text ({exc})", path=path, record=f"near line {line + 1}",
+                             fix="save the file as UTF-8") from None
 
 
 def _smi_rows(path: Path) -> Iterator[tuple[int, str, str | None]]:
     """(line, smiles, id) from a whitespace-separated SMILES file."""
     seen_data = False
-    with _open_text(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if not seen_data and fields[0].lower() == "smiles":  # header line
-                seen_data = True
-                continue
+    for line_no, line in enumerate(_lines(path), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if not seen_data and fields[0].lower() == "smiles":  # header line
             seen_data = True
-            yield line_no, fields[0], fields[1] if len(fields) > 1 else None
+            continue
+        seen_data = True
+        yield line_no, fields[0], fields[1] if len(fields) > 1 else None
 
 
 def _csv_rows(path: Path, column: str | None, id_column: str | None,
               delimiter: str) -> Iterator[tuple[int, str, str | None]]:
     """(line, smiles, id) from a CSV with a header row; checks the columns first."""
-    with _open_text(path) as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header = next(reader, [])
-        smiles_at = _column_index(path, header, column)
-        id_at = None if id_column is None else _column_index(path, header, id_column, "id")
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            smiles = row[smiles_at].strip() if smiles_at < len(row) else ""
-            record_id = row[id_at].strip() if id_at is not None and id_at < len(row) else None
-            yield reader.line_num, smiles, record_id
+    reader = csv.reader(_lines(path), delimiter=delimiter)
+    header = next(reader, [])
+    smiles_at = _column_index(path, header, column)
+    id_at = None if id_column is None else _column_index(path, header, id_column, "id")
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        smiles = row[smiles_at].strip() if smiles_at < len(row) else ""
+        record_id = row[id_at].strip() if id_at is not None and id_at < len(row) else None
+        yield reader.line_num, smiles, record_id
 
 
 def _column_index(path: Path, header: list[str], column: str | None, role: str = "SMILES") -> int:

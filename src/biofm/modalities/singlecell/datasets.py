@@ -135,4 +135,5 @@ def pbmc_celltype() -> Task:
                 "Zheng et al. 2017): 700 cells, 765 genes, obs['bulk_labels']; counts recovered "
                 "as round(expm1(raw.X) * n_counts / 1e4)"),
         description="which of 10 PBMC types is this cell? (macro-F1, accuracy)",
+        classes=PBMC_CLASSES,
     )

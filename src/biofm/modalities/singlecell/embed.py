@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import warnings
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -18,7 +19,8 @@ from biofm.data.records import OnError, SkipLog
 from biofm.errors import BiofmError
 from biofm.io import atomic_path
 from biofm.model import FoundationModel
-from biofm.modalities.singlecell.reader import read_h5ad
+from biofm.modalities.singlecell.reader import open_h5ad, read_h5ad
+from biofm.modalities.singlecell.tasks import check_unique_obs_names
 from biofm.modalities.singlecell.tokenizers import check_gene_overlap
 
 OBSM_KEY = "X_biofm"
@@ -61,6 +63,20 @@ def check_not_input(input: str | Path, output: str | Path) -> None:
                          fix="write the embeddings to another .h5ad file (a copy is made)")
 
 
+def check_unique_cells(input: str | Path) -> list[str]:
+    """The obs names of `input`, refused when one repeats: the copy places each
+    embedding in the row of its cell's name."""
+    with warnings.catch_warnings():  # anndata's "not unique" warning: the error says it
+        warnings.filterwarnings("ignore", "Observation names are not unique")
+        adata = open_h5ad(input)
+    try:
+        names = adata.obs_names.astype(str)
+    finally:
+        adata.file.close()
+    check_unique_obs_names(names, Path(input))
+    return list(names)
+
+
 def write_obsm_copy(input: str | Path, output: str | Path, ids: list[str], vectors: np.ndarray,
                     key: str = OBSM_KEY) -> Path:
     """Copy `input` to `output` (atomically) with `obsm[key]` = the embeddings.
@@ -72,9 +88,7 @@ def write_obsm_copy(input: str | Path, output: str | Path, ids: list[str], vecto
 
     input, output = Path(input), Path(output)
     check_not_input(input, output)
-    with h5py.File(input, "r") as fh:
-        names = [n.decode() if isinstance(n, bytes) else str(n)
-                 for n in anndata.io.read_elem(fh["obs"]).index]
+    names = check_unique_cells(input)
     row = {name: i for i, name in enumerate(names)}
     full = np.full((len(names), vectors.shape[1]), np.nan, dtype=np.float32)
     full[[row[i] for i in ids]] = vectors

@@ -50,17 +50,19 @@ class SingleCellModality(Modality):
 
         self.read_options({"column": column})  # an .h5ad has no input column
         return task_from_h5ad(path, label, kind or "classification", split, seed,  # type: ignore
-                              layer=layer)
+                              layer=layer, classes=classes)
 
     @property
     def embedding_formats(self) -> dict[str, str]:
         return {**H5AD_COPY, **EMBEDDING_FORMATS}
 
     def check_embedding_output(self, input: Path, output: Path) -> None:
-        from biofm.modalities.singlecell.embed import check_not_input
+        from biofm.modalities.singlecell.embed import check_not_input, check_unique_cells
 
         super().check_embedding_output(input, output)
         check_not_input(input, output)
+        if output.suffix.lower() == ".h5ad":
+            check_unique_cells(input)
 
     def embed_file(self, model: "FoundationModel", input: Path, *, pooling: str,
                    batch_size: int, on_error: OnError, skipped: SkipLog, progress: Any,

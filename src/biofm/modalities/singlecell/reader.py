@@ -185,14 +185,16 @@ def _rows(matrix: Any, start: int, stop: int) -> sp.csr_matrix:
 
 
 def count_problem(matrix: Any, n_rows: int) -> tuple[int, int, float] | None:
-    """(row, column, value) of the first negative or non-integer entry in the
-    first `CHECK_ROWS` rows, or None when they all look like counts."""
+    """(row, column, value) of the first NaN, infinite, negative or non-integer entry
+    in the first `CHECK_ROWS` rows, or None when they all look like counts."""
     return _first_non_count(_rows(matrix, 0, min(n_rows, CHECK_ROWS)))
 
 
 def _first_non_count(block: sp.csr_matrix) -> tuple[int, int, float] | None:
     coo = block.tocoo()
-    bad = (coo.data < 0) | (np.abs(coo.data - np.rint(coo.data)) > INTEGER_TOLERANCE)
+    with np.errstate(invalid="ignore"):  # NaN / inf compare False: caught by isfinite
+        bad = (~np.isfinite(coo.data) | (coo.data < 0)
+               | (np.abs(coo.data - np.rint(coo.data)) > INTEGER_TOLERANCE))
     if not bad.any():
         return None
     k = int(np.flatnonzero(bad)[0])
@@ -217,7 +219,8 @@ def find_counts(adata: Any, path: Path, layer: str | None = None) -> CountSource
         if problem is None:
             return CountSource(where, gene_array(gene_keys(var)))
         row, col, value = problem
-        kind = "negative" if value < 0 else "non-integer"
+        kind = ("NaN or infinite" if not np.isfinite(value) else
+                "negative" if value < 0 else "non-integer")
         problems.append(f"{_describe(where)} holds {kind} values (e.g. {value:.4g} in cell "
                         f"{adata.obs_names[row]!r}, gene {str(var.index[col])!r})")
     raise BiofmError("no raw counts: " + "; ".join(problems or ["no count matrix"]) +

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from biofm.data.labeled import labels_of
 from biofm.data.splits import random_split
 from biofm.data.tasks import Split, Splits, Task, TaskKind
 from biofm.errors import BiofmError
@@ -14,12 +17,18 @@ from biofm.modalities.singlecell.reader import open_h5ad, read_h5ad
 
 
 def task_from_h5ad(path: str | Path, label: str, kind: TaskKind = "classification",
-                   split: str = "random", seed: int = 0, layer: str | None = None) -> Task:
-    """Cells with a non-missing `obs[label]`; classes are the sorted label values
-    (integer columns keep their ids); split 80/10/10 at random (stratified by class)."""
+                   split: str = "random", seed: int = 0, layer: str | None = None,
+                   classes: Sequence[str] | None = None) -> Task:
+    """Cells with a non-missing `obs[label]`; classes are the sorted label names
+    (whole numbers are class ids), or `classes` (saved with a fine-tuned model) when
+    given, so every file maps a cell type to the same id; split 80/10/10 at random
+    (stratified by class)."""
     path = Path(path)
-    adata = open_h5ad(path)
+    with warnings.catch_warnings():  # anndata's "not unique" warning: the error says it
+        warnings.filterwarnings("ignore", "Observation names are not unique")
+        adata = open_h5ad(path)
     try:
+        check_unique_obs_names(adata.obs_names, path)
         if label not in adata.obs.columns:
             raise BiofmError(f"obs has no column {label!r}", path=path,
                              fix=f"choose --label from: {', '.join(map(str, adata.obs.columns))}")
@@ -33,12 +42,12 @@ def task_from_h5ad(path: str | Path, label: str, kind: TaskKind = "classificatio
     if not keep.any():
         raise BiofmError(f"obs[{label!r}] has no values (every cell is missing it)", path=path,
                          fix="choose a filled obs column as --label")
-    labels = _labels(column[keep], kind, path, label)
-    if kind == "classification" and len(np.unique(labels)) < 2:
+    if kind == "classification" and classes is None and column[keep].astype(str).nunique() < 2:
         raise BiofmError(f"obs[{label!r}] holds one class only ({column[keep].iloc[0]!r}); "
                          "classification needs at least two", path=path,
                          fix="choose a column with several cell types, or --kind regression "
                              "for a numeric one")
+    labels, kind, names = labels_of(column[keep], kind, path, label, classes)  # type: ignore
     by_cell = dict(zip(column.index[keep].astype(str), labels))
     records = [r for r in read_h5ad(path, layer=layer) if r.id in by_cell]
     whole = Split([f"{path.name}:{r.id}" for r in records], [r.data for r in records],
@@ -52,18 +61,15 @@ def task_from_h5ad(path: str | Path, label: str, kind: TaskKind = "classificatio
                              path=path, fix="use more labeled cells (dozens at least)")
         return Splits(whole.subset(idx.train), whole.subset(idx.valid), whole.subset(idx.test))
 
-    return Task(path.stem, "singlecell", kind, load, split, source=str(path),
-                description=f"obs[{label!r}] of {path.name}")
+    return Task(path.stem, "singlecell", kind, load, split, source=str(path),  # type: ignore
+                description=f"obs[{label!r}] of {path.name}", classes=names)
 
 
-def _labels(values, kind: TaskKind, path: Path, label: str) -> np.ndarray:
-    if kind == "regression":
-        try:
-            return values.to_numpy(dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise BiofmError(f"obs[{label!r}] does not hold numbers ({exc})", path=path,
-                             fix="use a numeric column for regression") from None
-    if pd.api.types.is_integer_dtype(values.dtype):
-        return values.to_numpy(dtype=np.int64)
-    classes = sorted(set(map(str, values)))
-    return np.asarray([classes.index(str(v)) for v in values], dtype=np.int64)
+def check_unique_obs_names(names: pd.Index, path: Path) -> None:
+    """Cells are matched by obs name (labels, embedding rows): a repeated one is an error."""
+    if not names.is_unique:
+        repeated = names[names.duplicated()].unique()
+        raise BiofmError(f"obs names are not unique ({len(repeated):,} repeated, e.g. "
+                         f"{str(repeated[0])!r}); cells are matched by name", path=path,
+                         fix="make them unique first: adata.obs_names_make_unique(), then "
+                             "adata.write_h5ad(...)")

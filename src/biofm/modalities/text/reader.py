@@ -30,6 +30,7 @@ from typing import IO, Iterator
 
 from biofm.data.records import OnError, Record, SkipLog, handle_bad_record
 from biofm.errors import BiofmError
+from biofm.io import GZIP_ERRORS, gzip_error
 
 TEXT_COLUMN = "text"
 ID_COLUMN = "id"
@@ -54,7 +55,10 @@ def read_text(path: str | Path, *, column: str | None = None, on_error: OnError 
         fh = _open(path)
         try:
             rows = csv.reader(fh, delimiter="\t" if name.endswith(".tsv") else ",")
-            header = next(rows, None)
+            try:
+                header = next(rows, None)
+            except (UnicodeDecodeError, csv.Error, *GZIP_ERRORS) as exc:
+                raise _unreadable(path, 1, exc) from None
             if header is None:
                 raise BiofmError("the file is empty (no header row)", path=path,
                                  fix="write a header row naming the text column, e.g. 'id,text'")
@@ -97,7 +101,7 @@ def _table(path: Path, fh: IO[str], rows, column: str, text_at: int, id_at: int 
                 row = next(rows)
             except StopIteration:
                 break
-            except (UnicodeDecodeError, csv.Error) as exc:
+            except (UnicodeDecodeError, csv.Error, *GZIP_ERRORS) as exc:
                 raise _unreadable(path, start, exc) from None
             row_no += 1
             line, start = start, rows.line_num + 1
@@ -120,7 +124,7 @@ def _lines(path: Path) -> Iterator[Record]:
             for line, text in enumerate(fh, start=1):
                 if text.strip():
                     yield Record(f"{path.name}:{line}", text.strip(), str(path), line)
-        except UnicodeDecodeError as exc:
+        except (UnicodeDecodeError, *GZIP_ERRORS) as exc:
             raise _unreadable(path, line + 1, exc) from None
 
 
@@ -138,7 +142,7 @@ def _files(files: list[Path], on_error: OnError, skipped: SkipLog | None) -> Ite
         with _open(file) as fh:
             try:
                 text = fh.read().strip()
-            except UnicodeDecodeError as exc:
+            except (UnicodeDecodeError, *GZIP_ERRORS) as exc:
                 raise _unreadable(file, None, exc) from None
         if not text:
             handle_bad_record(BiofmError("empty document (the file holds no text)", path=file,
@@ -149,6 +153,8 @@ def _files(files: list[Path], on_error: OnError, skipped: SkipLog | None) -> Ite
 
 
 def _unreadable(path: Path, line: int | None, exc: Exception) -> BiofmError:
+    if isinstance(exc, GZIP_ERRORS):
+        return gzip_error(path, exc, None if line is None else f"near line {line}")
     what = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "not a readable CSV"
     # the decoder reads ahead in blocks: the line is where reading stopped, not exact
     return BiofmError(f"{what} ({exc})", path=path,

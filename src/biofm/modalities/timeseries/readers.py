@@ -53,7 +53,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from biofm.data.labeled import csv_lines
 from biofm.errors import BiofmError, require_file
+from biofm.io import GZIP_ERRORS, gzip_error
 from biofm.modalities.timeseries.series import (FREQ_NAMES, PERIOD_DAYS, Series, date_range,
                                                 month_anchor)
 
@@ -113,6 +115,8 @@ def read_series(path: str | Path, *, layout: Layout = "auto", id_column: str = "
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise BiofmError(f"not a readable CSV ({exc})", path=path,
                          fix="save the table as comma-separated text with a header row") from None
+    except GZIP_ERRORS as exc:
+        raise gzip_error(path, exc) from None
     table.columns = [str(c).strip() for c in table.columns]
     if table.empty:
         raise BiofmError(f"the CSV has a header ({', '.join(list(table.columns)[:12])}) but no "
@@ -466,7 +470,7 @@ def _regular(series_id: str, dates: np.ndarray, values: np.ndarray, lines: np.nd
 def _read_long(table: pd.DataFrame, path: Path, id_column: str, date_column: str,
                value_column: str, date_format: str | None, **options) -> list[Series]:
     repairs: RepairLog = options["repairs"]
-    lines = np.arange(len(table)) + 2  # header is line 1
+    lines = csv_lines(path, len(table))
     extra = [c for c in table.columns if c not in (id_column, date_column, value_column)]
     ids = table[id_column].str.strip().to_numpy()
     blank = np.flatnonzero(ids == "")
@@ -520,7 +524,7 @@ def _series_freq(dates: np.ndarray, fallback: str | None) -> str | None:
 
 def _read_wide(table: pd.DataFrame, path: Path, date_column: str, date_format: str | None,
                long_columns: tuple[str, str], **options) -> list[Series]:
-    lines = np.arange(len(table)) + 2
+    lines = csv_lines(path, len(table))
     if date_column not in table.columns:
         _require_columns(path, list(table.columns), [date_column], "wide")
     if len(table.columns) < 2:
