@@ -27,6 +27,28 @@ def test_auto_is_the_cpu_without_a_gpu_and_cuda_without_one_is_refused():
         resolve_device("tpu7")
 
 
+def test_a_gpu_index_under_torchrun_is_refused_before_any_rank_starts(monkeypatch, tmp_path):
+    """cuda:N would put every rank on GPU N; cuda lets each take GPU LOCAL_RANK."""
+    import torch.distributed as dist
+
+    from biofm.config import TrainConfig
+    from biofm.train import train
+    from tests.helpers import random_proteins, tiny_model
+
+    with pytest.raises(BiofmError, match="every rank on GPU 0"):
+        resolve_device("cuda:0", local_rank=1)
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(BiofmError, match="'cuda:1' under torchrun.*--device cuda"):
+        resolve_device("cuda:1")
+    assert resolve_device("cpu") == torch.device("cpu")
+    model = tiny_model()
+    config = TrainConfig(device="cuda:0", max_steps=1, batch_size=4, progress=False)
+    with pytest.raises(BiofmError, match="every rank on GPU 0"):
+        train(model, model.encode(random_proteins(8)), None, config, tmp_path)
+    assert not (dist.is_available() and dist.is_initialized())  # refused before joining
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_inference_commands_take_device(cli, command):
     run = cli(command, "--help")

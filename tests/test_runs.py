@@ -8,8 +8,10 @@ import stat
 
 import pytest
 
+from biofm.config import PretrainConfig
 from biofm.errors import BiofmError
 from biofm.io import atomic_write_text, check_new_output
+from biofm.train.runs import check_run_dir
 from tests.helpers import squeeze
 
 TINY = ("--modality", "protein", "--steps", "4", "--batch-size", "8", "--set",
@@ -39,6 +41,26 @@ def test_pretrain_refuses_to_replace_a_run_and_resumes_with_its_own_settings(cli
 
     replaced = cli("pretrain", *TINY, "--seed", "7", "--overwrite", "--output", run_dir)
     assert replaced.code == 0, replaced.err
+
+
+def _checkpointed_run(run_dir, config: PretrainConfig) -> None:
+    """A run directory whose latest checkpoint was written with `config`."""
+    step = run_dir / "step-0000004"
+    step.mkdir(parents=True)
+    config.save(step / "config.yaml")
+    (step / "train_state.pt").write_bytes(b"")
+    (run_dir / "latest").write_text(step.name + "\n")
+
+
+def test_a_run_resumes_under_another_strategy_and_compiled(tmp_path):
+    run = PretrainConfig.from_dict({"objective": {"name": "mlm"}})
+    _checkpointed_run(tmp_path, run)
+    said: list[str] = []
+    check_run_dir(tmp_path, run.replace(train={"strategy": "fsdp2", "compile": True}),
+                  resume=True, overwrite=False, log=said.append)
+    assert said == []
+    with pytest.raises(BiofmError, match="train.seed: 0 in the run, 7 now"):
+        check_run_dir(tmp_path, run.replace(train={"seed": 7}), resume=True, overwrite=False)
 
 
 def test_resume_without_a_run_says_so(cli, tmp_path):

@@ -28,8 +28,10 @@ __all__ = ["autocast_context", "chosen_small_model_threads", "resolve_device",
 def resolve_device(name: str | torch.device, local_rank: int | None = None) -> torch.device:
     """"auto" is CUDA when there is a GPU; under torchrun each rank takes GPU LOCAL_RANK.
 
-    A device that is not there (cuda without a GPU, cuda:3 on a 2-GPU machine) or a
-    name torch does not know is a `BiofmError` naming the choices.
+    A device that is not there (cuda without a GPU, cuda:3 on a 2-GPU machine), a
+    name torch does not know, or a GPU index under torchrun (every rank would take
+    that one GPU) is a `BiofmError` naming the choices. `local_rank` given or
+    WORLD_SIZE > 1 in the environment: this process is one of several ranks.
     """
     if isinstance(name, torch.device):
         return name
@@ -40,6 +42,12 @@ def resolve_device(name: str | torch.device, local_rank: int | None = None) -> t
     except RuntimeError:
         raise BiofmError(f"unknown device {name!r}",
                          fix="use --device auto, cpu, cuda or cuda:N") from None
+    several_ranks = local_rank is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if device.type == "cuda" and device.index is not None and several_ranks:
+        raise BiofmError(f"device {name!r} under torchrun would put every rank on GPU "
+                         f"{device.index}",
+                         fix="use --device cuda (or auto): each rank takes GPU LOCAL_RANK; "
+                             "choose the GPUs with CUDA_VISIBLE_DEVICES")
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:

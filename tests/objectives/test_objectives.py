@@ -52,6 +52,18 @@ def test_mlm_masking_is_reproducible_from_the_generator():
     assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels)
 
 
+def test_mlm_prepares_a_host_batch_without_reading_the_device_buffers():
+    """Training masks every micro-batch on the CPU while the model is on the GPU: buffers
+    on the meta device (unreadable, as a GPU would be without a sync) are never touched."""
+    model, batch, expected = _masked(seed=4, n=20)
+    objective = model.objective
+    objective.special_ids = objective.special_ids.to("meta")
+    objective.regular_ids = objective.regular_ids.to("meta")
+    got = objective.prepare(batch, torch.Generator().manual_seed(4))
+    assert torch.equal(got.input_ids, expected.input_ids)
+    assert torch.equal(got.labels, expected.labels)
+
+
 def test_clm_labels_are_next_tokens_without_padding():
     model = tiny_model("decoder", "clm")
     batch = pad_collate(model.encode(["ACD", "ACDEFG"]), model.tokenizer.pad_id)

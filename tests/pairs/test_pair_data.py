@@ -60,6 +60,17 @@ def test_invalid_smiles_names_its_line_and_skip_counts_it(tmp_path):
     assert "left out 2 pair(s) with an invalid input" in data.notes
 
 
+def test_lines_are_counted_as_the_file_has_them(tmp_path):
+    """A blank line between rows: the bad cell after it is on line 5, not 4."""
+    rows = _grid()
+    rows[2] = (PROTEINS[0], "C1CC(", 1.0)
+    path = _csv(tmp_path, rows)
+    text = path.read_text().splitlines()
+    path.write_text("\n".join(text[:2] + [""] + text[2:]) + "\n")
+    with pytest.raises(BiofmError, match=r"pairs.csv \(line 5\): invalid SMILES 'C1CC\('"):
+        read_pairs(path, SIDES, "y", modality_parsers(SIDES))
+
+
 def test_text_label_is_refused_with_its_line(tmp_path):
     rows = _grid()
     rows[3] = (PROTEINS[0], "CCO", "strong")

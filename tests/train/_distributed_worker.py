@@ -3,7 +3,9 @@
 Each rank runs, for DDP and FSDP2: an uninterrupted run; a run killed right
 after its step-4 checkpoint (a copy of that checkpoint is kept for the
 cross-strategy resumes); and the resumption of the killed run. Then the DDP
-checkpoint is resumed under FSDP2. Rank 0 writes every history to results.json.
+checkpoint is resumed under FSDP2, and a packed run (one row per micro-batch,
+dealt to the ranks by documents) runs under DDP. Rank 0 writes every history
+to results.json.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tests.helpers import random_proteins, tiny_model
 CONFIG = TrainConfig(max_steps=6, batch_size=7, grad_accum=2, eval_every=3, save_every=2,
                      log_every=1, warmup_steps=2, progress=False, lr=3e-3)
 KILL_AT = 4
+PACKED = CONFIG.replace(packing=True)
 
 
 class Killed(Exception):
@@ -39,10 +42,11 @@ def data(model):
     return seqs[:48], seqs[48:]
 
 
-def run(strategy: str, run_dir: Path, resume: bool = False) -> list[dict]:
+def run(strategy: str, run_dir: Path, resume: bool = False, config: TrainConfig = CONFIG
+        ) -> list[dict]:
     model = fresh_model()
     train_ids, valid_ids = data(model)
-    result = train(model, train_ids, valid_ids, CONFIG.replace(strategy=strategy), run_dir,
+    result = train(model, train_ids, valid_ids, config.replace(strategy=strategy), run_dir,
                    resume=resume)
     return result.history
 
@@ -79,6 +83,7 @@ def main(rank: int, port: int, out: str) -> None:
             killed(strategy, out_dir / f"{strategy}-cut")
             results[f"{strategy}-resumed"] = run(strategy, out_dir / f"{strategy}-cut", resume=True)
         results["ddp-to-fsdp2"] = run("fsdp2", out_dir / "ddp-cut-copy", resume=True)
+        results["ddp-packed"] = run("ddp", out_dir / "ddp-packed", config=PACKED)
         if rank == 0:
             (out_dir / "results.json").write_text(json.dumps(results))
     finally:

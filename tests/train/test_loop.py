@@ -90,6 +90,54 @@ def test_early_stopping(tmp_path):
     assert result.stopped_early and result.steps < 400
 
 
+def test_a_run_that_stopped_early_stays_stopped_when_resumed(tmp_path):
+    # lr ~0: the validation loss never improves by 1e-6, so patience 1 stops at the second
+    # evaluation
+    model = _fresh()
+    train_ids, valid_ids = _data(model)
+    cfg = CONFIG.replace(max_steps=50, eval_every=1, save_every=0, patience=1, lr=1e-12)
+    first = train(model, train_ids, valid_ids, cfg, tmp_path)
+    assert first.stopped_early and first.steps == 2
+    final = (tmp_path / "final" / "model.safetensors").read_bytes()
+    metrics = (tmp_path / "metrics.jsonl").read_text()
+
+    resumed = train(_fresh(), train_ids, valid_ids, cfg, tmp_path, resume=True)
+    assert resumed.stopped_early and resumed.steps == 2
+    assert latest_checkpoint(tmp_path).name == "step-0000002"
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics
+    assert (tmp_path / "final" / "model.safetensors").read_bytes() == final
+
+
+def test_a_resume_between_logs_logs_the_uninterrupted_loss(tmp_path, monkeypatch):
+    """Checkpoints at steps 2 and 4, loss records at 3 and 6: the step-4 checkpoint holds
+    step 4's loss, which the record at step 6 averages with steps 5 and 6."""
+    model = _fresh()
+    train_ids, _ = _data(model)
+    cfg = CONFIG.replace(max_steps=6, log_every=3, save_every=2, eval_every=0)
+    full = train(model, train_ids, None, cfg, tmp_path / "full")
+    real_save = loop_module.save_training_checkpoint
+
+    def save_then_die(run_dir, model, *args, **kwargs):
+        path = real_save(run_dir, model, *args, **kwargs)
+        if args[-1].step == 4:
+            raise Killed
+        return path
+
+    monkeypatch.setattr(loop_module, "save_training_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(_fresh(), train_ids, None, cfg, tmp_path / "cut")
+    monkeypatch.undo()
+    resumed = train(_fresh(), train_ids, None, cfg, tmp_path / "cut", resume=True)
+
+    def logged(run_dir):
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return _without_timing([json.loads(line) for line in lines])
+
+    assert [h["step"] for h in logged(tmp_path / "full")] == [3, 6]
+    assert logged(tmp_path / "cut") == logged(tmp_path / "full")
+    assert resumed.final_loss == full.final_loss
+
+
 def test_gradient_accumulation_matches_a_big_batch(tmp_path, monkeypatch):
     # CLM on equal-length sequences: every micro-batch predicts the same number of
     # tokens, so 2 x 8 accumulated equals one batch of 16 up to float rounding

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from dataclasses import fields
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,8 +13,11 @@ import biofm
 import biofm.train.trainer as trainer_module
 from biofm.adapt import FinetuneConfig, finetune
 from biofm.config import TrainConfig
+from biofm.data.collate import pad_collate
 from biofm.modalities.timeseries.finetune import finetune_forecaster
+from biofm.outputs import Batch
 from biofm.train import EarlyStopping, FitConfig, Loss, Trainer, fit, train
+from biofm.train.distributed import count_targets
 from biofm.train.schedule import warmup_cosine
 from tests.adapt.test_finetune import _splits
 from tests.helpers import random_proteins, tiny_model
@@ -64,6 +69,56 @@ def test_two_accumulated_micro_batches_give_the_gradient_of_one_batch():
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7, msg=name)
     assert losses[0].dtype == torch.float64  # a tensor: read only when logged
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-6, atol=0)
+
+
+def _rows(batch: Batch, start: int, stop: int) -> Batch:
+    return batch.with_(**{f.name: getattr(batch, f.name)[start:stop] for f in fields(batch)
+                          if getattr(batch, f.name) is not None})
+
+
+@pytest.mark.parametrize("kind,objective", [("encoder", "mlm"), ("decoder", "clm")])
+def test_micro_batches_with_unequal_targets_accumulate_to_the_big_batch_gradient(kind, objective):
+    """MLM masks a random number of tokens per row and CLM rows differ in length: weighted
+    by their targets (`count`), accumulated micro-batches give the token-mean gradient and
+    loss of the one batch they were cut from; equal weights would not."""
+    model = tiny_model(kind, objective)
+    seqs = model.encode(random_proteins(6, seed=3, low=4, high=40))
+    batch = model.objective.prepare(pad_collate(seqs, model.tokenizer.pad_id),
+                                    torch.Generator().manual_seed(0))
+    cuts = [(0, 1), (1, 3), (3, 6)]
+    counts = [count_targets(_rows(batch, *cut)) for cut in cuts]
+    assert len(set(counts)) == 3 and sum(counts) == count_targets(batch)
+
+    def step(parts: list[Batch], count=None):
+        model.zero_grad()
+        trainer = Trainer(model, FitConfig(lr=0.0, max_steps=1, grad_accum=len(parts),
+                                           grad_clip=0), CPU)
+        out = trainer.step(iter(parts).__next__, lambda b: Loss(model(b).loss), count)
+        return out.loss, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    loss, grads = step([batch])
+    parts = [_rows(batch, *cut) for cut in cuts]
+    accumulated_loss, accumulated = step(parts, count_targets)
+    torch.testing.assert_close(accumulated_loss, loss, rtol=1e-6, atol=0)
+    for name in grads:
+        torch.testing.assert_close(accumulated[name], grads[name], rtol=1e-5, atol=1e-6,
+                                   msg=name)
+    _, unweighted = step(parts)  # every micro-batch 1/3, whatever its targets
+    assert max((unweighted[n] - grads[n]).abs().max() for n in grads) > 1e-3
+
+
+def test_a_micro_batch_without_targets_takes_no_share_of_the_step():
+    model = _toy()
+    ids, y = torch.randint(0, 10, (3, 5)), torch.randn(3)
+    parts = iter([(ids, y, 3), (ids[:0], y[:0], 0)])  # the second holds no rows
+    trainer = Trainer(model, FitConfig(lr=0.0, max_steps=1, grad_accum=2, grad_clip=0), CPU)
+
+    def loss_fn(batch):
+        x, target, n = batch
+        return Loss(F.mse_loss(model(x), target) if n else model(ids).sum() * 0.0)
+
+    out = trainer.step(parts.__next__, loss_fn, count=lambda batch: batch[2])
+    torch.testing.assert_close(out.loss, F.mse_loss(model(ids), y).double().detach())
 
 
 def test_norms_biases_and_embeddings_get_no_weight_decay():

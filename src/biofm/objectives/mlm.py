@@ -46,6 +46,10 @@ class MaskedLM(Objective):
         regular = torch.ones(backbone.vocab_size, dtype=torch.bool)
         regular[self.special_ids] = False
         self.register_buffer("regular_ids", regular.nonzero().squeeze(1), persistent=False)
+        # host copies (plain attributes, which .to(device) leaves alone): training prepares
+        # every micro-batch on the CPU, and reading the buffers from a GPU would sync each time
+        self.host_special_ids = self.special_ids.clone()
+        self.host_regular_ids = self.regular_ids.clone()
 
     def tie_weights(self, embedding: nn.Embedding) -> None:
         self.head.decoder.weight = embedding.weight
@@ -66,7 +70,8 @@ class MaskedLM(Objective):
 
     def prepare(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
         ids = batch.input_ids
-        maskable = batch.attention_mask.bool() & ~torch.isin(ids, self.special_ids.to(ids.device))
+        special, regular = self._token_ids(ids.device)
+        maskable = batch.attention_mask.bool() & ~torch.isin(ids, special)
         draw = lambda: torch.rand(ids.shape, generator=generator, device=ids.device)  # noqa: E731
         selected = maskable & (draw() < self.config.mask_rate)
         labels = torch.where(selected, ids, torch.full_like(ids, IGNORE_INDEX))
@@ -75,9 +80,14 @@ class MaskedLM(Objective):
         to_mask = selected & (action < self.config.mask_token_fraction)
         to_random = selected & ~to_mask & (
             action < self.config.mask_token_fraction + self.config.random_token_fraction)
-        regular = self.regular_ids.to(ids.device)
         random_ids = regular[torch.randint(len(regular), ids.shape, generator=generator,
                                            device=ids.device)]
         corrupted = torch.where(to_mask, torch.full_like(ids, self.mask_id), ids)
         corrupted = torch.where(to_random, random_ids, corrupted)
         return batch.with_(input_ids=corrupted, labels=labels)
+
+    def _token_ids(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(special ids, regular ids) on `device`; the host copies for a host batch."""
+        if device.type == "cpu":
+            return self.host_special_ids, self.host_regular_ids
+        return self.special_ids.to(device), self.regular_ids.to(device)

@@ -118,9 +118,13 @@ def read_pairs(path: Path, sides: tuple[Side, Side], label: str,
     (molecules: RDKit-valid, canonical); a bad cell raises naming its line and column,
     or with `on_error="skip"` drops its rows into `skipped`. Rows without a label or an
     input are left out and counted in `notes`."""
-    from biofm.data.labeled import read_csv
+    from biofm.data.labeled import csv_lines, read_csv
 
     frame = read_csv(path) if frame is None else frame
+    # the line of each row by position (blank lines are not rows); a frame built from
+    # several files (a packaged task's splits) is numbered as one table
+    line_of = csv_lines(path, len(frame)) if path.is_file() else np.arange(len(frame)) + 2
+    frame = frame.reset_index(drop=True)
     needed = [label, *(s.column for s in sides), *(s.id_column for s in sides if s.id_column)]
     missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
     if missing:
@@ -131,11 +135,11 @@ def read_pairs(path: Path, sides: tuple[Side, Side], label: str,
     frame = frame.dropna(subset=[label, *(s.column for s in sides)])
     values = pd.to_numeric(frame[label], errors="coerce")
     if values.isna().any():
-        line = int(values.index[values.isna()][0]) + 2
+        line = int(line_of[values.index[values.isna()][0]])
         raise BiofmError(f"label {frame[label][values.isna()].iloc[0]!r} in column {label!r} is "
                          "not a number", path=path, record=line,
                          fix="pair tasks are regressions: fix the value or drop the row")
-    lines = frame.index.to_numpy() + 2  # header is line 1
+    lines = line_of[frame.index.to_numpy()]
     keep = np.ones(len(frame), dtype=bool)
     items, ids, index = [], [], np.zeros((len(frame), 2), dtype=np.int64)
     for s, (side, parse) in enumerate(zip(sides, parsers)):

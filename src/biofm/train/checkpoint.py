@@ -43,6 +43,11 @@ class LoopState:
     best_valid: float = float("inf")
     evals_without_improvement: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # the steps since the last `loss` record: their losses (summed over ranks), the
+    # global micro-batches' real tokens and the seconds they took
+    window_loss: list[float] = field(default_factory=list)
+    window_tokens: int = 0
+    window_seconds: float = 0.0
 
 
 def save_training_checkpoint(run_dir: Path, model: ParallelModel, optimizer, scheduler,

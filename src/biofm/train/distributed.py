@@ -10,9 +10,11 @@ Global batch semantics: `train.batch_size` (and `tokens_per_batch`) is the
 global micro-batch. Every rank builds the same micro-batch `k` from the same
 plan, collates it and applies the objective's masking with the shared
 generator, then keeps only its own rows (`ParallelModel.share`). Each rank's
-loss is weighted by its share of the predicted tokens, so the gradient DDP /
-FSDP2 average over ranks equals the token-weighted gradient of a one-process
-run on the whole micro-batch: the loss curve matches to float rounding.
+loss is weighted by its share of the micro-batch's predicted tokens, and each
+micro-batch of an accumulated step by its share of the step's (`Trainer.step`
+with `count`), so the gradient DDP / FSDP2 average over ranks equals the
+token-mean gradient of a one-process run over the step's micro-batches: the
+loss curve matches to float rounding.
 """
 
 from __future__ import annotations
@@ -143,22 +145,29 @@ class ParallelModel:
     def share(self, batch: Batch) -> tuple[Batch, float]:
         """This rank's rows of a prepared global batch and their share of its targets.
 
-        Rows are split as evenly as possible (`np.array_split`). A rank left
-        without rows runs one row with no targets (weight 0) so that it still
-        takes part in the collectives of forward and backward.
+        Rows are split as evenly as possible (`np.array_split`). A packed batch
+        with fewer rows than ranks (by default packing makes one row) is dealt
+        out by documents instead: one row per rank of about equal tokens, so
+        every rank trains while there are as many documents as ranks. A rank
+        left without rows runs one row with no targets (weight 0) so that it
+        still takes part in the collectives of forward and backward.
         """
-        total = _targets(batch)
+        total = count_targets(batch)
         world, rank = self.info.world_size, self.info.rank
         if world == 1:
             return batch, 1.0 if total else 0.0
-        rows = np.array_split(np.arange(batch.input_ids.shape[0]), world)[rank]
-        part = _rows(batch, torch.as_tensor(rows if len(rows) else [0], dtype=torch.long))
-        if not len(rows):
+        if batch.document_ids is not None and batch.input_ids.shape[0] < world:
+            part = _documents(batch, rank, world)
+        else:
+            rows = np.array_split(np.arange(batch.input_ids.shape[0]), world)[rank]
+            part = _rows(batch, torch.as_tensor(rows, dtype=torch.long)) if len(rows) else None
+        if part is None:
+            part = _rows(batch, torch.tensor([0]))
             part = part.with_(
                 labels=None if part.labels is None else torch.full_like(part.labels, IGNORE_INDEX),
                 value_labels=None if part.value_labels is None
                 else torch.full_like(part.value_labels, float("nan")))
-        return part, _targets(part) / total if total else 0.0
+        return part, count_targets(part) / total if total else 0.0
 
     def loss_for_backward(self, out: ObjectiveOutput, weight: float) -> torch.Tensor:
         """Scaled so that the rank average of gradients is the global token-mean gradient."""
@@ -240,12 +249,52 @@ def _tied_duplicates(model: nn.Module) -> set[str]:
     return set(every) - set(dict(model.named_parameters()))
 
 
-def _targets(batch: Batch) -> int:
+def count_targets(batch: Batch) -> int:
     """Tokens (or values) that enter the loss: labels != -100, finite value_labels."""
     count = 0 if batch.labels is None else int((batch.labels != IGNORE_INDEX).sum())
     if batch.value_labels is not None:
         count += int(torch.isfinite(batch.value_labels).sum())
     return count
+
+
+def _documents(batch: Batch, rank: int, world: int) -> Batch | None:
+    """Rank `rank`'s documents of a packed batch as one packed row (None: it gets none).
+
+    The documents, in row order, are cut into `world` consecutive runs of about
+    equal tokens (each non-empty while there are enough documents). A document
+    keeps its tokens, labels and masking, and packed attention never crosses
+    documents, so the ranks' losses weighted by their targets are the batch's.
+    """
+    spans = []  # (row, start, end) of each document; pack_collate lays them out in order
+    for r, row in enumerate(batch.document_ids):
+        ends = torch.bincount(row[row >= 0]).cumsum(0).tolist()
+        spans += [(r, start, end) for start, end in zip([0, *ends[:-1]], ends)]
+    cuts = _balanced_cuts([end - start for _, start, end in spans], world)
+    mine = spans[cuts[rank]: cuts[rank + 1]]
+    if not mine:
+        return None
+
+    def join(t: torch.Tensor | None) -> torch.Tensor | None:  # (B, T, ...) → (1, T_rank, ...)
+        return None if t is None else torch.cat([t[r, s:e] for r, s, e in mine])[None]
+
+    docs = torch.cat([torch.full((e - s,), d, dtype=torch.long)
+                      for d, (_, s, e) in enumerate(mine)])[None]
+    return Batch(join(batch.input_ids), join(batch.attention_mask), join(batch.labels), docs,
+                 join(batch.values), join(batch.value_labels), join(batch.positions))
+
+
+def _balanced_cuts(lengths: list[int], parts: int) -> list[int]:
+    """Cut points 0 = c_0 <= ... <= c_parts = n splitting `lengths` into consecutive runs
+    of about equal sums; every run holds one item at least while there are enough."""
+    n, cum = len(lengths), np.cumsum(lengths)
+    cuts = [0]
+    for j in range(1, parts):
+        target = cum[-1] * j / parts
+        i = int(np.searchsorted(cum, target))  # the first item whose end reaches the target
+        c = i if i > 0 and target - cum[i - 1] < cum[i] - target else i + 1
+        lo, hi = cuts[-1] + 1, n - (parts - j)  # leave at least one item for every later run
+        cuts.append(min(max(c, lo), hi) if lo <= hi else min(lo, n))
+    return [*cuts, n]
 
 
 def _rows(batch: Batch, rows: torch.Tensor) -> Batch:

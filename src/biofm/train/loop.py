@@ -40,7 +40,8 @@ from biofm.outputs import Batch
 from biofm.train.checkpoint import (LoopState, latest_checkpoint, load_training_state,
                                     publish_model, replace_dir, restore_rng,
                                     save_training_checkpoint)
-from biofm.train.distributed import DistInfo, ParallelModel, close_distributed, init_distributed
+from biofm.train.distributed import (DistInfo, ParallelModel, close_distributed, count_targets,
+                                     init_distributed)
 from biofm.train.plans import BatchPlan, ShardPlan, TokenBudgetPlan
 from biofm.train.trainer import (EarlyStopping, FitConfig, Loss, MetricsLog, StepOutput,
                                  Trainer, fit, progress_bar)
@@ -126,6 +127,7 @@ class _Run:
         self.loop = LoopState()
         self.plan, self.collate = _plan(train_data, config, model)
         self.window_loss: list[torch.Tensor] = []  # this rank's share of each step's loss
+        self.window_carried: list[float] = []  # the window's losses before a resume, all ranks'
         self.window_tokens, self.window_start = 0, time.perf_counter()
         self.augment: Augment | None = None
         self.batches: MicroBatches[_MicroBatch] | None = None  # started after a restore
@@ -138,16 +140,12 @@ class _Run:
                                   loop.history, cfg.tensorboard)
         self.stopper = EarlyStopping(cfg.patience, min_delta=1e-6, best=loop.best_valid,
                                      stale=loop.evals_without_improvement)
-        self.batches = MicroBatches(self._make_batch, loop.micro_step, 2 * cfg.num_workers)
-        try:
-            with progress_bar(self.console, cfg.progress and self.info.is_main) as progress:
-                self.progress = progress
-                self.task = progress.add_task("pretrain", total=cfg.max_steps,
-                                              completed=loop.step, loss=float("nan"), tps=0.0)
-                stopped_early = fit(self.trainer, self._next_batch, self._loss,
-                                    self._after_step)
-        finally:
-            self.batches.close()
+        if self.stopper.stop:  # resuming a run that had stopped early: it stays stopped
+            self._say(f"the run stopped early at step {loop.step} (no improvement in "
+                      f"{cfg.patience} evaluations); nothing to continue")
+            stopped_early = True
+        else:
+            stopped_early = self._fit()
         self._finish()
         self.metrics.close()
         train_losses = [h["loss"] for h in loop.history if "loss" in h]
@@ -155,6 +153,21 @@ class _Run:
                            best_valid_loss=None if math.isinf(loop.best_valid) else loop.best_valid,
                            steps=loop.step, history=list(loop.history),
                            model_dir=self.run_dir / "final", stopped_early=stopped_early)
+
+    def _fit(self) -> bool:
+        """The optimizer steps, with batches made ahead; True when it stopped early."""
+        cfg, loop = self.config, self.loop
+        self.batches = MicroBatches(self._make_batch, loop.micro_step, 2 * cfg.num_workers)
+        try:
+            with progress_bar(self.console, cfg.progress and self.info.is_main) as progress:
+                self.progress = progress
+                self.task = progress.add_task("pretrain", total=cfg.max_steps,
+                                              completed=loop.step, loss=float("nan"), tps=0.0)
+                # each global micro-batch weighs by its targets: the step is their token mean
+                return fit(self.trainer, self._next_batch, self._loss, self._after_step,
+                           count=lambda item: item.targets)
+        finally:
+            self.batches.close()
 
     def _restore(self) -> None:
         if self.checkpoint is None:
@@ -167,6 +180,10 @@ class _Run:
         restore_rng(state, self.mask_generator, self.info.rank)
         self.mask_state = self.mask_generator.get_state()
         self.loop = LoopState(**state["loop"])
+        # the loss window not yet logged, so the next record is the uninterrupted run's
+        self.window_carried = list(self.loop.window_loss)
+        self.window_tokens = self.loop.window_tokens
+        self.window_start = time.perf_counter() - self.loop.window_seconds
         self._say(f"resuming from {self.checkpoint} (step {self.loop.step})")
 
     def _make_batch(self, k: int) -> "_MicroBatch":
@@ -182,7 +199,8 @@ class _Run:
         part, weight = self.model.share(prepared)
         if self.model.device.type == "cuda":  # pinned: the copy to the GPU overlaps compute
             part = _pinned(part)
-        return _MicroBatch(part, weight, batch.num_tokens, self.mask_generator.get_state())
+        return _MicroBatch(part, weight, count_targets(prepared), batch.num_tokens,
+                           self.mask_generator.get_state())
 
     def _next_batch(self) -> "_MicroBatch":
         assert self.batches is not None
@@ -204,6 +222,7 @@ class _Run:
         self._log(out)
         stop = self._validate()
         if _due(loop.step, cfg.save_every, cfg.max_steps) or stop:
+            self._keep_window()
             # the masking state of the consumed batches, not of the ones prefetched
             consumed = torch.Generator()
             consumed.set_state(self.mask_state)
@@ -219,15 +238,26 @@ class _Run:
             return
         # every rank logs at the same steps, so the sum over ranks is a collective they all join;
         # the window's losses are read from the device here, in one transfer
-        losses = self.model.all_reduce_sum(torch.stack(self.window_loss).tolist())
+        losses = self.window_carried + self.model.all_reduce_sum(
+            torch.stack(self.window_loss).tolist())
         elapsed = time.perf_counter() - self.window_start
         record = {"step": step, "loss": float(np.mean(losses)), "lr": out.lr,
                   "grad_norm": out.grad_norm.item(),
                   "tokens_per_s": self.window_tokens / max(elapsed, 1e-9)}
         self.metrics.write(record)
         self.progress.update(self.task, loss=record["loss"], tps=record["tokens_per_s"])
-        self.window_loss, self.window_tokens = [], 0
+        self.window_loss, self.window_carried, self.window_tokens = [], [], 0
         self.window_start = time.perf_counter()
+
+    def _keep_window(self) -> None:
+        """Put the loss window not yet logged into the loop state, summed over ranks (a
+        collective: every rank saves at the same steps), so a resume logs it as this run would."""
+        loop = self.loop
+        losses = torch.stack(self.window_loss).tolist() if self.window_loss else []
+        loop.window_loss = self.window_carried + (self.model.all_reduce_sum(losses) if losses
+                                                  else [])
+        loop.window_tokens = self.window_tokens
+        loop.window_seconds = time.perf_counter() - self.window_start
 
     def _validate(self) -> bool:
         """Evaluate when due and publish best/; True when early stopping triggers."""
@@ -326,11 +356,13 @@ def _due(step: int, every: int, last: int) -> bool:
 
 @dataclass
 class _MicroBatch:
-    """A micro-batch ready for the model: this rank's part, its loss weight, the
-    global batch's real tokens, and the masking generator's state after it."""
+    """A micro-batch ready for the model: this rank's part, its share of the global
+    batch's targets, the global batch's targets and real tokens, and the masking
+    generator's state after it."""
 
     part: Batch
     weight: float
+    targets: int
     num_tokens: int
     mask_state: torch.Tensor
 

@@ -21,9 +21,11 @@ from biofm.train.checkpoint import latest_checkpoint
 from biofm.train.distributed import is_main
 
 RUN_FILES = ("latest", "final", "best", "metrics.jsonl", "loss.png", "tensorboard")
-# settings that may change when a run is resumed: they do not change its numbers
+# settings that may change when a run is resumed: they do not change its numbers (the
+# strategy and compilation change them by float rounding only; checkpoints are the same
+# under every strategy)
 RESUME_FREE = {"train.progress", "train.log_every", "train.tensorboard", "train.device",
-               "train.num_workers", "train.save_every"}
+               "train.num_workers", "train.save_every", "train.strategy", "train.compile"}
 # these change what comes next (the schedule, when to stop), not what was done: said
 RESUME_WARN = {"train.max_steps", "train.patience", "train.eval_every"}
 

@@ -6,10 +6,14 @@
 `Trainer.step` draws `grad_accum` micro-batches from `next_batch`, runs each
 through `loss_fn` under autocast (bf16 on CUDA), accumulates the gradients,
 clips their global norm and steps AdamW (no weight decay on norms, biases and
-embeddings) on a warmup + cosine schedule. `fit` repeats the step until
-`max_steps` or until the caller's `after_step` hook (logging, validation,
-checkpoints) asks to stop. `EarlyStopping` tracks the best validation score;
-`MetricsLog` and `progress_bar` are the shared ways to report.
+embeddings) on a warmup + cosine schedule. With `count` (the targets a
+micro-batch's mean loss averages over) the micro-batches are weighted by their
+share of the step's targets, so the step's gradient and loss are the token
+mean over all of them, however unevenly masking or lengths spread the targets.
+`fit` repeats the step until `max_steps` or until the caller's `after_step`
+hook (logging, validation, checkpoints) asks to stop. `EarlyStopping` tracks
+the best validation score; `MetricsLog` and `progress_bar` are the shared ways
+to report.
 
 Loss and gradient norm stay tensors inside the step (no device sync per
 micro-batch); callers read them with `.item()` when they log.
@@ -50,7 +54,8 @@ class FitConfig(Config):
         max_steps: optimizer steps; the cosine schedule ends there.
         warmup_steps / min_lr_ratio: linear warmup to `lr`, then cosine decay
             to `min_lr_ratio * lr` at `max_steps`.
-        grad_accum: micro-batches per optimizer step (their gradients average).
+        grad_accum: micro-batches per optimizer step (their gradients average,
+            weighted by their targets when `fit` is given `count`).
         grad_clip: largest global gradient norm (0 = no clipping).
         precision: "auto" (bf16 autocast on CUDA, fp32 elsewhere), "bf16" or "fp32".
     """
@@ -85,7 +90,7 @@ class StepOutput:
     """One optimizer step, for the caller's hook."""
 
     step: int  # optimizer steps done, this one included
-    loss: torch.Tensor  # () float64: micro-batch mean of weight * value
+    loss: torch.Tensor  # () float64: the micro-batches' weight * value, weighted by their shares
     grad_norm: torch.Tensor  # () global gradient norm before clipping
     lr: float  # the learning rate of the next step
 
@@ -112,21 +117,29 @@ class Trainer:
         """Counted by the scheduler, so a restored scheduler restores the count."""
         return self.scheduler.last_epoch
 
-    def step(self, next_batch: Callable[[], B], loss_fn: Callable[[B], Loss]) -> StepOutput:
-        """One optimizer step over `grad_accum` micro-batches drawn from `next_batch`."""
+    def step(self, next_batch: Callable[[], B], loss_fn: Callable[[B], Loss],
+             count: Callable[[B], float] | None = None) -> StepOutput:
+        """One optimizer step over `grad_accum` micro-batches drawn from `next_batch`.
+
+        count(batch): the targets its loss averages over, read before any forward
+        (micro-batches are still host objects then, so no device sync); each
+        micro-batch's loss is weighted by its share of the step's targets. None:
+        equal weights. A micro-batch with count 0 must still return a finite loss.
+        """
         accum = self.config.grad_accum
+        batches = [next_batch() for _ in range(accum)]
+        shares = _accumulation_weights(batches, count)
         self.optimizer.zero_grad(set_to_none=True)
         # float64 (as Python floats were): reported losses do not depend on the accumulation
         total = torch.zeros((), dtype=_report_dtype(self.device), device=self.device)
-        for i in range(accum):
-            batch = next_batch()
+        for i, (batch, share) in enumerate(zip(batches, shares)):
             with self.grad_sync(i == accum - 1):
                 with autocast_context(self.device, self.config.precision):
                     loss = loss_fn(batch)
-                (loss.backward / accum).backward()
-            if loss.weight:  # a rank without targets reports nothing (its value may be NaN)
+                (loss.backward * share).backward()
+            if loss.weight and share:  # nothing to report without targets (the value may be NaN)
                 value = loss.backward if loss.value is None else loss.value
-                total += value.detach().to(total.dtype) * loss.weight / accum
+                total += value.detach().to(total.dtype) * (loss.weight * share)
         params = [p for p in self.module.parameters() if p.grad is not None]
         grad_norm = clip_gradients(params, self.config.grad_clip)
         self.optimizer.step()
@@ -135,11 +148,12 @@ class Trainer:
 
 
 def fit(trainer: Trainer, next_batch: Callable[[], B], loss_fn: Callable[[B], Loss],
-        after_step: Callable[[StepOutput], bool | None] | None = None) -> bool:
+        after_step: Callable[[StepOutput], bool | None] | None = None, *,
+        count: Callable[[B], float] | None = None) -> bool:
     """Step until `max_steps` (steps done before a resume count) or until
-    `after_step` returns True; True when it stopped early."""
+    `after_step` returns True; True when it stopped early. `count`: see `Trainer.step`."""
     while trainer.steps_done < trainer.config.max_steps:
-        out = trainer.step(next_batch, loss_fn)
+        out = trainer.step(next_batch, loss_fn, count)
         if after_step is not None and after_step(out):
             return True
     return False
@@ -154,6 +168,15 @@ def clip_gradients(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     if max_norm > 0:
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
     return total
+
+
+def _accumulation_weights(batches: list, count: Callable[[Any], float] | None) -> list[float]:
+    """Each micro-batch's share of the step: count_k / sum(count), or 1 / k without counts."""
+    if count is None:
+        return [1.0 / len(batches)] * len(batches)
+    counts = [float(count(batch)) for batch in batches]
+    total = sum(counts)
+    return [c / total if total else 0.0 for c in counts]
 
 
 def _report_dtype(device: torch.device) -> torch.dtype:
