@@ -53,7 +53,8 @@ class FoundationModel(nn.Module):
 
     def forward(self, batch: Batch) -> ObjectiveOutput:
         hidden = self.backbone(batch.input_ids, batch.attention_mask, batch.document_ids,
-                               values=batch.values, positions=batch.positions)
+                               values=batch.values, positions=batch.positions,
+                               outputs_at=self.objective.output_positions(batch))
         return self.objective(hidden, batch)
 
     def num_parameters(self) -> int:

@@ -50,8 +50,9 @@ class Batch:
 
 @dataclass
 class BackboneOutput:
-    last_hidden_state: torch.Tensor  # (B, T, d)
+    last_hidden_state: torch.Tensor  # (B, T, d); (M, d) with outputs_at
     hidden_states: tuple[torch.Tensor, ...] | None = None  # (n_layers + 1) x (B, T, d)
+    outputs_at: torch.Tensor | None = None  # (M,) flat token indices of last_hidden_state
 
 
 @dataclass

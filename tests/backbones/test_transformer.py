@@ -487,3 +487,46 @@ def test_a_packed_forward_and_backward_read_nothing_back_given_cpu_segments():
         hidden.last_hidden_state.square().mean().backward()
     with pytest.raises(AssertionError, match="host read"), no_host_reads():
         model.backbone(batch.input_ids, batch.attention_mask, batch.document_ids)
+
+
+@pytest.mark.parametrize("layout", ["esm", "bert"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_an_mlm_step_computes_the_last_block_at_the_masked_positions_only(layout, packed):
+    """`outputs_at`: the last block's output at the masked tokens alone gives the loss
+    and every gradient of the full forward (every token's keys and values still enter
+    its attention); gradient checkpointing takes the same path."""
+    torch.manual_seed(0)
+    model = tiny_model("encoder", "mlm", **(BERT_LAYOUT if layout == "bert" else {}))
+    seqs = model.encode(random_proteins(6, seed=5))
+    batch = _packed(model, seqs, 64)[0] if packed else pad_collate(seqs, model.tokenizer.pad_id)
+    batch = model.objective.prepare(batch, torch.Generator().manual_seed(1))
+    at = model.objective.output_positions(batch)
+    assert at is not None and 0 < len(at) < batch.input_ids.numel()
+
+    def step(full: bool, checkpointing: bool = False):
+        model.zero_grad()
+        model.backbone.gradient_checkpointing = checkpointing
+        if full:  # the whole last layer, then the masked rows
+            hidden = model.backbone(batch.input_ids, batch.attention_mask, batch.document_ids)
+            out = model.objective(hidden, batch)
+        else:
+            out = model(batch)
+        out.loss.backward()
+        return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                   if p.grad is not None}
+
+    (loss, grads), (full_loss, full_grads) = step(False), step(True)
+    torch.testing.assert_close(loss, full_loss, atol=1e-6, rtol=1e-6)
+    assert grads.keys() == full_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], full_grads[name], atol=1e-6, rtol=1e-5, msg=name)
+    model.train()
+    torch.testing.assert_close(step(False, checkpointing=True)[0], full_loss, atol=1e-6, rtol=1e-6)
+    hidden = model.backbone(batch.input_ids, batch.attention_mask, batch.document_ids,
+                            outputs_at=at)
+    whole = model.backbone(batch.input_ids, batch.attention_mask, batch.document_ids)
+    assert hidden.last_hidden_state.shape == (len(at), model.backbone.d_model)
+    torch.testing.assert_close(hidden.last_hidden_state,
+                               whole.last_hidden_state.flatten(0, 1)[at], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="output_hidden_states needs every position"):
+        model.backbone(batch.input_ids, outputs_at=at, output_hidden_states=True)

@@ -83,7 +83,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """x (B, T, h, hd), rotated in fp32 for bf16 stability; back in x's dtype except
     on CPU, where attention runs in fp32 anyway (`cpu_attention_in_fp32`)."""
     xf = x.float()
-    if native.rotary_fits(xf, cos):  # one pass instead of six (biofm's CPU kernel)
+    if not torch.compiler.is_compiling() and native.rotary_fits(xf, cos):
+        # one pass instead of six (biofm's CPU kernel; under torch.compile, inductor fuses)
         return native.rotary(xf, cos, sin)
     out = xf * cos + rotate_half(xf) * sin
     return out if x.device.type == "cpu" else out.to(x.dtype)
@@ -364,9 +365,12 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None,
                 segments: Segments | None = None,
-                cache: LayerCache | None = None) -> torch.Tensor:
+                cache: LayerCache | None = None, *,
+                outputs_at: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, T, d); `mask` (B, 1, T, T) for padded batches, `segments` for packed
-        ones, or `cache` (causal decoding): x holds the T tokens after the cached ones."""
+        ones, or `cache` (causal decoding): x holds the T tokens after the cached ones.
+        → (B, T, d), or (M, d) at the M flat token indices `outputs_at` (the output
+        projection runs on those rows only)."""
         B, T, d = x.shape
         heads = lambda t: t.view(B, T, self.n_heads, self.head_dim)  # noqa: E731  (B, T, h, hd)
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
@@ -387,7 +391,8 @@ class Attention(nn.Module):
             y = sdpa(  # on (B, h, T, hd) views
                 q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
                 is_causal=is_causal and mask is None, dropout_p=dropout_p).transpose(1, 2)
-        return self.out_proj(y.reshape(B, T, d))
+        y = y.reshape(B, T, d)
+        return self.out_proj(y if outputs_at is None else y.flatten(0, 1)[outputs_at])
 
 
 class Mlp(nn.Module):
@@ -424,13 +429,19 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None,
                 segments: Segments | None = None,
-                cache: LayerCache | None = None) -> torch.Tensor:
-        """x (B, T, d) → (B, T, d)."""
+                cache: LayerCache | None = None, *,
+                outputs_at: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, d) → (B, T, d); or → (M, d), the outputs at the M flat token indices
+        `outputs_at` alone: every token's keys and values still enter attention, but
+        the output projection, residuals and MLP run on those rows only (the last
+        block of a model whose loss reads a few positions: MLM)."""
+        attend = lambda h: self.attn(h, mask, is_causal, rotary, segments, cache,  # noqa: E731
+                                     outputs_at=outputs_at)
+        rows = (lambda t: t) if outputs_at is None else (lambda t: t.flatten(0, 1)[outputs_at])
         if self.post_norm:
-            x = self.attn_norm(x + self.drop(self.attn(x, mask, is_causal, rotary, segments,
-                                                       cache)))
+            x = self.attn_norm(rows(x) + self.drop(attend(x)))
             return self.mlp_norm(x + self.drop(self.mlp(x)))
-        x = x + self.drop(self.attn(self.attn_norm(x), mask, is_causal, rotary, segments, cache))
+        x = rows(x) + self.drop(attend(self.attn_norm(x)))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 

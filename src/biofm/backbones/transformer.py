@@ -68,7 +68,8 @@ class Transformer(nn.Module):
                 document_ids: torch.Tensor | None = None, *,
                 values: torch.Tensor | None = None, segments: Segments | None = None,
                 positions: torch.Tensor | None = None,
-                output_hidden_states: bool = False) -> BackboneOutput:
+                output_hidden_states: bool = False,
+                outputs_at: torch.Tensor | None = None) -> BackboneOutput:
         """input_ids, attention_mask (B, T). document_ids (B, T) marks packed rows:
         each document a contiguous run, -1 on padding; attention stays within a
         document and positions restart at its start. segments: the same layout
@@ -77,7 +78,13 @@ class Transformer(nn.Module):
         input when `config.values` is not "none" ((B, T) bins or (B, T, P)
         patches), embedded and added to the token embedding. positions (B, T): each
         token's position when it is not its index (MAE runs the visible patches of
-        a grid; each must be < max_len); padded batches only."""
+        a grid; each must be < max_len); padded batches only. outputs_at (M,): flat
+        indices into the B * T tokens of the only outputs wanted (the positions an MLM
+        loss reads): the last block computes its output there alone and
+        last_hidden_state is (M, d), ~10% less work for an ESM-2 MLM step."""
+        if outputs_at is not None and output_hidden_states:
+            raise ValueError("outputs_at gives the last layer's states at some positions; "
+                             "output_hidden_states needs every position")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         attention_mask = attention_mask.bool()
@@ -102,12 +109,13 @@ class Transformer(nn.Module):
         mask = build_attention_mask(attention_mask, self.causal) if segments is None else None
         rotary = self.rotary(positions) if self.rotary is not None else None
         hidden = [x] if output_hidden_states else None
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
+            at = outputs_at if i == len(self.layers) - 1 else None
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(layer, x, mask, self.causal, rotary, segments,
-                               use_reentrant=False)
+                               outputs_at=at, use_reentrant=False)
             else:
-                x = layer(x, mask, self.causal, rotary, segments)
+                x = layer(x, mask, self.causal, rotary, segments, outputs_at=at)
             if hidden is not None:
                 hidden.append(x)
         if self.config.final_norm == "tokens":  # "pooled": applied after pooling (ViT fc_norm)
@@ -115,7 +123,8 @@ class Transformer(nn.Module):
         if hidden is not None:
             hidden[-1] = x  # as in transformers: the last entry is after the final norm
         return BackboneOutput(last_hidden_state=x,
-                              hidden_states=tuple(hidden) if hidden is not None else None)
+                              hidden_states=tuple(hidden) if hidden is not None else None,
+                              outputs_at=outputs_at)
 
     def _embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                positions: torch.Tensor, segments: Segments | None,

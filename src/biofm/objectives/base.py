@@ -53,6 +53,11 @@ class Objective(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def output_positions(self, batch: Batch) -> torch.Tensor | None:
+        """(M,) flat indices of the only tokens whose final states the loss reads, for
+        the backbone's `outputs_at`; None: every token (the default)."""
+        return None
+
     def tie_weights(self, embedding: nn.Embedding) -> None:
         """Share the output projection with the input embedding."""
 

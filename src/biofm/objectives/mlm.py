@@ -63,10 +63,18 @@ class MaskedLM(Objective):
         if batch.labels is None:
             raise ValueError("batch has no labels: call objective.prepare(batch) first")
         selected = batch.labels != IGNORE_INDEX  # (B, T)
-        logits = self.logits(hidden.last_hidden_state[selected])  # (N, V)
+        states = hidden.last_hidden_state  # (N, d) when the backbone gave only those
+        logits = self.logits(states if hidden.outputs_at is not None else states[selected])
         targets = batch.labels[selected]
         loss = F.cross_entropy(logits.float(), targets) if len(targets) else logits.sum() * 0.0
         return ObjectiveOutput(loss=loss, logits=logits, num_predicted=len(targets))
+
+    def output_positions(self, batch: Batch) -> torch.Tensor | None:
+        """The masked positions (row-major, as `forward` reads them): the last block
+        computes only those (`Transformer.forward(outputs_at=)`)."""
+        if batch.labels is None:
+            return None
+        return (batch.labels.flatten() != IGNORE_INDEX).nonzero().squeeze(1)
 
     def prepare(self, batch: Batch, generator: torch.Generator | None = None) -> Batch:
         ids = batch.input_ids
