@@ -31,6 +31,22 @@ class Killed(Exception):
     pass
 
 
+def _killed_after_saving(monkeypatch, step: int, run) -> None:
+    """`run()` dies (Killed) right after the checkpoint of `step` is written."""
+    real_save = loop_module.save_training_checkpoint
+
+    def save_then_die(run_dir, model, *args, **kwargs):
+        path = real_save(run_dir, model, *args, **kwargs)
+        if args[-1].step == step:
+            raise Killed
+        return path
+
+    monkeypatch.setattr(loop_module, "save_training_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run()
+    monkeypatch.undo()
+
+
 def _without_timing(history):
     return [{k: v for k, v in h.items() if k != "tokens_per_s"} for h in history]
 
@@ -41,18 +57,8 @@ def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch, kind, ob
     train_ids, valid_ids = _data(model)
     full = train(model, train_ids, valid_ids, CONFIG, tmp_path / "full")
 
-    real_save = loop_module.save_training_checkpoint
-
-    def save_then_die(run_dir, model, *args, **kwargs):
-        path = real_save(run_dir, model, *args, **kwargs)
-        if args[-1].step == 8:
-            raise Killed
-        return path
-
-    monkeypatch.setattr(loop_module, "save_training_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        train(_fresh(kind, objective), train_ids, valid_ids, CONFIG, tmp_path / "cut")
-    monkeypatch.undo()
+    _killed_after_saving(monkeypatch, 8, lambda: train(
+        _fresh(kind, objective), train_ids, valid_ids, CONFIG, tmp_path / "cut"))
     resumed = train(_fresh(kind, objective), train_ids, valid_ids, CONFIG, tmp_path / "cut",
                     resume=True)
 
@@ -115,18 +121,8 @@ def test_a_resume_between_logs_logs_the_uninterrupted_loss(tmp_path, monkeypatch
     train_ids, _ = _data(model)
     cfg = CONFIG.replace(max_steps=6, log_every=3, save_every=2, eval_every=0)
     full = train(model, train_ids, None, cfg, tmp_path / "full")
-    real_save = loop_module.save_training_checkpoint
-
-    def save_then_die(run_dir, model, *args, **kwargs):
-        path = real_save(run_dir, model, *args, **kwargs)
-        if args[-1].step == 4:
-            raise Killed
-        return path
-
-    monkeypatch.setattr(loop_module, "save_training_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        train(_fresh(), train_ids, None, cfg, tmp_path / "cut")
-    monkeypatch.undo()
+    _killed_after_saving(monkeypatch, 4,
+                         lambda: train(_fresh(), train_ids, None, cfg, tmp_path / "cut"))
     resumed = train(_fresh(), train_ids, None, cfg, tmp_path / "cut", resume=True)
 
     def logged(run_dir):
@@ -164,7 +160,8 @@ def test_gradient_accumulation_matches_a_big_batch(tmp_path, monkeypatch):
     for (name, p), q, p0 in zip(models[0].state_dict().items(), models[1].state_dict().values(),
                                 untrained.state_dict().values()):
         torch.testing.assert_close(p, q, atol=2e-6, rtol=1e-5, msg=name)
-    assert not torch.equal(models[0].backbone.embed_tokens.weight, untrained.backbone.embed_tokens.weight)
+    assert not torch.equal(models[0].backbone.embed_tokens.weight,
+                           untrained.backbone.embed_tokens.weight)
 
 
 def test_batch_plan_is_deterministic_and_covers_an_epoch():
@@ -229,18 +226,8 @@ def test_prefetching_thread_gives_the_same_run_and_resumes_bit_for_bit(tmp_path,
     plain = train(model, train_ids, valid_ids, CONFIG, tmp_path / "plain")
     ahead = CONFIG.replace(num_workers=2)
 
-    real_save = loop_module.save_training_checkpoint
-
-    def save_then_die(run_dir, model, *args, **kwargs):
-        path = real_save(run_dir, model, *args, **kwargs)
-        if args[-1].step == 8:
-            raise Killed
-        return path
-
-    monkeypatch.setattr(loop_module, "save_training_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        train(_fresh(), train_ids, valid_ids, ahead, tmp_path / "cut")
-    monkeypatch.undo()
+    _killed_after_saving(monkeypatch, 8, lambda: train(
+        _fresh(), train_ids, valid_ids, ahead, tmp_path / "cut"))
     resumed = train(_fresh(), train_ids, valid_ids, ahead, tmp_path / "cut", resume=True)
     assert _without_timing(resumed.history) == _without_timing(plain.history)
     a = FoundationModel.load(tmp_path / "plain" / "step-0000012")

@@ -85,6 +85,19 @@ static inline void scores_tile(const float a[R][HD], const float *t, int Lp, int
     }
 }
 
+/* acc[r] = sum_j w[r][j] x_j over keys j < kend: the R rows of weights w (row stride
+ * Lp) times the 16-wide rows x_j (stride rs); one load of x_j serves all R rows */
+static inline void weighted_rows(const float *w, int Lp, const float *x, long rs, int kend,
+                                 __m512 acc[R]) {
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int j = 0; j < kend; j++) {
+        const __m512 xj = _mm512_loadu_ps(x + (long)j * rs);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(w[(long)r * Lp + j]), xj, acc[r]);
+    }
+}
+
 typedef struct {
     int seg, len;
 } item_t;
@@ -157,13 +170,7 @@ static void forward_one(const float *q, const float *k, const float *v, float *o
             lse[(long)(i0 + r) * H] = m + log2f(l);
         }
         __m512 acc[R];
-        for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-        for (int j = 0; j < kend; j++) {
-            const __m512 vj = _mm512_loadu_ps(v + (long)j * rs);
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++)
-                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(P[(long)r * Lp + j]), vj, acc[r]);
-        }
+        weighted_rows(P, Lp, v, rs, kend, acc);
         for (int r = 0; r < nr; r++)
             _mm512_storeu_ps(o + (long)(i0 + r) * rs, _mm512_mul_ps(acc[r], _mm512_set1_ps(inv[r])));
     }
@@ -254,13 +261,7 @@ static void backward_one(const float *q, const float *k, const float *v, const f
         }
         /* dq rows of the block: sum_j dS k_j */
         __m512 acc[R];
-        for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-        for (int j = 0; j < kend; j++) {
-            const __m512 kj = _mm512_loadu_ps(k + (long)j * rs);
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++)
-                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dS[(long)r * Lp + j]), kj, acc[r]);
-        }
+        weighted_rows(dS, Lp, k, rs, kend, acc);
         for (int r = 0; r < nr; r++)
             _mm512_storeu_ps(dq + (long)(i0 + r) * rs, _mm512_mul_ps(acc[r], _mm512_set1_ps(scale)));
         /* dk_j += sum_r dS q_r, dv_j += sum_r P dO_r: two keys at a time, even and odd
