@@ -78,6 +78,22 @@ def test_generate_benchmark_draws_the_same_samples(tmp_path):
     assert set(figures["speedup_cache"]) == {"median", "q1", "q3"}
 
 
+def test_attention_kernel_benchmark_compares_equal_kernels(tmp_path):
+    from biofm.backbones import native
+
+    if native.library() is None:
+        pytest.skip(f"biofm's CPU kernel is not built here: {native.unavailable_reason()}")
+    figures = _run("attention_kernel", "--documents", "2", "--lengths", "9", "--calls", "1",
+                   "--repeats", "1", tmp_path=tmp_path)
+    assert set(figures["workloads"]) == {"step", "one_9"}
+    for w in figures["workloads"].values():
+        assert w["max_abs_difference"] < 1e-4
+        assert set(w["speedup_forward"]) == set(w["speedup_forward_backward"]) \
+            == {"median", "q1", "q3"}
+        assert set(w["ms_per_call"]) == {"biofm_forward", "biofm_backward", "torch_forward",
+                                         "torch_backward"}
+
+
 def test_prepare_benchmark_writes_identical_files(tmp_path):
     figures = _run("prepare_throughput", "--sequences", "300", "--repeats", "1",
                    tmp_path=tmp_path)
