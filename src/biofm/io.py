@@ -10,6 +10,9 @@ Reading: `GZIP_ERRORS` are what a truncated or corrupt gzip raises while it is
 read (often late, after the first records); `gzip_error` turns one into a
 `BiofmError` naming the file and the fix, so every reader of .gz input says the
 same thing.
+
+Directories: `swap_in_directory` puts a finished staging directory in the place
+of an output (prepared corpora, MEDS), with the umask's permissions.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import shutil
 import tempfile
 import zlib
 from contextlib import contextmanager
@@ -87,6 +91,28 @@ def _unwritable(path: Path, exc: OSError) -> BiofmError:
            errno.ENOSPC: "no space left on the device"}.get(exc.errno or 0, exc.strerror or str(exc))
     return BiofmError(f"cannot write here ({why})", path=path,
                       fix="choose an output location you can write to")
+
+
+def swap_in_directory(staging: Path, target: Path) -> None:
+    """Rename the finished `staging` (a `tempfile.mkdtemp` directory) to `target`.
+
+    The directory gets the permissions of any new one (0777 less the umask), not
+    mkdtemp's private 0700. An old `target` is renamed aside and deleted only
+    once `staging` is in its place (put back if that rename fails).
+    """
+    staging.chmod(0o777 & ~umask())
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        if old.exists() and not target.exists():
+            old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -40,7 +40,7 @@ from typing import IO, Iterable, Iterator, Literal, NamedTuple, Protocol
 
 from biofm.data.records import OnError, Record, SkipLog, handle_bad_record
 from biofm.errors import BiofmError, require_file
-from biofm.io import GZIP_ERRORS, GZIP_FIX
+from biofm.io import GZIP_ERRORS, GZIP_FIX, gzip_error
 
 Format = Literal["fasta", "fastq"]
 
@@ -94,8 +94,7 @@ def sniff(path: str | Path, format: Format | None = None) -> Format:
             first = next(((n, t) for n, line in enumerate(fh, start=1)
                           if (t := line.strip()) and not t.startswith(COMMENT_PREFIXES)), None)
         except GZIP_ERRORS as exc:
-            raise BiofmError(f"the gzip stream is unreadable ({exc})", path=path,
-                             fix=GZIP_FIX) from None
+            raise gzip_error(path, exc) from None
     if first is None:
         raise BiofmError(f"no {kind} records (only blank or comment lines)", path=path,
                          fix=f"pass a {kind} file with at least one record")

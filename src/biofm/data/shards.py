@@ -35,7 +35,7 @@ import numpy as np
 
 from biofm.data.records import Record
 from biofm.errors import BiofmError
-from biofm.io import atomic_write_text, umask
+from biofm.io import atomic_write_text, swap_in_directory
 from biofm.tokenizer import Tokenizer, load_tokenizer
 
 INDEX_FILE = "index.json"
@@ -306,27 +306,6 @@ def _check_target(out_dir: Path) -> None:
         raise BiofmError("the output directory exists and is not a prepared corpus", path=out_dir,
                          fix="choose a new --output directory, or empty this one")
 
-
-def swap_in_directory(staging: Path, target: Path) -> None:
-    """Rename the finished `staging` (a `tempfile.mkdtemp` directory) to `target`.
-
-    The directory gets the permissions of any new one (0777 less the umask), not
-    mkdtemp's private 0700. An old `target` is renamed aside and deleted only
-    once `staging` is in its place (put back if that rename fails).
-    """
-    staging.chmod(0o777 & ~umask())
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    try:
-        staging.rename(target)
-    except BaseException:
-        if old.exists() and not target.exists():
-            old.rename(target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str:

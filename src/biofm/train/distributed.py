@@ -142,8 +142,9 @@ class ParallelModel:
         return cls(model, model, "none", DistInfo(), device or model.device)
 
     # -- batches and losses -------------------------------------------------------
-    def share(self, batch: Batch) -> tuple[Batch, float]:
-        """This rank's rows of a prepared global batch and their share of its targets.
+    def share(self, batch: Batch, total: int | None = None) -> tuple[Batch, float]:
+        """This rank's rows of a prepared global batch and their share of its targets
+        (`total`: the batch's `count_targets`, when the caller has it already).
 
         Rows are split as evenly as possible (`np.array_split`). A packed batch
         with fewer rows than ranks (by default packing makes one row) is dealt
@@ -152,7 +153,7 @@ class ParallelModel:
         left without rows runs one row with no targets (weight 0) so that it
         still takes part in the collectives of forward and backward.
         """
-        total = count_targets(batch)
+        total = count_targets(batch) if total is None else total
         world, rank = self.info.world_size, self.info.rank
         if world == 1:
             return batch, 1.0 if total else 0.0

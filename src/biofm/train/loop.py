@@ -196,10 +196,11 @@ class _Run:
             sequences = self.augment(sequences, k, indices)
         batch = self.collate(sequences, core.tokenizer.pad_id)
         prepared = core.objective.prepare(batch, self.mask_generator)
-        part, weight = self.model.share(prepared)
+        targets = count_targets(prepared)
+        part, weight = self.model.share(prepared, targets)
         if self.model.device.type == "cuda":  # pinned: the copy to the GPU overlaps compute
             part = _pinned(part)
-        return _MicroBatch(part, weight, count_targets(prepared), batch.num_tokens,
+        return _MicroBatch(part, weight, targets, batch.num_tokens,
                            self.mask_generator.get_state())
 
     def _next_batch(self) -> "_MicroBatch":

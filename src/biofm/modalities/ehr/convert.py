@@ -30,9 +30,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from biofm.data.shards import swap_in_directory
 from biofm.errors import BiofmError
-from biofm.io import make_dirs
+from biofm.io import make_dirs, swap_in_directory
 from biofm.modalities.ehr.readers import FORMATS, described_codes, read_timelines, source_format
 from biofm.modalities.ehr.timeline import ReadReport, Timeline
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import warnings
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -20,7 +19,6 @@ from biofm.errors import BiofmError
 from biofm.io import atomic_path
 from biofm.model import FoundationModel
 from biofm.modalities.singlecell.reader import open_h5ad, read_h5ad
-from biofm.modalities.singlecell.tasks import check_unique_obs_names
 from biofm.modalities.singlecell.tokenizers import check_gene_overlap
 
 OBSM_KEY = "X_biofm"
@@ -66,15 +64,11 @@ def check_not_input(input: str | Path, output: str | Path) -> None:
 def check_unique_cells(input: str | Path) -> list[str]:
     """The obs names of `input`, refused when one repeats: the copy places each
     embedding in the row of its cell's name."""
-    with warnings.catch_warnings():  # anndata's "not unique" warning: the error says it
-        warnings.filterwarnings("ignore", "Observation names are not unique")
-        adata = open_h5ad(input)
+    adata = open_h5ad(input, unique_cells=True)
     try:
-        names = adata.obs_names.astype(str)
+        return list(adata.obs_names.astype(str))
     finally:
         adata.file.close()
-    check_unique_obs_names(names, Path(input))
-    return list(names)
 
 
 def write_obsm_copy(input: str | Path, output: str | Path, ids: list[str], vectors: np.ndarray,

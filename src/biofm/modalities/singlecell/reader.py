@@ -245,8 +245,10 @@ def _describe(where: str) -> str:
 
 
 # -- reading -------------------------------------------------------------------------
-def open_h5ad(path: str | Path, *, backed: bool = True) -> Any:
-    """anndata.read_h5ad with a clear error for missing or unreadable files."""
+def open_h5ad(path: str | Path, *, backed: bool = True, unique_cells: bool = False) -> Any:
+    """anndata.read_h5ad with a clear error for missing or unreadable files; with
+    `unique_cells`, for repeated obs names too (where cells are matched by name:
+    labels, embedding rows), instead of anndata's warning."""
     import anndata
 
     path = require_file(path, "h5ad file")
@@ -254,10 +256,21 @@ def open_h5ad(path: str | Path, *, backed: bool = True) -> Any:
         with warnings.catch_warnings():  # files of old anndata versions read fine; no noise
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", anndata.OldFormatWarning)
-            return anndata.read_h5ad(path, backed="r" if backed else None)
+            if unique_cells:  # the error below says it
+                warnings.filterwarnings("ignore", "Observation names are not unique")
+            adata = anndata.read_h5ad(path, backed="r" if backed else None)
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise BiofmError(f"not a readable AnnData .h5ad file ({type(exc).__name__}: {exc})",
                          path=path, fix="pass an .h5ad written by anndata / scanpy") from None
+    if unique_cells and not adata.obs_names.is_unique:
+        repeated = adata.obs_names[adata.obs_names.duplicated()].unique()
+        if backed:
+            adata.file.close()
+        raise BiofmError(f"obs names are not unique ({len(repeated):,} repeated, e.g. "
+                         f"{str(repeated[0])!r}); cells are matched by name", path=path,
+                         fix="make them unique first: adata.obs_names_make_unique(), then "
+                             "adata.write_h5ad(...)")
+    return adata
 
 
 def read_h5ad(path: str | Path, *, on_error: OnError = "raise", skipped: SkipLog | None = None,

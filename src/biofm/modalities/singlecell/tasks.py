@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from biofm.data.labeled import labels_of
 from biofm.data.splits import random_split
@@ -24,11 +22,8 @@ def task_from_h5ad(path: str | Path, label: str, kind: TaskKind = "classificatio
     given, so every file maps a cell type to the same id; split 80/10/10 at random
     (stratified by class)."""
     path = Path(path)
-    with warnings.catch_warnings():  # anndata's "not unique" warning: the error says it
-        warnings.filterwarnings("ignore", "Observation names are not unique")
-        adata = open_h5ad(path)
+    adata = open_h5ad(path, unique_cells=True)
     try:
-        check_unique_obs_names(adata.obs_names, path)
         if label not in adata.obs.columns:
             raise BiofmError(f"obs has no column {label!r}", path=path,
                              fix=f"choose --label from: {', '.join(map(str, adata.obs.columns))}")
@@ -63,13 +58,3 @@ def task_from_h5ad(path: str | Path, label: str, kind: TaskKind = "classificatio
 
     return Task(path.stem, "singlecell", kind, load, split, source=str(path),  # type: ignore
                 description=f"obs[{label!r}] of {path.name}", classes=names)
-
-
-def check_unique_obs_names(names: pd.Index, path: Path) -> None:
-    """Cells are matched by obs name (labels, embedding rows): a repeated one is an error."""
-    if not names.is_unique:
-        repeated = names[names.duplicated()].unique()
-        raise BiofmError(f"obs names are not unique ({len(repeated):,} repeated, e.g. "
-                         f"{str(repeated[0])!r}); cells are matched by name", path=path,
-                         fix="make them unique first: adata.obs_names_make_unique(), then "
-                             "adata.write_h5ad(...)")

@@ -53,9 +53,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from biofm.data.labeled import csv_lines
+from biofm.data.labeled import csv_lines, read_csv
 from biofm.errors import BiofmError, require_file
-from biofm.io import GZIP_ERRORS, gzip_error
 from biofm.modalities.timeseries.series import (FREQ_NAMES, PERIOD_DAYS, Series, date_range,
                                                 month_anchor)
 
@@ -110,13 +109,8 @@ def read_series(path: str | Path, *, layout: Layout = "auto", id_column: str = "
                          fix="pass --negative error (refuse negative values) or --negative nan "
                              "(treat them as missing)")
     repairs = repairs if repairs is not None else RepairLog()
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise BiofmError(f"not a readable CSV ({exc})", path=path,
-                         fix="save the table as comma-separated text with a header row") from None
-    except GZIP_ERRORS as exc:
-        raise gzip_error(path, exc) from None
+    table = read_csv(path, empty_ok=True,  # no rows: said below, naming the columns
+                     dtype=str, keep_default_na=False, skipinitialspace=True)
     table.columns = [str(c).strip() for c in table.columns]
     if table.empty:
         raise BiofmError(f"the CSV has a header ({', '.join(list(table.columns)[:12])}) but no "
